@@ -1,0 +1,328 @@
+#!/usr/bin/env python3
+"""Netværk on one machine: `python3 dev.py run` starts NATS, an SMTP sink and the three services;
+`python3 dev.py test [pytest args...]` runs the tests.
+
+Standard library only until it has made .venv and re-executed itself with it (then it may use netvaerk_shared).
+"""
+
+import hashlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import deque, namedtuple
+from pathlib import Path
+
+if sys.version_info < (3, 11):
+    sys.exit("dev.py needs Python 3.11 or newer; this is %s. Run it with e.g. python3.11 dev.py ..."
+             % sys.version.split()[0])
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+VENV_PY = VENV / "bin" / "python"
+STAMP = VENV / ".netvaerk-install-stamp"
+VAR = ROOT / "var"
+SERVICES = {"members": 8001, "meetings": 8002, "notifications": 8003}
+SINK_HOST, SINK_PORT = "127.0.0.1", 1025
+READY_TIMEOUT = 30.0
+DEMO_GROUPS = [
+    {"name": "Offentlig digitalisering øst", "slug": "offentlig-digitalisering-oest", "region": "Øst",
+     "description": "Netværk for it- og digitaliseringsfolk i kommuner, regioner og staten øst for Storebælt. "
+                    "Vi deler erfaringer med SKI-aftaler, udbud, databeskyttelse og fælles offentlige løsninger.",
+     "topics": ["digitalisering", "SKI", "databeskyttelse"]},
+    {"name": "Offentlig digitalisering vest", "slug": "offentlig-digitalisering-vest", "region": "Vest",
+     "description": "Netværk for it- og digitaliseringsfolk i kommuner, regioner og staten vest for Storebælt. "
+                    "Vi deler erfaringer med SKI-aftaler, udbud, databeskyttelse og fælles offentlige løsninger.",
+     "topics": ["digitalisering", "SKI", "databeskyttelse"]},
+]
+
+Child = namedtuple("Child", "name proc tail log_file pump")
+
+
+class Abort(Exception):
+    """Something the developer must fix; the message says what."""
+
+
+def say(message, err=False):
+    print(f"dev: {message}", file=sys.stderr if err else sys.stdout, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------------------- bootstrap
+
+def install_hash():
+    digest = hashlib.sha256()
+    files = [ROOT / "shared" / "pyproject.toml", *sorted((ROOT / "services").glob("*/pyproject.toml")), ROOT / "dev.py"]
+    for path in files:
+        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def bootstrap(command, args):
+    """Make .venv and install the packages when their pyproject files changed, then re-run inside .venv."""
+    if not VENV_PY.exists():
+        say("creating .venv")
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    wanted = install_hash()
+    if not STAMP.exists() or STAMP.read_text().strip() != wanted:
+        say("installing packages into .venv (pip)")
+        pip = [str(VENV_PY), "-m", "pip", "install"]
+        editables = ["-e", "./shared[dev]"] + [arg for svc in SERVICES for arg in ("-e", f"./services/{svc}")]
+        for cmd in (pip + ["-q", "--upgrade", "pip"], pip + editables):  # one call: local netvaerk-shared satisfies the services
+            if subprocess.run(cmd, cwd=ROOT).returncode != 0:
+                sys.exit(f"dev: failed: {' '.join(cmd)}")
+        STAMP.write_text(wanted + "\n")
+    os.environ.setdefault("NETVAERK_DEV_T0", str(time.time()))
+    os.execv(str(VENV_PY), [str(VENV_PY), str(ROOT / "dev.py"), "_" + command, *args])
+
+
+# ------------------------------------------------------------------------------------------------------------ helpers
+
+def http_status(url, timeout=1.0):
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def http_json(method, url, token, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers={
+        "Authorization": f"Bearer {token}", "Accept": "application/json", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        raise RuntimeError(f"{method} {url} -> {error.code}: {error.read()[:300].decode(errors='replace')}") from None
+
+
+def port_taken(port, host="127.0.0.1"):
+    with socket.socket() as sock:
+        sock.settimeout(0.3)
+        return sock.connect_ex((host, port)) == 0
+
+
+def without_credentials(url):
+    return ",".join(part.split("://", 1)[0] + "://" + part.split("://", 1)[1].rsplit("@", 1)[-1]
+                    if "://" in part else part.rsplit("@", 1)[-1] for part in url.split(","))
+
+
+def api_token():
+    if os.environ.get("API_TOKEN"):
+        return os.environ["API_TOKEN"], "env API_TOKEN"
+    path = VAR / "api-token"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as token_file:
+            token_file.write(secrets.token_urlsafe(32) + "\n")
+    os.chmod(path, 0o600)
+    return path.read_text().strip(), str(path.relative_to(ROOT))
+
+
+# ----------------------------------------------------------------------------------------------------------- children
+
+def pump(name, proc, log_file, tail, lock):
+    """Copy a child's output to the terminal (prefixed with its name) and to its log file."""
+    with open(log_file, "ab") as log:
+        for raw in iter(proc.stdout.readline, b""):
+            log.write(raw)
+            log.flush()
+            line = raw.decode(errors="replace").rstrip("\r\n")
+            tail.append(line)
+            with lock:
+                print(f"{name:<13}| {line}", flush=True)
+
+
+def spawn(name, cmd, env, lock, preexec):
+    log_file = VAR / "log" / f"{name}.log"
+    with open(log_file, "ab") as log:
+        log.write(f"--- dev.py run {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode())
+    # own session: Ctrl-C reaches only dev.py, which stops the children in order
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=preexec)
+    tail = deque(maxlen=30)
+    thread = threading.Thread(target=pump, args=(name, proc, log_file, tail, lock), daemon=True)
+    thread.start()
+    return Child(name, proc, tail, log_file, thread)
+
+
+def died(child, what):
+    child.pump.join(2)
+    tail = "\n".join(child.tail) or "(no output)"
+    return Abort(f"{child.name} {what} (exit code {child.proc.returncode}). "
+                 f"Last lines of {child.log_file.relative_to(ROOT)}:\n{tail}")
+
+
+def wait_until(child, probe, what, deadline):
+    """Poll `probe` until it holds; fail with the child's last lines if it dies or `deadline` (monotonic) passes."""
+    while True:
+        if child.proc.poll() is not None:
+            raise died(child, f"exited before it was {what}")
+        if probe():
+            return
+        if time.monotonic() > deadline:
+            raise Abort(f"{child.name} was not {what} in time. "
+                        f"Last lines of {child.log_file.relative_to(ROOT)}:\n" + "\n".join(child.tail))
+        time.sleep(0.1)
+
+
+def stop_all(services, sink, nats_server, stop_process):
+    """Services first (SIGTERM, 10 s, then kill), then the sink, then NATS if we started it."""
+    for child in services:
+        if child.proc.poll() is None:
+            child.proc.terminate()
+    deadline = time.monotonic() + 10
+    for child in services:
+        try:
+            child.proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            say(f"{child.name} did not stop within 10 s: killing it", err=True)
+            child.proc.kill()
+            child.proc.wait()
+    if sink:
+        stop_process(sink.proc)
+    if nats_server:
+        nats_server.stop()
+    for child in [*services, *([sink] if sink else [])]:
+        child.pump.join(1)
+
+
+# ---------------------------------------------------------------------------------------------------------- commands
+
+def seed(token):
+    """The two demo groups, unless they exist already. Tolerant: the run goes on without them."""
+    base = f"http://127.0.0.1:{SERVICES['members']}"
+    try:
+        listing = http_json("GET", f"{base}/groups", token)
+        if isinstance(listing, dict):
+            listing = next((listing[k] for k in ("items", "groups", "data") if isinstance(listing.get(k), list)), [])
+        slugs = {group.get("slug") for group in listing or [] if isinstance(group, dict)}
+        created = []
+        for group in DEMO_GROUPS:
+            if group["slug"] not in slugs:
+                http_json("POST", f"{base}/groups", token, group)
+                created.append(group["slug"])
+        say(f"demo groups created: {', '.join(created)}" if created else "demo groups already there")
+    except Exception as error:
+        say(f"seeding demo data failed, running on without it: {error}", err=True)
+
+
+def run():
+    from netvaerk_shared.testing import infra
+
+    started = float(os.environ.pop("NETVAERK_DEV_T0", time.time()))
+    for sub in ("nats", "mail", "log"):
+        (VAR / sub).mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM/SIGHUP end the run like Ctrl-C
+    signal.signal(signal.SIGHUP, signal.default_int_handler)
+    lock, services, sink, nats_server, code = threading.Lock(), [], None, None, 0
+    try:
+        if os.environ.get("NATS_URL"):
+            nats_url, nats_note = os.environ["NATS_URL"], "from env NATS_URL"
+        elif infra.nats_answers("nats://127.0.0.1:4222"):
+            nats_url, nats_note = "nats://127.0.0.1:4222", "already running, not managed by dev.py"
+        else:
+            nats_server = infra.start_nats(VAR / "nats", port=4222, monitor_port=8222, log_file=VAR / "log" / "nats.log")
+            nats_url, nats_note = nats_server.url, "started by dev.py, store var/nats, log var/log/nats.log"
+        monitor = nats_server.monitor_url if nats_server else None
+        if monitor is None and "127.0.0.1:4222" in nats_url and http_status("http://127.0.0.1:8222/healthz") == 200:
+            monitor = "http://127.0.0.1:8222"
+
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if os.environ.get("SMTP_HOST"):
+            smtp = (os.environ["SMTP_HOST"], os.environ.get("SMTP_PORT", "1025"))
+            mail_note = f"SMTP {smtp[0]}:{smtp[1]} (from env SMTP_HOST)"
+        else:
+            if port_taken(SINK_PORT):
+                raise Abort(f"port {SINK_PORT} (SMTP sink) is already in use: another dev.py run? Or set SMTP_HOST.")
+            smtp = (SINK_HOST, str(SINK_PORT))
+            sink = spawn("smtp-sink", [sys.executable, "-m", "netvaerk_shared.testing.smtp_sink", "--host", SINK_HOST,
+                                       "--port", str(SINK_PORT), "--maildir", str(VAR / "mail")], env, lock,
+                         infra.child_preexec())
+            wait_until(sink, lambda: port_taken(SINK_PORT), f"listening on {SINK_HOST}:{SINK_PORT}", time.monotonic() + 10)
+            mail_note = f"SMTP sink {SINK_HOST}:{SINK_PORT} -> Maildir var/mail"
+        token, token_note = api_token()
+
+        for svc, port in SERVICES.items():
+            if port_taken(port):
+                raise Abort(f"port {port} ({svc}) is already in use: another dev.py run?")
+            svc_env = dict(env, NATS_URL=nats_url, API_TOKEN=token, ENVIRONMENT="development",
+                           DATABASE_URL=os.environ.get(f"{svc.upper()}_DATABASE_URL") or infra.sqlite_url(VAR / f"{svc}.db"))
+            if svc == "notifications":
+                svc_env.update(SMTP_HOST=smtp[0], SMTP_PORT=smtp[1], MAIL_FROM=env.get("MAIL_FROM", "netvaerk@example.org"))
+            cmd = [sys.executable, "-m", "uvicorn", f"{svc}.entrypoints.http:app", "--host", "127.0.0.1",
+                   "--port", str(port), "--no-access-log"]
+            services.append(spawn(svc, cmd, svc_env, lock, infra.child_preexec()))
+        deadline = time.monotonic() + READY_TIMEOUT
+        for child, port in zip(services, SERVICES.values()):
+            url = f"http://127.0.0.1:{port}/readyz"
+            wait_until(child, lambda: http_status(url) == 200, f"ready at {url} within {READY_TIMEOUT:.0f} s", deadline)
+        say(f"all services ready {time.time() - started:.1f} s after the command started")
+
+        seed(token)
+        lines = [f"  {svc:<14} http://127.0.0.1:{port}   docs http://127.0.0.1:{port}/docs" for svc, port in SERVICES.items()]
+        lines += [f"  {'NATS':<14} {without_credentials(nats_url)}   monitor {monitor or '(unknown)'}   ({nats_note})",
+                  f"  {'mail':<14} {mail_note}",
+                  f"  {'API token':<14} {token_note}   (header: Authorization: Bearer <token>)",
+                  f"  {'logs':<14} var/log/<name>.log   databases: *_DATABASE_URL or var/<service>.db"]
+        with lock:
+            print("\nNetværk is running:\n" + "\n".join(lines) + "\nCtrl-C stops everything.\n", flush=True)
+
+        while True:
+            for child in [*services, *([sink] if sink else [])]:
+                if child.proc.poll() is not None:
+                    raise died(child, "stopped unexpectedly")
+            if nats_server and nats_server.process.poll() is not None:
+                raise Abort(f"nats-server stopped unexpectedly (exit code {nats_server.process.returncode}); "
+                            f"see {nats_server.log_file}")
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        say("stopping")
+    except Abort as error:
+        say(str(error), err=True)
+        code = 1
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # let the shutdown finish
+        stop_all(services, sink, nats_server, infra.stop_process)
+        say("stopped" + (" (with errors, see above)" if code else ""))
+    return code
+
+
+def test(args):
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", *args], cwd=ROOT)
+    while True:
+        try:
+            code = proc.wait()
+            break
+        except KeyboardInterrupt:  # pytest got the same Ctrl-C and finishes its report
+            continue
+    if code == 5:
+        say("pytest collected no tests (exit code 5): counted as a failure", err=True)
+        return 1
+    return code
+
+
+def main(argv):
+    command, args = (argv[0] if argv else ""), argv[1:]
+    if command in ("run", "test"):
+        bootstrap(command, args)
+    if command == "_run":
+        return run()
+    if command == "_test":
+        return test(args)
+    print(__doc__.strip() + "\n\nusage: python3 dev.py run | python3 dev.py test [pytest args...]", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,19 @@
+"""The composition root: builds the engine and the messaging runtime when called, never at import."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from netvaerk_shared.db import create_engine
+from netvaerk_shared.runtime import ServiceRuntime
+
+from .adapters import orm
+from .config import Settings
+
+MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+
+
+def bootstrap(settings: Settings | None = None) -> ServiceRuntime:
+    settings = settings or Settings()
+    engine = create_engine(settings.database_url)
+    return ServiceRuntime(service="members", settings=settings, engine=engine, tables=orm.messaging,
+                          subscriptions=(), migrations_dir=MIGRATIONS, produces=True)

@@ -1,0 +1,18 @@
+"""The v1 event catalogue: the platform's public contract for other Dansk IT systems.
+
+Each contract is a frozen Pydantic model; its JSON Schema is checked in next to it (schemas/<type>.json) and a test
+fails when the two drift apart. Regenerate with `python -m netvaerk_shared.contracts --write`.
+"""
+from .base import EVENT_TYPES, EventData, register
+from .meetings import AgendaItem, AgendaKind, MeetingScheduled, Venue
+from .members import GroupCreated, Locale, MemberJoined, MemberRegistered, Organisation, OrganisationKind, Role
+from .notifications import Channel, NotificationKind, NotificationSent
+
+# Events whose data may hold personal contact data. Everything else carries ids only.
+PERSONAL_DATA_EVENTS = frozenset({MemberRegistered.event_type()})
+
+__all__ = [
+    "EVENT_TYPES", "EventData", "register", "AgendaItem", "AgendaKind", "MeetingScheduled", "Venue", "GroupCreated",
+    "Locale", "MemberJoined", "MemberRegistered", "Organisation", "OrganisationKind", "Role", "Channel",
+    "NotificationKind", "NotificationSent", "PERSONAL_DATA_EVENTS",
+]

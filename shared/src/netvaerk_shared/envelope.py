@@ -1,0 +1,91 @@
+"""The CloudEvents 1.0 envelope (structured JSON mode) around every contract, and its strict parser."""
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from . import tracing
+from .contracts import EVENT_TYPES, EventData
+
+CONTENT_TYPE = "application/cloudevents+json"
+
+
+class CloudEvent(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    specversion: Literal["1.0"] = "1.0"
+    id: str = Field(min_length=1)
+    source: str = Field(min_length=1)
+    type: str = Field(min_length=1)
+    subject: str | None = None
+    time: datetime | None = None
+    datacontenttype: str | None = "application/json"
+    dataschema: str | None = None
+    data: Any = None
+    # extensions (CloudEvents distributed tracing, and the cause of this event)
+    traceparent: str | None = None
+    causationid: str | None = None
+
+
+class MalformedEvent(ValueError):
+    """The message is not JSON, not a CloudEvent, of an unknown type, or its data breaks the contract."""
+
+
+def make_event(
+    data: EventData,
+    *,
+    event_id: str | None = None,
+    time: datetime | None = None,
+    traceparent: str | None = None,
+    causationid: str | None = None,
+) -> CloudEvent:
+    tp = traceparent or tracing.current_traceparent.get()
+    return CloudEvent(
+        id=event_id or str(uuid.uuid4()),
+        source=data.source(),
+        type=data.event_type(),
+        subject=data.aggregate_id(),
+        time=(time or datetime.now(UTC)).astimezone(UTC),
+        datacontenttype="application/json",
+        dataschema=f"https://netvaerk.danskit.example.org/schemas/{data.event_type()}.json",
+        data=data.model_dump(mode="json"),
+        traceparent=tracing.child_of(tp) if tp else None,
+        causationid=causationid,
+    )
+
+
+def to_bytes(event: CloudEvent) -> bytes:
+    body = event.model_dump(mode="json", exclude_none=True)
+    if event.time is not None:
+        body["time"] = event.time.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def parse_event(body: bytes) -> tuple[CloudEvent, EventData]:
+    """Parse and validate a message body; raise MalformedEvent with a reason an operator can read."""
+    try:
+        raw = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedEvent(f"not JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise MalformedEvent("not a CloudEvent: body is not a JSON object")
+    try:
+        event = CloudEvent.model_validate(raw)
+    except ValidationError as exc:
+        raise MalformedEvent(f"not a CloudEvent: {_short(exc)}") from exc
+    cls = EVENT_TYPES.get(event.type)
+    if cls is None:
+        raise MalformedEvent(f"unknown event type {event.type!r}")
+    try:
+        data = cls.model_validate(event.data)
+    except ValidationError as exc:
+        raise MalformedEvent(f"data breaks the {event.type} contract: {_short(exc)}") from exc
+    return event, data
+
+
+def _short(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors()[:5])

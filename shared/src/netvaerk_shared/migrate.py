@@ -1,0 +1,72 @@
+"""Alembic, run from code (service start-up, CLI) or from alembic.ini; one helper for every service's env.py."""
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import MetaData, pool
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .db import create_engine, is_sqlite, normalise_url
+
+
+def alembic_config(migrations_dir: Path, url: str | None = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir))
+    if url:
+        cfg.set_main_option("sqlalchemy.url", normalise_url(url).replace("%", "%%"))
+    return cfg
+
+
+async def upgrade(engine: AsyncEngine, migrations_dir: Path, revision: str = "head") -> None:
+    cfg = alembic_config(migrations_dir)
+
+    def _run(sync_conn):
+        cfg.attributes["connection"] = sync_conn
+        command.upgrade(cfg, revision)
+
+    async with engine.begin() as conn:
+        await conn.run_sync(_run)
+
+
+def run_env(context, metadata: MetaData) -> None:
+    """The body of every service's migrations/env.py."""
+    config = context.config
+    url = config.get_main_option("sqlalchemy.url") or os.environ.get("DATABASE_URL")
+
+    def configure(connection=None):
+        kwargs = dict(target_metadata=metadata, compare_type=True)
+        if connection is not None:
+            kwargs["render_as_batch"] = connection.dialect.name == "sqlite"
+            context.configure(connection=connection, **kwargs)
+        else:
+            context.configure(url=normalise_url(url), literal_binds=True, render_as_batch=is_sqlite(url), **kwargs)
+
+    if context.is_offline_mode():
+        configure()
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        configure(connection)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+
+    if not url:
+        raise SystemExit("set DATABASE_URL (or sqlalchemy.url) to migrate")
+
+    async def _online():
+        engine = create_engine(url)
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(lambda c: (configure(c), context.run_migrations()))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(_online())

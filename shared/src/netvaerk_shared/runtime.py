@@ -1,0 +1,167 @@
+"""The messaging side of one service process: NATS connection, its stream, the outbox relay and the consumers."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from . import metrics, topology
+from .consumer import EventConsumer, Subscription
+from .messaging import MessagingTables
+from .migrate import upgrade
+from .outbox import Relay, backlog
+from .settings import ServiceSettings
+from .uow import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+
+def _fault_hook():
+    """Chaos hook for the end-to-end tests: NETVAERK_FAULT=relay-exit-after-publish kills the process between the
+    PubAck and the outbox mark, the worst moment for a relay to die."""
+    if os.environ.get("NETVAERK_FAULT") != "relay-exit-after-publish":
+        return None
+
+    def _die(point: str) -> None:
+        if point == "after_publish":
+            log.error("NETVAERK_FAULT: exiting between publish and mark")
+            os._exit(137)
+
+    return _die
+
+
+class ServiceRuntime:
+    def __init__(
+        self,
+        *,
+        service: str,
+        settings: ServiceSettings,
+        engine: AsyncEngine,
+        tables: MessagingTables,
+        subscriptions: Sequence[Subscription] = (),
+        migrations_dir: Path | None = None,
+        produces: bool = True,
+    ) -> None:
+        self.service = service
+        self.settings = settings
+        self.engine = engine
+        self.tables = tables
+        self.migrations_dir = migrations_dir
+        self.produces = produces
+        self.nc = None
+        self.js = None
+        self.relay: Relay | None = None
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self.consumers: dict[str, EventConsumer] = {}
+        for sub in subscriptions:
+            consumer = EventConsumer(
+                service=service, subscription=sub, engine=engine, tables=tables,
+                max_deliver=settings.consumer_max_deliver, batch_size=settings.consumer_batch_size,
+                on_commit=self.wake_relay,
+            )
+            self.consumers[consumer.name] = consumer
+
+    def uow(self) -> UnitOfWork:
+        return UnitOfWork(self.engine, self.tables, self.service, on_commit=self.wake_relay)
+
+    def wake_relay(self) -> None:
+        if self.relay is not None:
+            self.relay.wake()
+
+    async def start(self) -> None:
+        if self.settings.auto_migrate and self.migrations_dir is not None:
+            await upgrade(self.engine, self.migrations_dir)
+        self._tasks.append(asyncio.create_task(self._messaging(), name=f"{self.service}-messaging"))
+
+    async def _messaging(self) -> None:
+        # Keep trying: the HTTP side serves (and /readyz says "nats unreachable") while NATS is away.
+        delay = 0.2
+        while not self._stop.is_set():
+            try:
+                self.nc = await topology.connect(self.settings.nats_url, user=self.settings.nats_user,
+                                                 password=self.settings.nats_password, name=self.service)
+                break
+            except Exception as exc:
+                log.warning("NATS not reachable yet (%s); retrying in %.1fs", type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        if self._stop.is_set():
+            return
+        self.js = self.nc.jetstream()
+        if self.produces:
+            while not self._stop.is_set():
+                try:
+                    await topology.ensure_stream(self.js, self.service,
+                                                 replicas=int(os.environ.get("STREAM_REPLICAS", "1")))
+                    break
+                except Exception as exc:
+                    log.warning("could not declare stream %s: %s", topology.stream_for(self.service), exc)
+                    await asyncio.sleep(1.0)
+        if self.settings.run_relay and self.produces:
+            self.relay = Relay(engine=self.engine, tables=self.tables, js=self.js, service=self.service,
+                               batch_size=self.settings.relay_batch_size, fault_hook=_fault_hook())
+            self._tasks.append(asyncio.create_task(self._guard(self.relay.run(self._stop), "relay")))
+        if self.settings.run_consumers:
+            for consumer in self.consumers.values():
+                self._tasks.append(asyncio.create_task(self._guard(consumer.run(self.js, self._stop), consumer.name)))
+
+    async def _guard(self, coro, name: str) -> None:
+        """A background loop that dies is logged and restarted, never silently lost."""
+        factory = coro
+        while True:
+            try:
+                await factory
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background task %s crashed; restarting in 1s", name)
+                await asyncio.sleep(1.0)
+                if self._stop.is_set():
+                    return
+                if name == "relay":
+                    factory = self.relay.run(self._stop)
+                else:
+                    factory = self.consumers[name].run(self.js, self._stop)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self.relay is not None:
+            self.relay.wake()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.nc is not None:
+            try:
+                await asyncio.wait_for(self.nc.close(), 2)
+            except Exception:
+                pass
+        await self.engine.dispose()
+
+    async def readiness(self) -> dict[str, bool]:
+        db_ok = True
+        try:
+            async with self.engine.connect() as conn:
+                await asyncio.wait_for(conn.execute(text("SELECT 1")), 2)
+        except Exception:
+            db_ok = False
+        nats_ok = bool(self.nc is not None and self.nc.is_connected)
+        return {"database": db_ok, "nats": nats_ok}
+
+    async def refresh_gauges(self) -> None:
+        try:
+            count, age = await backlog(self.engine, self.tables)
+            metrics.outbox_backlog.set(count)
+            metrics.outbox_oldest_age.set(age)
+            d = self.tables.dead_letters
+            async with self.engine.connect() as conn:
+                open_ = (await conn.execute(select(func.count()).where(d.c.replayed_at.is_(None)))).scalar_one()
+            metrics.dead_letters_open.set(open_)
+        except Exception as exc:
+            log.warning("could not refresh gauges: %s", exc)

@@ -1,0 +1,44 @@
+"""Configuration from environment variables only; every service extends ServiceSettings."""
+from __future__ import annotations
+
+from pydantic import field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDERS = {"", "change-me", "changeme", "secret", "token", "password"}
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+
+    service_name: str = "service"
+    environment: str = "development"  # development | production
+    database_url: str = ""
+    nats_url: str = "nats://127.0.0.1:4222"
+    nats_user: str | None = None
+    nats_password: str | None = None
+    api_token: str = ""
+    log_level: str = "INFO"
+    run_relay: bool = True
+    run_consumers: bool = True
+    auto_migrate: bool = True
+    rate_limit_per_minute: int = 600  # per client address, for every HTTP endpoint
+    relay_batch_size: int = 500
+    consumer_batch_size: int = 200
+    consumer_max_deliver: int = 5  # after this many failed deliveries an event becomes a dead letter
+
+    @field_validator("environment")
+    @classmethod
+    def _env(cls, value: str) -> str:
+        if value not in {"development", "production", "test"}:
+            raise ValueError("ENVIRONMENT must be development, production or test")
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_placeholders(self):
+        if self.environment == "production" and self.api_token.strip().lower() in PLACEHOLDERS:
+            raise ValueError("API_TOKEN must be set to a real secret in production")
+        if self.environment == "production" and len(self.api_token) < 16:
+            raise ValueError("API_TOKEN must be at least 16 characters in production")
+        if not self.database_url:
+            self.database_url = f"sqlite+aiosqlite:///var/{self.service_name}.db"
+        return self
