@@ -33,14 +33,11 @@ SERVICES = {"members": 8001, "meetings": 8002, "notifications": 8003}
 SINK_HOST, SINK_PORT = "127.0.0.1", 1025
 READY_TIMEOUT = 30.0
 DEMO_GROUPS = [
-    {"name": "Offentlig digitalisering øst", "slug": "offentlig-digitalisering-oest", "region": "Øst",
-     "description": "Netværk for it- og digitaliseringsfolk i kommuner, regioner og staten øst for Storebælt. "
+    {"name": f"Offentlig digitalisering {side}", "slug": f"offentlig-digitalisering-{slug}", "region": region,
+     "description": f"Netværk for it- og digitaliseringsfolk i kommuner, regioner og staten {side} for Storebælt. "
                     "Vi deler erfaringer med SKI-aftaler, udbud, databeskyttelse og fælles offentlige løsninger.",
-     "topics": ["digitalisering", "SKI", "databeskyttelse"]},
-    {"name": "Offentlig digitalisering vest", "slug": "offentlig-digitalisering-vest", "region": "Vest",
-     "description": "Netværk for it- og digitaliseringsfolk i kommuner, regioner og staten vest for Storebælt. "
-                    "Vi deler erfaringer med SKI-aftaler, udbud, databeskyttelse og fælles offentlige løsninger.",
-     "topics": ["digitalisering", "SKI", "databeskyttelse"]},
+     "topics": ["digitalisering", "SKI", "databeskyttelse"]}
+    for side, slug, region in (("øst", "oest", "Øst"), ("vest", "vest", "Vest"))
 ]
 
 Child = namedtuple("Child", "name proc tail log_file pump")
@@ -66,6 +63,7 @@ def install_hash():
 
 def bootstrap(command, args):
     """Make .venv and install the packages when their pyproject files changed, then re-run inside .venv."""
+    os.environ.setdefault("NETVAERK_DEV_T0", str(time.time()))  # "ready in" counts from here, installs included
     if not VENV_PY.exists():
         say("creating .venv")
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
@@ -74,11 +72,11 @@ def bootstrap(command, args):
         say("installing packages into .venv (pip)")
         pip = [str(VENV_PY), "-m", "pip", "install"]
         editables = ["-e", "./shared[dev]"] + [arg for svc in SERVICES for arg in ("-e", f"./services/{svc}")]
-        for cmd in (pip + ["-q", "--upgrade", "pip"], pip + editables):  # one call: local netvaerk-shared satisfies the services
+        # one call for all four, so the local netvaerk-shared satisfies the services' dependency on it
+        for cmd in (pip + ["-q", "--upgrade", "pip"], pip + editables):
             if subprocess.run(cmd, cwd=ROOT).returncode != 0:
                 sys.exit(f"dev: failed: {' '.join(cmd)}")
         STAMP.write_text(wanted + "\n")
-    os.environ.setdefault("NETVAERK_DEV_T0", str(time.time()))
     os.execv(str(VENV_PY), [str(VENV_PY), str(ROOT / "dev.py"), "_" + command, *args])
 
 
@@ -170,7 +168,7 @@ def wait_until(child, probe, what, deadline):
         if probe():
             return
         if time.monotonic() > deadline:
-            raise Abort(f"{child.name} was not {what} in time. "
+            raise Abort(f"{child.name} was not {what}. "
                         f"Last lines of {child.log_file.relative_to(ROOT)}:\n" + "\n".join(child.tail))
         time.sleep(0.1)
 
@@ -179,15 +177,10 @@ def stop_all(services, sink, nats_server, stop_process):
     """Services first (SIGTERM, 10 s, then kill), then the sink, then NATS if we started it."""
     for child in services:
         if child.proc.poll() is None:
-            child.proc.terminate()
+            child.proc.terminate()  # all at once: they share the 10 s
     deadline = time.monotonic() + 10
     for child in services:
-        try:
-            child.proc.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            say(f"{child.name} did not stop within 10 s: killing it", err=True)
-            child.proc.kill()
-            child.proc.wait()
+        stop_process(child.proc, timeout=max(0.0, deadline - time.monotonic()))
     if sink:
         stop_process(sink.proc)
     if nats_server:
@@ -216,52 +209,63 @@ def seed(token):
         say(f"seeding demo data failed, running on without it: {error}", err=True)
 
 
+def pick_nats(infra):
+    """env NATS_URL, else a server already answering on 4222, else our own (its store in var/nats survives runs)."""
+    if os.environ.get("NATS_URL"):
+        return os.environ["NATS_URL"], None, "from env NATS_URL"
+    if infra.nats_answers("nats://127.0.0.1:4222"):
+        return "nats://127.0.0.1:4222", None, "already running, not managed by dev.py"
+    server = infra.start_nats(VAR / "nats", port=4222, monitor_port=8222, log_file=VAR / "log" / "nats.log")
+    return server.url, server, "started by dev.py, store var/nats, log var/log/nats.log"
+
+
+def start_sink(env, lock, infra):
+    if port_taken(SINK_PORT):
+        raise Abort(f"port {SINK_PORT} (SMTP sink) is already in use: another dev.py run? Or set SMTP_HOST.")
+    cmd = [sys.executable, "-m", "netvaerk_shared.testing.smtp_sink", "--host", SINK_HOST, "--port", str(SINK_PORT),
+           "--maildir", str(VAR / "mail")]
+    sink = spawn("smtp-sink", cmd, env, lock, infra.child_preexec())
+    wait_until(sink, lambda: port_taken(SINK_PORT), f"listening on {SINK_HOST}:{SINK_PORT} within 10 s",
+               time.monotonic() + 10)
+    return sink
+
+
+def start_service(svc, port, env, lock, infra):
+    if port_taken(port):
+        raise Abort(f"port {port} ({svc}) is already in use: another dev.py run?")
+    env = dict(env, DATABASE_URL=os.environ.get(f"{svc.upper()}_DATABASE_URL") or infra.sqlite_url(VAR / f"{svc}.db"))
+    cmd = [sys.executable, "-m", "uvicorn", f"{svc}.entrypoints.http:app", "--host", "127.0.0.1", "--port", str(port),
+           "--no-access-log"]
+    return spawn(svc, cmd, env, lock, infra.child_preexec())
+
+
 def run():
     from netvaerk_shared.testing import infra
 
     started = float(os.environ.pop("NETVAERK_DEV_T0", time.time()))
     for sub in ("nats", "mail", "log"):
         (VAR / sub).mkdir(parents=True, exist_ok=True)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM/SIGHUP end the run like Ctrl-C
-    signal.signal(signal.SIGHUP, signal.default_int_handler)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # all end the run like Ctrl-C (even if SIGINT
+        signal.signal(sig, signal.default_int_handler)            # came in ignored, as in a background job)
     lock, services, sink, nats_server, code = threading.Lock(), [], None, None, 0
     try:
-        if os.environ.get("NATS_URL"):
-            nats_url, nats_note = os.environ["NATS_URL"], "from env NATS_URL"
-        elif infra.nats_answers("nats://127.0.0.1:4222"):
-            nats_url, nats_note = "nats://127.0.0.1:4222", "already running, not managed by dev.py"
-        else:
-            nats_server = infra.start_nats(VAR / "nats", port=4222, monitor_port=8222, log_file=VAR / "log" / "nats.log")
-            nats_url, nats_note = nats_server.url, "started by dev.py, store var/nats, log var/log/nats.log"
+        nats_url, nats_server, nats_note = pick_nats(infra)
         monitor = nats_server.monitor_url if nats_server else None
-        if monitor is None and "127.0.0.1:4222" in nats_url and http_status("http://127.0.0.1:8222/healthz") == 200:
+        if not monitor and "127.0.0.1:4222" in nats_url and http_status("http://127.0.0.1:8222/healthz") == 200:
             monitor = "http://127.0.0.1:8222"
-
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         if os.environ.get("SMTP_HOST"):
             smtp = (os.environ["SMTP_HOST"], os.environ.get("SMTP_PORT", "1025"))
             mail_note = f"SMTP {smtp[0]}:{smtp[1]} (from env SMTP_HOST)"
         else:
-            if port_taken(SINK_PORT):
-                raise Abort(f"port {SINK_PORT} (SMTP sink) is already in use: another dev.py run? Or set SMTP_HOST.")
-            smtp = (SINK_HOST, str(SINK_PORT))
-            sink = spawn("smtp-sink", [sys.executable, "-m", "netvaerk_shared.testing.smtp_sink", "--host", SINK_HOST,
-                                       "--port", str(SINK_PORT), "--maildir", str(VAR / "mail")], env, lock,
-                         infra.child_preexec())
-            wait_until(sink, lambda: port_taken(SINK_PORT), f"listening on {SINK_HOST}:{SINK_PORT}", time.monotonic() + 10)
+            sink, smtp = start_sink(env, lock, infra), (SINK_HOST, str(SINK_PORT))
             mail_note = f"SMTP sink {SINK_HOST}:{SINK_PORT} -> Maildir var/mail"
         token, token_note = api_token()
 
+        env.update(NATS_URL=nats_url, API_TOKEN=token, ENVIRONMENT="development")
         for svc, port in SERVICES.items():
-            if port_taken(port):
-                raise Abort(f"port {port} ({svc}) is already in use: another dev.py run?")
-            svc_env = dict(env, NATS_URL=nats_url, API_TOKEN=token, ENVIRONMENT="development",
-                           DATABASE_URL=os.environ.get(f"{svc.upper()}_DATABASE_URL") or infra.sqlite_url(VAR / f"{svc}.db"))
-            if svc == "notifications":
-                svc_env.update(SMTP_HOST=smtp[0], SMTP_PORT=smtp[1], MAIL_FROM=env.get("MAIL_FROM", "netvaerk@example.org"))
-            cmd = [sys.executable, "-m", "uvicorn", f"{svc}.entrypoints.http:app", "--host", "127.0.0.1",
-                   "--port", str(port), "--no-access-log"]
-            services.append(spawn(svc, cmd, svc_env, lock, infra.child_preexec()))
+            extra = {"SMTP_HOST": smtp[0], "SMTP_PORT": smtp[1], "MAIL_FROM": env.get("MAIL_FROM", "netvaerk@example.org")}
+            services.append(start_service(svc, port, dict(env, **extra) if svc == "notifications" else env, lock, infra))
         deadline = time.monotonic() + READY_TIMEOUT
         for child, port in zip(services, SERVICES.values()):
             url = f"http://127.0.0.1:{port}/readyz"
@@ -287,7 +291,7 @@ def run():
             time.sleep(0.5)
     except KeyboardInterrupt:
         say("stopping")
-    except Abort as error:
+    except (Abort, RuntimeError) as error:  # RuntimeError: infra.start_nats could not start NATS (log tail included)
         say(str(error), err=True)
         code = 1
     finally:
@@ -300,12 +304,12 @@ def run():
 
 def test(args):
     proc = subprocess.Popen([sys.executable, "-m", "pytest", *args], cwd=ROOT)
-    while True:
+    while proc.poll() is None:
         try:
-            code = proc.wait()
-            break
+            proc.wait()
         except KeyboardInterrupt:  # pytest got the same Ctrl-C and finishes its report
-            continue
+            pass
+    code = proc.returncode
     if code == 5:
         say("pytest collected no tests (exit code 5): counted as a failure", err=True)
         return 1

@@ -190,7 +190,7 @@ class EventConsumer:
         now = datetime.now(UTC)
         rows = [{"consumer": self.name, "event_id": it.event.id, "type": it.event.type, "processed_at": now}
                 for it in live]
-        dialect = sqlite if is_sqlite(conn.engine) else postgresql
+        dialect = sqlite if is_sqlite(conn) else postgresql
         stmt = dialect.insert(self.tables.inbox).on_conflict_do_nothing().returning(self.tables.inbox.c.event_id)
         claimed: set[str] = set()
         for i in range(0, len(rows), 500):
@@ -250,7 +250,7 @@ class EventConsumer:
     async def replay(self, conn: AsyncConnection, row) -> str:
         """Run a dead letter through the handler again, inside the caller's transaction. Returns the outcome."""
         event, data = parse_event(row.body)  # MalformedEvent propagates: still not replayable
-        dialect = sqlite if is_sqlite(conn.engine) else postgresql
+        dialect = sqlite if is_sqlite(conn) else postgresql
         claimed = (await conn.execute(
             dialect.insert(self.tables.inbox).values(
                 consumer=self.name, event_id=event.id, type=event.type, processed_at=datetime.now(UTC)

@@ -10,9 +10,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 
-def is_sqlite(url_or_engine) -> bool:
-    url = url_or_engine.url if isinstance(url_or_engine, AsyncEngine) else make_url(str(url_or_engine))
-    return url.get_backend_name() == "sqlite"
+def is_sqlite(target) -> bool:
+    """For a URL string, an engine or a connection."""
+    dialect = getattr(target, "dialect", None)
+    if dialect is not None:
+        return dialect.name == "sqlite"
+    return make_url(str(target)).get_backend_name() == "sqlite"
 
 
 def normalise_url(url: str) -> str:
@@ -52,6 +55,13 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def dialect_insert(conn_or_engine, table):
+    """INSERT with the backend's ON CONFLICT support (PostgreSQL or SQLite)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return (sqlite if is_sqlite(conn_or_engine) else postgresql).insert(table)
 
 
 def asyncpg_dsn(url: str) -> str:

@@ -42,7 +42,7 @@ async def enqueue(conn: AsyncConnection, tables: MessagingTables, events: Sequen
             for e, s in zip(events, subjects, strict=True)
         ],
     )
-    if notify and not is_sqlite(conn.engine):
+    if notify and not is_sqlite(conn):
         await conn.exec_driver_sql(f"NOTIFY {notify}")
 
 
@@ -127,14 +127,16 @@ class Relay:
     async def publish_batch(self) -> int:
         """Publish up to batch_size rows. Returns how many were published (and marked)."""
         if self._sqlite:
-            # One relay per SQLite file: read, publish outside any transaction, then mark.
-            async with self.engine.connect() as conn:
-                rows = (await conn.execute(self._select())).all()
-            if not rows:
-                return 0
-            done, error = await self._publish(rows)
-            async with self.engine.begin() as conn:
-                await self._mark(conn, rows, done, error)
+            # SQLite has no SKIP LOCKED: relays in one process take turns; read, publish outside any transaction
+            # (so HTTP requests are not held up while NATS is slow), then mark. One process per SQLite file.
+            async with _sqlite_lock(self.engine):
+                async with self.engine.connect() as conn:
+                    rows = (await conn.execute(self._select())).all()
+                if not rows:
+                    return 0
+                done, error = await self._publish(rows)
+                async with self.engine.begin() as conn:
+                    await self._mark(conn, rows, done, error)
             if error is not None:
                 raise error
             return len(done)
@@ -225,6 +227,16 @@ class Relay:
         except Exception as exc:
             log.warning("outbox relay: LISTEN unavailable, polling every %.1fs: %s", self.poll_interval, exc)
             return None
+
+
+_SQLITE_LOCKS: dict[str, asyncio.Lock] = {}
+
+
+def _sqlite_lock(engine: AsyncEngine) -> asyncio.Lock:
+    key = str(engine.url)
+    if key not in _SQLITE_LOCKS:
+        _SQLITE_LOCKS[key] = asyncio.Lock()
+    return _SQLITE_LOCKS[key]
 
 
 async def _sleep_or(stop: asyncio.Event, seconds: float) -> None:

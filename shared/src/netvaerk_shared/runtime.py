@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from sqlalchemy import func, select, text
@@ -59,11 +59,13 @@ class ServiceRuntime:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self.consumers: dict[str, EventConsumer] = {}
+        self._workers: dict[str, Callable[[asyncio.Event], Awaitable[None]]] = {}
+        self._wakers: list[Callable[[], None]] = []
         for sub in subscriptions:
             consumer = EventConsumer(
                 service=service, subscription=sub, engine=engine, tables=tables,
                 max_deliver=settings.consumer_max_deliver, batch_size=settings.consumer_batch_size,
-                on_commit=self.wake_relay,
+                on_commit=self._after_consumer_commit,
             )
             self.consumers[consumer.name] = consumer
 
@@ -73,6 +75,18 @@ class ServiceRuntime:
     def wake_relay(self) -> None:
         if self.relay is not None:
             self.relay.wake()
+
+    def add_worker(self, name: str, run: Callable[[asyncio.Event], Awaitable[None]],
+                   wake: Callable[[], None] | None = None) -> None:
+        """A service's own background loop (e.g. email delivery), woken after each consumer commit."""
+        self._workers[name] = run
+        if wake is not None:
+            self._wakers.append(wake)
+
+    def _after_consumer_commit(self) -> None:
+        self.wake_relay()
+        for wake in self._wakers:
+            wake()
 
     async def start(self) -> None:
         if self.settings.auto_migrate and self.migrations_dir is not None:
@@ -110,6 +124,8 @@ class ServiceRuntime:
         if self.settings.run_consumers:
             for consumer in self.consumers.values():
                 self._tasks.append(asyncio.create_task(self._guard(consumer.run(self.js, self._stop), consumer.name)))
+        for name, run in self._workers.items():
+            self._tasks.append(asyncio.create_task(self._guard(run(self._stop), name)))
 
     async def _guard(self, coro, name: str) -> None:
         """A background loop that dies is logged and restarted, never silently lost."""
@@ -127,6 +143,8 @@ class ServiceRuntime:
                     return
                 if name == "relay":
                     factory = self.relay.run(self._stop)
+                elif name in self._workers:
+                    factory = self._workers[name](self._stop)
                 else:
                     factory = self.consumers[name].run(self.js, self._stop)
 

@@ -71,10 +71,13 @@ def start_sink(host: str, port: int, maildir_path: str | os.PathLike[str]) -> Co
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m netvaerk_shared.testing.smtp_sink", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m netvaerk_shared.testing.smtp_sink",
+        description="Development SMTP server that stores every message it accepts in a Maildir.",
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=1025)
-    parser.add_argument("--maildir", default="var/mail", help="Maildir folder to store messages in (created if missing)")
+    parser.add_argument("--maildir", default="var/mail", help="Maildir to store messages in (created if missing)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 

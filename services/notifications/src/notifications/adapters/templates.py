@@ -131,7 +131,10 @@ def format_time(locale: str | None, value: datetime) -> str:
 
 
 def format_period(locale: str | None, starts_at_local: datetime, ends_at_local: datetime) -> str:
-    """'tirsdag den 10. marts 2026 kl. 17.00–19.00' / 'Tuesday 10 March 2026, 17:00–19:00'; both dates in full when the meeting spans midnight."""
+    """'tirsdag den 10. marts 2026 kl. 17.00–19.00' / 'Tuesday 10 March 2026, 17:00–19:00'.
+
+    Both dates are written in full when the meeting runs past midnight.
+    """
     loc = normalize_locale(locale)
     at = " kl. " if loc == "da" else ", "
     start = f"{format_long_date(loc, starts_at_local)}{at}{format_time(loc, starts_at_local)}"

@@ -1,0 +1,61 @@
+"""Save meetings and record the roster copy with SQLAlchemy Core on the caller's connection."""
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from netvaerk_shared.db import is_sqlite
+
+from ..domain.model import Meeting
+from . import orm
+
+
+class Repository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+        self.seen: list = []  # aggregates touched: their events go out with the commit
+
+    # -- meetings ------------------------------------------------------------------------------------------------
+    async def add_meeting(self, meeting: Meeting) -> None:
+        venue = meeting.venue
+        await self.conn.execute(insert(orm.meetings).values(
+            id=meeting.id, group_id=meeting.group_id, title=meeting.title, starts_at=meeting.starts_at,
+            ends_at=meeting.ends_at, timezone=meeting.timezone,
+            venue_name=venue.name if venue else None, venue_address=venue.address if venue else None,
+            venue_host_organisation=venue.host_organisation if venue else None,
+            online_url=meeting.online_url, capacity=meeting.capacity, sequence=meeting.sequence,
+            scheduled_at=meeting.scheduled_at))
+        if meeting.agenda:
+            await self.conn.execute(insert(orm.agenda_items), [
+                {"meeting_id": meeting.id, "position": item.position, "kind": item.kind, "title": item.title,
+                 "speaker": item.speaker, "speaker_organisation": item.speaker_organisation,
+                 "minutes": item.minutes, "tags": list(item.tags)}
+                for item in meeting.agenda])
+        self.seen.append(meeting)
+
+    # -- the roster copy -----------------------------------------------------------------------------------------
+    async def group_known(self, group_id: UUID) -> bool:
+        return (await self.conn.execute(select(orm.groups.c.id).where(orm.groups.c.id == group_id))).first() \
+            is not None
+
+    async def record_group(self, group_id: UUID, name: str, slug: str, region: str) -> None:
+        # A GroupCreated seen again (republished under a new event id) changes nothing: the first copy stands, and a
+        # later group.updated, once consumed, must not be undone by an old GroupCreated arriving behind it.
+        await self.conn.execute(self._insert(orm.groups).values(id=group_id, name=name, slug=slug, region=region)
+                                .on_conflict_do_nothing(index_elements=["id"]))
+
+    async def record_membership(self, group_id: UUID, member_id: UUID, role: str, joined_at: datetime) -> None:
+        # The newest join wins, whatever order the events come in.
+        gm = orm.group_members
+        stmt = self._insert(gm).values(group_id=group_id, member_id=member_id, role=role, joined_at=joined_at)
+        await self.conn.execute(stmt.on_conflict_do_update(
+            index_elements=["group_id", "member_id"],
+            set_={"role": stmt.excluded.role, "joined_at": stmt.excluded.joined_at},
+            where=stmt.excluded.joined_at >= gm.c.joined_at))
+
+    def _insert(self, table):
+        return (sqlite if is_sqlite(self.conn.engine) else postgresql).insert(table)

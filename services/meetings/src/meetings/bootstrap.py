@@ -1,0 +1,26 @@
+"""The composition root: builds the engine and the messaging runtime when called, never at import."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from netvaerk_shared import contracts
+from netvaerk_shared.consumer import Subscription
+from netvaerk_shared.db import create_engine
+from netvaerk_shared.runtime import ServiceRuntime
+
+from .adapters import orm
+from .config import Settings
+from .entrypoints.consumers import on_group_created, on_member_joined
+
+MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+
+
+def bootstrap(settings: Settings | None = None) -> ServiceRuntime:
+    settings = settings or Settings()
+    engine = create_engine(settings.database_url)
+    subscriptions = (
+        Subscription(contracts.GroupCreated, on_group_created),
+        Subscription(contracts.MemberJoined, on_member_joined),
+    )
+    return ServiceRuntime(service="meetings", settings=settings, engine=engine, tables=orm.messaging,
+                          subscriptions=subscriptions, migrations_dir=MIGRATIONS, produces=True)

@@ -1,0 +1,45 @@
+"""Read side: the delivery log and what this service holds about a member."""
+from __future__ import annotations
+
+from uuid import UUID
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .adapters import orm
+
+_LOG_COLUMNS = [orm.deliveries.c[n] for n in (
+    "id", "member_id", "kind", "channel", "cause_event_id", "status", "attempts", "subject", "message_id",
+    "last_error", "created_at", "sent_at", "next_attempt_at")]
+
+
+async def deliveries(engine: AsyncEngine, *, member_id: UUID | None = None, status: str | None = None,
+                     kind: str | None = None, limit: int = 100, offset: int = 0) -> list[dict]:
+    stmt = select(*_LOG_COLUMNS).order_by(orm.deliveries.c.created_at.desc()).limit(limit).offset(offset)
+    if member_id is not None:
+        stmt = stmt.where(orm.deliveries.c.member_id == member_id)
+    if status is not None:
+        stmt = stmt.where(orm.deliveries.c.status == status)
+    if kind is not None:
+        stmt = stmt.where(orm.deliveries.c.kind == kind)
+    async with engine.connect() as conn:
+        return [_log(r) for r in (await conn.execute(stmt)).mappings()]
+
+
+def _log(row) -> dict:
+    out = dict(row)
+    out["notification_id"] = out.pop("id")
+    return out
+
+
+async def member_export(engine: AsyncEngine, member_id: UUID) -> dict | None:
+    async with engine.connect() as conn:
+        contact = (await conn.execute(
+            select(orm.contacts).where(orm.contacts.c.member_id == member_id))).mappings().first()
+        groups = (await conn.execute(select(orm.group_members).where(
+            orm.group_members.c.member_id == member_id))).mappings().all()
+    sent = await deliveries(engine, member_id=member_id, limit=10_000)
+    if contact is None and not groups and not sent:
+        return None
+    return {"service": "notifications", "contact": dict(contact) if contact else None,
+            "groups": [dict(g) for g in groups], "deliveries": sent}

