@@ -5,6 +5,7 @@
 Standard library only until it has made .venv and re-executed itself with it (then it may use netvaerk_shared).
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -263,17 +264,20 @@ def run():
         token, token_note = api_token()
 
         env.update(NATS_URL=nats_url, API_TOKEN=token, ENVIRONMENT="development")
+        mail_env = dict(env, SMTP_HOST=smtp[0], SMTP_PORT=smtp[1],
+                        MAIL_FROM=env.get("MAIL_FROM", "netvaerk@example.org"))
         for svc, port in SERVICES.items():
-            extra = {"SMTP_HOST": smtp[0], "SMTP_PORT": smtp[1], "MAIL_FROM": env.get("MAIL_FROM", "netvaerk@example.org")}
-            services.append(start_service(svc, port, dict(env, **extra) if svc == "notifications" else env, lock, infra))
+            services.append(start_service(svc, port, mail_env if svc == "notifications" else env, lock, infra))
         deadline = time.monotonic() + READY_TIMEOUT
-        for child, port in zip(services, SERVICES.values()):
+        for child, port in zip(services, SERVICES.values(), strict=True):
             url = f"http://127.0.0.1:{port}/readyz"
-            wait_until(child, lambda: http_status(url) == 200, f"ready at {url} within {READY_TIMEOUT:.0f} s", deadline)
+            wait_until(child, lambda u=url: http_status(u) == 200, f"ready at {url} within {READY_TIMEOUT:.0f} s",
+                       deadline)
         say(f"all services ready {time.time() - started:.1f} s after the command started")
 
         seed(token)
-        lines = [f"  {svc:<14} http://127.0.0.1:{port}   docs http://127.0.0.1:{port}/docs" for svc, port in SERVICES.items()]
+        lines = [f"  {svc:<14} http://127.0.0.1:{port}   docs http://127.0.0.1:{port}/docs"
+                 for svc, port in SERVICES.items()]
         lines += [f"  {'NATS':<14} {without_credentials(nats_url)}   monitor {monitor or '(unknown)'}   ({nats_note})",
                   f"  {'mail':<14} {mail_note}",
                   f"  {'API token':<14} {token_note}   (header: Authorization: Bearer <token>)",
@@ -305,10 +309,8 @@ def run():
 def test(args):
     proc = subprocess.Popen([sys.executable, "-m", "pytest", *args], cwd=ROOT)
     while proc.poll() is None:
-        try:
+        with contextlib.suppress(KeyboardInterrupt):  # pytest got the same Ctrl-C and finishes its report
             proc.wait()
-        except KeyboardInterrupt:  # pytest got the same Ctrl-C and finishes its report
-            pass
     code = proc.returncode
     if code == 5:
         say("pytest collected no tests (exit code 5): counted as a failure", err=True)

@@ -151,9 +151,8 @@ def test_provide_postgres_prefers_database_url(monkeypatch, tmp_path: Path):
 
 def test_provide_postgres_refuses_a_non_postgres_database_url(monkeypatch, tmp_path: Path):
     monkeypatch.setenv("DATABASE_URL", "sqlite+aiosqlite:///var/members.db")
-    with pytest.raises(ValueError):
-        with infra.provide_postgres(tmp_path):
-            pass
+    with pytest.raises(ValueError), infra.provide_postgres(tmp_path):
+        pass
 
 
 def test_provide_postgres_yields_none_when_nothing_is_available(monkeypatch, tmp_path: Path):

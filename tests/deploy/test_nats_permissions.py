@@ -282,6 +282,8 @@ async def test_subscriber_may_publish_nothing_and_touch_no_stream(server: Server
             # the services' durables are off limits (a new config would be an update; a pull would steal events)
             "$JS.API.CONSUMER.INFO.MEMBERS.meetings": sub.jsm_denied.consumer_info("MEMBERS", "meetings"),
             "$JS.API.CONSUMER.DELETE.MEMBERS.meetings": sub.jsm_denied.delete_consumer("MEMBERS", "meetings"),
+            "$JS.API.CONSUMER.INFO.MEMBERS.notifications-member-joined-v1": sub.jsm_denied.consumer_info(
+                "MEMBERS", "notifications-member-joined-v1"),
             "$JS.API.CONSUMER.DURABLE.CREATE.MEMBERS.notifications": sub.jsm_denied.add_consumer(
                 "MEMBERS", durable_name="notifications", ack_policy=AckPolicy.EXPLICIT),
             "$JS.API.CONSUMER.CREATE.MEMBERS.meetings.members.>": sub.jsm_denied.add_consumer(
@@ -391,6 +393,42 @@ async def test_notifications_consumes_members_and_meetings(server: Server) -> No
             "$JS.API.STREAM.CREATE.MEMBERS": notifications.jsm_denied.add_stream(
                 StreamConfig(name="MEMBERS", subjects=["members.>"])),
         })
+
+
+# What shared/topology + shared/consumer do today: one durable per (consuming service, event type), named
+# `<service>-<aggregate>-<event>-v<n>`, filter `<service>.<aggregate>.<event>.v<n>.>`, config with name == durable.
+PER_TYPE_DURABLES = [
+    ("meetings", "members", "group", "created"),
+    ("meetings", "members", "member", "joined"),
+    ("notifications", "members", "group", "created"),
+    ("notifications", "members", "member", "registered"),
+    ("notifications", "members", "member", "joined"),
+    ("notifications", "meetings", "meeting", "scheduled"),
+]
+
+
+@pytest.mark.asyncio
+async def test_per_event_type_durables_of_shared_topology(server: Server) -> None:
+    async with connect(server, "members") as members, connect(server, "meetings") as meetings, \
+            connect(server, "notifications") as notifications:
+        producers = {"members": members, "meetings": meetings}
+        consumers = {"meetings": meetings, "notifications": notifications}
+        for service in producers:
+            await ensure_stream(producers[service], service)
+        for consumer, producer, aggregate, event in PER_TYPE_DURABLES:
+            durable = f"{consumer}-{aggregate}-{event}-v1"
+            prefix = f"{producer}.{aggregate}.{event}.v1"
+            subject = f"{prefix}.{uuid.uuid4()}"
+            await producers[producer].js.publish(subject, b"{}")
+            conn = consumers[consumer]
+            config = ConsumerConfig(name=durable, durable_name=durable, filter_subject=f"{prefix}.>",
+                                    deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.EXPLICIT, ack_wait=30,
+                                    max_ack_pending=5000, max_deliver=-1)
+            pull = await conn.js.pull_subscribe(config.filter_subject, durable=durable,
+                                                stream=EVENT_STREAMS[producer], config=config)
+            assert any(m.subject == subject for m in await fetch_until(pull, subject)), durable
+            await pull.unsubscribe()
+            assert conn.errors == [], durable
 
 
 @pytest.mark.asyncio

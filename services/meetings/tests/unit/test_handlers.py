@@ -138,7 +138,8 @@ async def test_the_clock_decides_what_is_past():
 def test_the_contract_matches_the_published_json_schema_and_survives_the_envelope():
     meeting = Meeting.schedule(group_id=uuid4(), title="Møde", now=NOW,
                                starts_at=datetime(2027, 3, 11, 16, 0, tzinfo=CPH),
-                               ends_at=datetime(2027, 3, 11, 18, 0, tzinfo=CPH), online_url="https://meet.example.org/x",
+                               ends_at=datetime(2027, 3, 11, 18, 0, tzinfo=CPH),
+                               online_url="https://meet.example.org/x",
                                agenda=[AgendaItem(kind="break", title="Kaffe", minutes=15)])
     data = to_contract(meeting.events[0], meeting)
     jsonschema.validate(data.model_dump(mode="json"), schema_for(contracts.MeetingScheduled))

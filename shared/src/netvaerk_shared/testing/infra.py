@@ -31,7 +31,7 @@ NATS_READY_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 _LOG_TAIL_LINES = 30
 
-# ---------------------------------------------------------------------------------------------------------------- helpers
+# -------------------------------------------------------------------------------------------------------------- helpers
 
 
 def _free_port(host: str = "127.0.0.1") -> int:
@@ -89,7 +89,7 @@ def stop_process(proc: subprocess.Popen, timeout: float = STOP_TIMEOUT) -> int |
     return proc.returncode
 
 
-# ------------------------------------------------------------------------------------------------------------------ NATS
+# ----------------------------------------------------------------------------------------------------------------- NATS
 
 
 def nats_server_binary() -> str:
@@ -228,7 +228,7 @@ def provide_nats(workdir: Path) -> Iterator[str]:
             server.stop()
 
 
-# ------------------------------------------------------------------------------------------------------------ PostgreSQL
+# ----------------------------------------------------------------------------------------------------------- PostgreSQL
 
 
 def _pg_bin_dir() -> Path | None:
@@ -257,7 +257,9 @@ def pg_binaries_available() -> bool:
     """True when start_pg_cluster() can work here (binaries, and a `postgres` user if we are root)."""
     if _pg_bin_dir() is None:
         return False
-    return os.geteuid() != 0 or (_postgres_user() is not None and bool(shutil.which("runuser") or shutil.which("setpriv")))
+    if os.geteuid() != 0:
+        return True
+    return _postgres_user() is not None and bool(shutil.which("runuser") or shutil.which("setpriv"))
 
 
 def _as_postgres(cmd: list[str]) -> list[str]:

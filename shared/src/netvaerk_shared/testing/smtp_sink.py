@@ -32,7 +32,9 @@ SERVER_HOSTNAME = "netvaerk-smtp-sink"
 
 def open_maildir(path: str | os.PathLike[str]) -> mailbox.Maildir:
     """The Maildir at `path`, created with its parent folders when missing."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    # mailbox.Maildir(create=True) makes tmp/new/cur only when the folder itself is new: make them in any case
+    for sub in ("tmp", "new", "cur"):
+        (Path(path) / sub).mkdir(parents=True, exist_ok=True)
     return mailbox.Maildir(path, create=True)
 
 
