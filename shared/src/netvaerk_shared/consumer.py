@@ -170,6 +170,7 @@ class EventConsumer:
         try:
             item.event, item.data = parse_event(msg.data)
         except MalformedEvent as exc:
+            item.event = exc.event
             item.dead_reason = f"malformed: {exc}"
             log.error("consumer %s: dead letter (malformed) on %s: %s", self.name, msg.subject, exc)
             return item

@@ -32,7 +32,12 @@ class CloudEvent(BaseModel):
 
 
 class MalformedEvent(ValueError):
-    """The message is not JSON, not a CloudEvent, of an unknown type, or its data breaks the contract."""
+    """The message is not JSON, not a CloudEvent, of an unknown type, or its data breaks the contract.
+    `event` is the envelope when that much could be read (so a dead letter still names its id and type)."""
+
+    def __init__(self, message: str, event: "CloudEvent | None" = None) -> None:
+        super().__init__(message)
+        self.event = event
 
 
 def make_event(
@@ -79,11 +84,11 @@ def parse_event(body: bytes) -> tuple[CloudEvent, EventData]:
         raise MalformedEvent(f"not a CloudEvent: {_short(exc)}") from exc
     cls = EVENT_TYPES.get(event.type)
     if cls is None:
-        raise MalformedEvent(f"unknown event type {event.type!r}")
+        raise MalformedEvent(f"unknown event type {event.type!r}", event)
     try:
         data = cls.model_validate(event.data)
     except ValidationError as exc:
-        raise MalformedEvent(f"data breaks the {event.type} contract: {_short(exc)}") from exc
+        raise MalformedEvent(f"data breaks the {event.type} contract: {_short(exc)}", event) from exc
     return event, data
 
 

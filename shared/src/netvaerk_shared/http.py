@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from . import metrics, tracing
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("netvaerk.access")
 PROBLEM = "application/problem+json"
 
 
@@ -148,7 +149,11 @@ class EdgeMiddleware:
             route = scope.get("route")
             route_path = getattr(route, "path", None) or ("unmatched" if status_holder["status"] == 404 else path)
             metrics.http_requests.labels(scope.get("method", ""), route_path, str(status_holder["status"])).inc()
-            metrics.http_duration.labels(scope.get("method", ""), route_path).observe(time.perf_counter() - start)
+            elapsed = time.perf_counter() - start
+            metrics.http_duration.labels(scope.get("method", ""), route_path).observe(elapsed)
+            if not path.startswith(OPEN_PATHS):
+                access_log.info("%s %s %s", scope.get("method"), path, status_holder["status"],
+                                extra={"status": status_holder["status"], "duration_ms": round(elapsed * 1000, 2)})
             tracing.current_traceparent.reset(token)
 
 

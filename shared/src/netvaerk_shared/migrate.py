@@ -7,10 +7,10 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import MetaData, pool
+from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .db import create_engine, is_sqlite, normalise_url
+from .db import UtcDateTime, create_engine, is_sqlite, normalise_url
 
 
 def alembic_config(migrations_dir: Path, url: str | None = None) -> Config:
@@ -32,13 +32,20 @@ async def upgrade(engine: AsyncEngine, migrations_dir: Path, revision: str = "he
         await conn.run_sync(_run)
 
 
+def _render_item(type_, obj, autogen_context):
+    """Autogenerate writes our UtcDateTime as the template imports it."""
+    if type_ == "type" and isinstance(obj, UtcDateTime):
+        return "UtcDateTime()"
+    return False
+
+
 def run_env(context, metadata: MetaData) -> None:
     """The body of every service's migrations/env.py."""
     config = context.config
     url = config.get_main_option("sqlalchemy.url") or os.environ.get("DATABASE_URL")
 
     def configure(connection=None):
-        kwargs = dict(target_metadata=metadata, compare_type=True)
+        kwargs = dict(target_metadata=metadata, compare_type=True, render_item=_render_item)
         if connection is not None:
             kwargs["render_as_batch"] = connection.dialect.name == "sqlite"
             context.configure(connection=connection, **kwargs)

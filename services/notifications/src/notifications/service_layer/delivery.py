@@ -19,6 +19,8 @@ from sqlalchemy import and_, or_, select, update
 
 from netvaerk_shared import contracts, tracing
 from netvaerk_shared.db import is_sqlite
+from netvaerk_shared.envelope import make_event
+from netvaerk_shared.outbox import enqueue, notify_channel
 
 from ..adapters import orm
 from ..adapters.calendar import build_invitation_ics
@@ -116,11 +118,22 @@ class DeliveryWorker:
                 await self._retry(row, str(exc), permanent=False, counts=True)
                 return True
 
+            pending: list[asyncio.Future] = []
+
             async def commit_point() -> None:
-                await self._mark_sent(row, subject, to_email, message["Message-ID"])
+                await self._mark_sent(row, subject, to_email, message["Message-ID"], pending)
 
             try:
-                await self.mailer.send(message, before_commit_point=commit_point)
+                try:
+                    await self.mailer.send(message, before_commit_point=commit_point)
+                finally:
+                    for task in pending:
+                        try:
+                            await task
+                        except Exception:
+                            # the "." went out but "sent" did not commit: the delivery stays pending and will be
+                            # sent again -- the one case left that can double a message (a database failing its COMMIT)
+                            log.exception("delivery %s: commit failed after the message was released", row.id)
             except LeaseLost:
                 log.info("delivery %s taken over by another instance", row.id)
                 return True
@@ -189,20 +202,46 @@ class DeliveryWorker:
             attendee_email=contact.email, attendee_name=contact.name, dtstamp=self.clock())
         return subject, body, ics
 
-    async def _mark_sent(self, row, subject: str, to_email: str, message_id: str) -> None:
+    async def _mark_sent(self, row, subject: str, to_email: str, message_id: str, pending: list) -> None:
+        """The commit point: "sent" and its NotificationSent outbox row, in one transaction.
+
+        On PostgreSQL the COMMIT is put on the wire and this returns at once, so the mailer writes the final "." in
+        the same breath: a process killed between the two writes is the only way to lose a message, and a kill
+        after both still commits (the server has the COMMIT) and delivers (the SMTP server has the "."). The commit's
+        outcome is awaited after the send (`pending`). On SQLite the commit is local and finishes first."""
         now = self.clock()
-        uow = self.runtime.uow()
-        async with uow:
-            result = await uow.conn.execute(
+        event = make_event(contracts.NotificationSent(
+            notification_id=row.id, member_id=row.member_id, kind=row.kind, channel="email",
+            cause_event_id=row.cause_event_id, sent_at=now), causationid=str(row.cause_event_id))
+        conn = await self.engine.connect()
+        trans = await conn.begin()
+        try:
+            result = await conn.execute(
                 update(d).where(and_(d.c.id == row.id, d.c.status == "pending", d.c.lease_owner == self.owner))
                 .values(status="sent", sent_at=now, subject=subject[:300], to_email=to_email, message_id=message_id,
                         attempts=d.c.attempts + 1, lease_owner=None, lease_until=None, last_error=None))
             if result.rowcount != 1:
                 raise LeaseLost(str(row.id))
-            uow.publish(contracts.NotificationSent(
-                notification_id=row.id, member_id=row.member_id, kind=row.kind, channel="email",
-                cause_event_id=row.cause_event_id, sent_at=now), causationid=str(row.cause_event_id))
-            await uow.commit()
+            await enqueue(conn, orm.messaging, [event], [f"notifications.notification.sent.v1.{row.id}"],
+                          notify=notify_channel("notifications"))
+        except BaseException:
+            await trans.rollback()
+            await conn.close()
+            raise
+
+        async def finish() -> None:
+            try:
+                await trans.commit()
+            finally:
+                await conn.close()
+            self.runtime.wake_relay()
+
+        if is_sqlite(self.engine):
+            await finish()
+            return
+        task = asyncio.ensure_future(finish())
+        pending.append(task)
+        await asyncio.sleep(0)  # one step: asyncpg has written the COMMIT to its socket
 
     async def _retry(self, row, error: str, permanent: bool, counts: bool) -> None:
         attempts = row.attempts + 1

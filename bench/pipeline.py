@@ -1,0 +1,985 @@
+#!/usr/bin/env python3
+"""Benchmark of the event pipeline: outbox -> relay -> JetStream -> idempotent consumer, the members write API,
+end-to-end latency, and the services' footprint. Each figure is printed beside a raw baseline measured in the same
+run on the same machine, and the ratio. It is a benchmark, not a test: nothing here asserts a time.
+
+    .venv/bin/python bench/pipeline.py [--backend postgresql|sqlite|both] [--events N] [--quick]
+
+See bench/README.md for what each figure means.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import platform
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+from sqlalchemy import Column, MetaData, String, Table, func, insert, select
+
+from netvaerk_shared import contracts, topology
+from netvaerk_shared.consumer import EventConsumer, Subscription
+from netvaerk_shared.db import UtcDateTime, asyncpg_dsn, create_engine, dialect_insert, is_sqlite
+from netvaerk_shared.envelope import CONTENT_TYPE, make_event, to_bytes
+from netvaerk_shared.logs import JsonFormatter
+from netvaerk_shared.messaging import add_messaging_tables
+from netvaerk_shared.outbox import Relay
+from netvaerk_shared.settings import ServiceSettings
+from netvaerk_shared.testing import infra
+from netvaerk_shared.uow import UnitOfWork
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+SERVICES = ("members", "meetings", "notifications")
+DEFAULTS = ServiceSettings()  # what a service runs with when nothing is configured: batch sizes, max_deliver
+AIMS = {"drain": 0.50, "accept": 0.50, "p99_ms": 25.0, "rss_mb": 120.0, "ready_s": 5.0}
+TOKEN = "bench-token-0123456789abcdef"
+
+# The consuming side's own tables (a roster copy, like meetings keeps) and the producing side's domain row for the
+# latency figure; plus the messaging tables every service has. One database holds them all (see README).
+metadata = MetaData()
+tables = add_messaging_tables(metadata)
+roster = Table("roster", metadata,
+               Column("group_id", String(36), primary_key=True), Column("member_id", String(36), primary_key=True),
+               Column("role", String(20), nullable=False), Column("joined_at", UtcDateTime(), nullable=False))
+joins = Table("joins", metadata,
+              Column("member_id", String(36), primary_key=True), Column("group_id", String(36), nullable=False),
+              Column("joined_at", UtcDateTime(), nullable=False))
+
+log = logging.getLogger("bench")
+
+
+def out(line: str = "") -> None:
+    print(line, flush=True)
+
+
+# ----------------------------------------------------------------------------------------------------------- helpers
+
+def joined_event() -> contracts.MemberJoined:
+    return contracts.MemberJoined(member_id=uuid.uuid4(), group_id=uuid.uuid4(), role="member",
+                                  joined_at=datetime.now(UTC))
+
+
+_UPSERTS: dict = {}
+
+
+async def upsert_roster(conn, event, data: contracts.MemberJoined) -> None:
+    """The consumer's effect: an upsert into the roster copy (what meetings does with MemberJoined).
+
+    The statement is built once per dialect and executed with parameters, as a lean handler would."""
+    stmt = _UPSERTS.get(conn.dialect.name)
+    if stmt is None:
+        ins = dialect_insert(conn, roster)
+        stmt = _UPSERTS[conn.dialect.name] = ins.on_conflict_do_update(
+            index_elements=[roster.c.group_id, roster.c.member_id],
+            set_={"role": ins.excluded.role, "joined_at": ins.excluded.joined_at})
+    await conn.execute(stmt, {"group_id": str(data.group_id), "member_id": str(data.member_id),
+                              "role": data.role.value, "joined_at": data.joined_at})
+
+
+def pct(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    k = max(0, min(len(s) - 1, int(round(q / 100.0 * len(s) + 0.5)) - 1))
+    return s[k]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_taken(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.3)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def http_status(url: str, timeout: float = 1.0) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def fmt_rate(v: float) -> str:
+    return f"{v:,.0f}"
+
+
+class Infra:
+    """NATS (always ours, from the wheel) and the databases: throwaway PostgreSQL databases or SQLite files."""
+
+    def __init__(self, workdir: Path, backends: list[str]) -> None:
+        self.workdir = workdir
+        self.nats = infra.start_nats(workdir / "nats")
+        self.pg_admin: str | None = None
+        self.pg_note = ""
+        self.cluster = None
+        self._dbs: list[str] = []
+        if "postgresql" in backends:
+            given = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("DATABASE_URL") or ""
+            if given.startswith(("postgresql", "postgres:")):
+                self.pg_admin = infra.admin_postgres_url(given)
+                self.pg_note = "from env " + ("BENCH_DATABASE_URL" if os.environ.get("BENCH_DATABASE_URL")
+                                              else "DATABASE_URL")
+            else:
+                self.cluster = infra.start_pg_cluster(workdir / "pg")
+                self.pg_admin = self.cluster.admin_url
+                self.pg_note = "throwaway cluster (infra.start_pg_cluster: fsync=off, synchronous_commit=off)"
+
+    async def database(self, backend: str, tag: str) -> str:
+        if backend == "sqlite":
+            path = self.workdir / "sqlite" / f"{tag}-{uuid.uuid4().hex[:6]}.db"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return infra.sqlite_url(path)
+        name = f"bench_{os.getpid()}_{tag}_{uuid.uuid4().hex[:6]}"
+        self._dbs.append(name)
+        return await infra.create_database(self.pg_admin, name)
+
+    async def drop(self, url: str) -> None:
+        if is_sqlite(url):
+            return
+        name = url.rsplit("/", 1)[-1]
+        with contextlib.suppress(Exception):
+            await infra.drop_database(self.pg_admin, name)
+        with contextlib.suppress(ValueError):
+            self._dbs.remove(name)
+
+    async def pg_settings(self) -> dict:
+        import asyncpg
+
+        conn = await asyncpg.connect(self.pg_admin)
+        try:
+            rows = await conn.fetch("SELECT name, setting FROM pg_settings WHERE name = ANY($1)",
+                                    ["fsync", "synchronous_commit", "server_version"])
+            return {r["name"]: r["setting"] for r in rows}
+        finally:
+            await conn.close()
+
+    async def close(self) -> None:
+        for name in list(self._dbs):
+            with contextlib.suppress(Exception):
+                await infra.drop_database(self.pg_admin, name)
+        if self.cluster is not None:
+            self.cluster.stop()
+        self.nats.stop()
+
+
+async def connect_js(url: str):
+    nc = await topology.connect(url, name="bench")
+    return nc, nc.jetstream()
+
+
+async def reset_stream(js, service: str = "members") -> None:
+    with contextlib.suppress(Exception):
+        await js.delete_stream(topology.stream_for(service))
+    await topology.ensure_stream(js, service)
+
+
+async def wait_consumer(js, stream: str, name: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await js.consumer_info(stream, name)
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.02)
+
+
+async def stop_tasks(stop: asyncio.Event, tasks: list[asyncio.Task], relay: Relay | None = None) -> None:
+    stop.set()
+    if relay is not None:
+        relay.wake()
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def fresh_schema(infra_: Infra, backend: str, tag: str):
+    url = await infra_.database(backend, tag)
+    engine = create_engine(url)
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    return url, engine
+
+
+# ------------------------------------------------------------------------------------------------------ 1. drain
+
+async def drain_pipeline(infra_: Infra, backend: str, n: int) -> dict:
+    """n events pre-filled in the outbox -> the real Relay -> JetStream -> the real EventConsumer, one process."""
+    url, engine = await fresh_schema(infra_, backend, "drain")
+    events = [make_event(joined_event()) for _ in range(n)]
+    now = datetime.now(UTC)
+    rows = [{"event_id": e.id, "subject": f"{contracts.MemberJoined.subject_prefix()}.{e.subject}", "type": e.type,
+             "body": to_bytes(e), "created_at": now, "attempts": 0} for e in events]
+    body_size = statistics.mean(len(r["body"]) for r in rows)
+    async with engine.begin() as conn:
+        for i in range(0, n, 5000):
+            await conn.execute(insert(tables.outbox), rows[i:i + 5000])
+    del rows, events
+    nc, js = await connect_js(infra_.nats.url)
+    await reset_stream(js)
+
+    pending: set[str] = set()
+    committed: set[str] = set()
+    done = asyncio.Event()
+    t_done = 0.0
+    batches = 0
+
+    async def handler(conn, event, data):
+        await upsert_roster(conn, event, data)
+        pending.add(event.id)
+
+    def on_commit():
+        nonlocal t_done, batches
+        batches += 1
+        committed.update(pending)
+        pending.clear()
+        if len(committed) >= n and not done.is_set():
+            t_done = time.perf_counter()
+            done.set()
+
+    consumer = EventConsumer(service="meetings", subscription=Subscription(contracts.MemberJoined, handler),
+                             engine=engine, tables=tables, max_deliver=DEFAULTS.consumer_max_deliver,
+                             batch_size=DEFAULTS.consumer_batch_size, on_commit=on_commit)
+    relay = Relay(engine=engine, tables=tables, js=js, service="members", batch_size=DEFAULTS.relay_batch_size)
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(consumer.run(js, stop))]
+    await wait_consumer(js, consumer.stream, consumer.name)
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    tasks.append(asyncio.create_task(relay.run(stop)))
+    try:
+        await asyncio.wait_for(done.wait(), timeout=max(120.0, n / 100))
+    finally:
+        cpu = time.process_time() - cpu0
+        await stop_tasks(stop, tasks, relay)
+    elapsed = t_done - t0
+    async with engine.connect() as conn:
+        effects = (await conn.execute(select(func.count()).select_from(roster))).scalar_one()
+        unpublished = (await conn.execute(select(func.count()).where(tables.outbox.c.published_at.is_(None)))
+                       ).scalar_one()
+    await nc.close()
+    await engine.dispose()
+    await infra_.drop(url)
+    return {"events": n, "seconds": elapsed, "rate": n / elapsed, "effects": effects, "unpublished": unpublished,
+            "consumer_batches": batches, "body_bytes": round(body_size), "process_cpu_share": cpu / elapsed}
+
+
+async def drain_raw(nats_url: str, n: int, size: int) -> dict:
+    """Raw nats-py: publish_async n messages while a durable pull consumer fetches 500 and acks, concurrently."""
+    nc, js = await connect_js(nats_url)
+    cfg = topology.stream_config("members")
+    cfg.name, cfg.subjects, cfg.description = "BENCHRAW", ["benchraw.>"], "raw baseline"
+    with contextlib.suppress(Exception):
+        await js.delete_stream("BENCHRAW")
+    await js.add_stream(cfg)
+    sub = await js.pull_subscribe("benchraw.>", durable="raw", stream="BENCHRAW",
+                                  config=topology.consumer_config("raw", contracts.MemberJoined))
+    payload = b"x" * size
+    received = 0
+    done = asyncio.Event()
+    t_done = 0.0
+
+    async def consume():
+        nonlocal received, t_done
+        while received < n:
+            try:
+                msgs = await sub.fetch(500, timeout=1.0)
+            except asyncio.TimeoutError:
+                continue
+            for m in msgs:
+                await m.ack()
+            received += len(msgs)
+        t_done = time.perf_counter()
+        done.set()
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(0.05)
+    t0 = time.perf_counter()
+    futures = []
+    for _ in range(n):
+        ident = str(uuid.uuid4())
+        futures.append(await js.publish_async(f"benchraw.member.joined.v1.{ident}", payload,
+                                              headers={"Nats-Msg-Id": ident, "Content-Type": CONTENT_TYPE},
+                                              wait_stall=5.0))
+    await asyncio.gather(*futures)
+    await asyncio.wait_for(done.wait(), 120)
+    elapsed = t_done - t0
+    await task
+    with contextlib.suppress(Exception):
+        await sub.unsubscribe()
+    with contextlib.suppress(Exception):
+        await js.delete_stream("BENCHRAW")
+    await nc.close()
+    return {"events": n, "seconds": elapsed, "rate": n / elapsed}
+
+
+async def figure_drain(infra_: Infra, backend: str, n: int, runs: int) -> dict:
+    pipe, raw = [], []
+    for i in range(runs):
+        p = await drain_pipeline(infra_, backend, n)
+        r = await drain_raw(infra_.nats.url, n, p["body_bytes"])
+        pipe.append(p)
+        raw.append(r)
+        out(f"  drain run {i + 1}/{runs}: pipeline {fmt_rate(p['rate'])} ev/s ({p['seconds']:.2f} s, "
+            f"{p['consumer_batches']} consumer commits, effects {p['effects']}, unpublished {p['unpublished']}); "
+            f"raw nats-py {fmt_rate(r['rate'])} ev/s")
+    rate = statistics.median(p["rate"] for p in pipe)
+    raw_rate = statistics.median(r["rate"] for r in raw)
+    return {"rate": rate, "raw_rate": raw_rate, "ratio": rate / raw_rate, "aim": AIMS["drain"],
+            "ok": rate / raw_rate >= AIMS["drain"], "runs": pipe, "raw_runs": raw,
+            "complete": all(p["effects"] == n and p["unpublished"] == 0 for p in pipe)}
+
+
+# ----------------------------------------------------------------------------------------------------- 2. accept
+
+def service_env(svc: str, db_url: str, nats_url: str, **extra) -> dict:
+    env = dict(os.environ)
+    for key in [k for k in env if k.endswith("DATABASE_URL")]:
+        env.pop(key)
+    env.update(DATABASE_URL=db_url, NATS_URL=nats_url, API_TOKEN=TOKEN, ENVIRONMENT="development",
+               LOG_LEVEL="INFO", PYTHONUNBUFFERED="1", RATE_LIMIT_PER_MINUTE="0")
+    if svc == "notifications":
+        env.setdefault("SMTP_HOST", "127.0.0.1")
+        env.setdefault("SMTP_PORT", "1025")
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def spawn_service(svc: str, port: int, env: dict, log_file: Path) -> subprocess.Popen:
+    """The service exactly as its Dockerfile starts it: `uvicorn <svc>.entrypoints.http:app --host --port`."""
+    with open(log_file, "ab") as logf:
+        return subprocess.Popen([PY, "-m", "uvicorn", f"{svc}.entrypoints.http:app", "--host", "127.0.0.1",
+                                 "--port", str(port)], cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=logf,
+                                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=infra.child_preexec())
+
+
+async def wait_ready(proc: subprocess.Popen, port: int, log_file: Path, timeout: float = 60.0) -> float:
+    t0 = time.perf_counter()
+    while http_status(f"http://127.0.0.1:{port}/readyz", timeout=0.5) != 200:
+        if proc.poll() is not None:
+            raise RuntimeError(f"service on port {port} exited ({proc.returncode}):\n{infra.log_tail(log_file)}")
+        if time.perf_counter() - t0 > timeout:
+            raise RuntimeError(f"service on port {port} not ready in {timeout:.0f} s:\n{infra.log_tail(log_file)}")
+        await asyncio.sleep(0.02)
+    return time.perf_counter() - t0
+
+
+def member_body(tag: str, i: int) -> dict:
+    return {"name": f"Mette Eksempel {i}", "email": f"bench-{tag}-{i}@example.org", "phone": "+45 12 34 56 78",
+            "organisation": {"name": "Eksempel Kommune", "kind": "public_authority", "cvr": "12345678"},
+            "job_title": "Kontorchef", "locale": "da"}
+
+
+async def accept_http(infra_: Infra, backend: str, requests: int, concurrency: int, run_relay: bool) -> dict:
+    import httpx
+
+    url = await infra_.database(backend, "accept")
+    port = free_port()
+    log_file = infra_.workdir / f"members-accept-{backend}-{'relay' if run_relay else 'norelay'}.log"
+    proc = spawn_service("members", port, service_env("members", url, infra_.nats.url,
+                                                     RUN_RELAY=str(run_relay).lower()), log_file)
+    try:
+        await wait_ready(proc, port, log_file)
+        server = psutil.Process(proc.pid)
+        base = f"http://127.0.0.1:{port}"
+        tag = uuid.uuid4().hex[:8]
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30.0,
+                                     headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+            r = await client.post("/members", json=member_body(tag, -1))  # creates the organisation once
+            if r.status_code != 201:
+                raise RuntimeError(f"POST /members -> {r.status_code}: {r.text[:300]}")
+            warm = iter(range(100))
+
+            async def warm_worker():
+                for i in warm:
+                    await client.post("/members", json=member_body(tag + "w", i))
+
+            await asyncio.gather(*(warm_worker() for _ in range(concurrency)))
+            counter = iter(range(requests))
+            statuses: dict[int, int] = {}
+            lat: list[float] = []
+
+            async def worker():
+                for i in counter:
+                    t = time.perf_counter()
+                    resp = await client.post("/members", json=member_body(tag, i))
+                    lat.append(time.perf_counter() - t)
+                    statuses[resp.status_code] = statuses.get(resp.status_code, 0) + 1
+
+            srv_cpu0 = sum(server.cpu_times()[:2])
+            cli_cpu0 = time.process_time()
+            t0 = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            elapsed = time.perf_counter() - t0
+            srv_cpu = sum(server.cpu_times()[:2]) - srv_cpu0
+            cli_cpu = time.process_time() - cli_cpu0
+        backlog = None
+        if run_relay:  # how far behind the relay was when the load stopped, then let it finish
+            engine = create_engine(url)
+            async with engine.connect() as conn:
+                backlog = (await conn.execute(select(func.count()).where(tables.outbox.c.published_at.is_(None)))
+                           ).scalar_one()
+            await engine.dispose()
+    finally:
+        infra.stop_process(proc)
+        await infra_.drop(url)
+    ok = statuses.get(201, 0)
+    return {"requests": requests, "concurrency": concurrency, "seconds": elapsed, "rate": ok / elapsed,
+            "statuses": statuses, "p50_ms": pct(lat, 50) * 1e3, "p99_ms": pct(lat, 99) * 1e3,
+            "server_cpu_share": srv_cpu / elapsed, "client_cpu_share": cli_cpu / elapsed,
+            "relay": run_relay, "outbox_backlog_at_end": backlog, "server": "uvicorn subprocess"}
+
+
+async def accept_raw(infra_: Infra, backend: str, requests: int, concurrency: int) -> dict:
+    """One transaction per row (a members row + an outbox row), `concurrency` at a time, on the members schema."""
+    from members.bootstrap import MIGRATIONS
+    from netvaerk_shared.migrate import upgrade
+
+    url = await infra_.database(backend, "acceptraw")
+    engine = create_engine(url)
+    await upgrade(engine, MIGRATIONS)
+    await engine.dispose()
+    org_id = uuid.uuid4()
+    tag = uuid.uuid4().hex[:8]
+
+    def row(i: int):
+        member_id = uuid.uuid4()
+        now = datetime.now(UTC)
+        body = json.dumps({
+            "specversion": "1.0", "id": str(uuid.uuid4()), "source": "/members",
+            "type": "dk.danskit.member.registered.v1", "subject": str(member_id),
+            "time": now.isoformat().replace("+00:00", "Z"), "datacontenttype": "application/json",
+            "data": {"member_id": str(member_id), "name": f"Mette Eksempel {i}",
+                     "email": f"raw-{tag}-{i}@example.org", "phone": "+45 12 34 56 78",
+                     "organisation": {"id": str(org_id), "name": "Eksempel Kommune", "kind": "public_authority",
+                                      "cvr": "12345678"},
+                     "job_title": "Kontorchef", "locale": "da", "registered_at": now.isoformat()}},
+            separators=(",", ":")).encode()
+        return member_id, now, body
+
+    counter = iter(range(requests))
+    if backend == "postgresql":
+        import asyncpg
+
+        pool = await asyncpg.create_pool(asyncpg_dsn(url), min_size=concurrency, max_size=concurrency)
+        await pool.execute("INSERT INTO organisations (id, name, name_key, kind, cvr) VALUES ($1, $2, $3, $4, $5)",
+                           org_id, "Eksempel Kommune", "eksempel kommune", "public_authority", "12345678")
+
+        async def one(i: int) -> None:
+            member_id, now, body = row(i)
+            async with pool.acquire() as c, c.transaction():
+                await c.execute(
+                    "INSERT INTO members (id, name, email, phone, organisation_id, job_title, locale, registered_at)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", member_id, f"Mette Eksempel {i}",
+                    f"raw-{tag}-{i}@example.org", "+45 12 34 56 78", org_id, "Kontorchef", "da", now)
+                await c.execute("INSERT INTO outbox (event_id, subject, type, body, created_at, attempts)"
+                                " VALUES ($1, $2, $3, $4, $5, 0)", str(uuid.uuid4()),
+                                f"members.member.registered.v1.{member_id}", "dk.danskit.member.registered.v1",
+                                body, now)
+
+        async def worker():
+            for i in counter:
+                await one(i)
+
+        for i in range(-100, 0):
+            await one(i)
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - t0
+        await pool.close()
+        driver = "raw asyncpg"
+    else:
+        import aiosqlite
+
+        path = url.split(":///", 1)[1]
+        db = await aiosqlite.connect(path, isolation_level=None)
+        for pragma in ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=30000", "foreign_keys=ON"):
+            await db.execute(f"PRAGMA {pragma}")
+        await db.execute("INSERT INTO organisations (id, name, name_key, kind, cvr) VALUES (?, ?, ?, ?, ?)",
+                         (org_id.hex, "Eksempel Kommune", "eksempel kommune", "public_authority", "12345678"))
+        lock = asyncio.Lock()  # one connection, like the services' SQLite engine: writers queue here
+
+        async def one(i: int) -> None:
+            member_id, now, body = row(i)
+            async with lock:
+                await db.execute("BEGIN IMMEDIATE")
+                await db.execute(
+                    "INSERT INTO members (id, name, email, phone, organisation_id, job_title, locale, registered_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (member_id.hex, f"Mette Eksempel {i}",
+                                                        f"raw-{tag}-{i}@example.org", "+45 12 34 56 78",
+                                                        org_id.hex, "Kontorchef", "da",
+                                                        now.replace(tzinfo=None).isoformat(sep=" ")))
+                await db.execute("INSERT INTO outbox (event_id, subject, type, body, created_at, attempts)"
+                                 " VALUES (?, ?, ?, ?, ?, 0)",
+                                 (str(uuid.uuid4()), f"members.member.registered.v1.{member_id}",
+                                  "dk.danskit.member.registered.v1", body,
+                                  now.replace(tzinfo=None).isoformat(sep=" ")))
+                await db.execute("COMMIT")
+
+        async def worker():
+            for i in counter:
+                await one(i)
+
+        for i in range(-100, 0):
+            await one(i)
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - t0
+        await db.close()
+        driver = "raw aiosqlite"
+    await infra_.drop(url)
+    return {"requests": requests, "concurrency": concurrency, "seconds": elapsed, "rate": requests / elapsed,
+            "driver": driver}
+
+
+async def figure_accept(infra_: Infra, backend: str, requests: int, concurrency: int) -> dict:
+    http = await accept_http(infra_, backend, requests, concurrency, run_relay=True)
+    out(f"  accept (relay on):  {fmt_rate(http['rate'])} req/s, statuses {http['statuses']}, "
+        f"p50 {http['p50_ms']:.1f} ms p99 {http['p99_ms']:.1f} ms, server CPU {http['server_cpu_share']:.0%}, "
+        f"client CPU {http['client_cpu_share']:.0%}, outbox backlog at end {http['outbox_backlog_at_end']}")
+    norelay = await accept_http(infra_, backend, requests, concurrency, run_relay=False)
+    out(f"  accept (relay off): {fmt_rate(norelay['rate'])} req/s, p50 {norelay['p50_ms']:.1f} ms "
+        f"p99 {norelay['p99_ms']:.1f} ms, server CPU {norelay['server_cpu_share']:.0%}")
+    raw = await accept_raw(infra_, backend, requests, concurrency)
+    out(f"  {raw['driver']}: {fmt_rate(raw['rate'])} tx/s")
+    ratio = http["rate"] / raw["rate"]
+    return {"rate": http["rate"], "raw_rate": raw["rate"], "ratio": ratio, "aim": AIMS["accept"],
+            "ok": ratio >= AIMS["accept"], "http": http, "http_relay_off": norelay, "raw": raw,
+            "complete": http["statuses"].get(201, 0) == requests}
+
+
+# ---------------------------------------------------------------------------------------------------- 3. latency
+
+async def paced(rate: float, total: int, start_one) -> tuple[float, int]:
+    """Start `start_one(i)` tasks on a fixed schedule; returns (seconds taken, most tasks in flight at once)."""
+    tasks: set[asyncio.Task] = set()
+    peak = 0
+    t0 = time.perf_counter()
+    i = 0
+    while i < total:
+        now = time.perf_counter()
+        due = min(total, int((now - t0) * rate) + 1)
+        while i < due:
+            t = asyncio.create_task(start_one(i))
+            tasks.add(t)
+            t.add_done_callback(tasks.discard)
+            i += 1
+        peak = max(peak, len(tasks))
+        next_at = t0 + i / rate
+        await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+    elapsed = time.perf_counter() - t0
+    if tasks:
+        await asyncio.gather(*tasks)
+    return elapsed, peak
+
+
+async def latency_pipeline(infra_: Infra, backend: str, rate: float, seconds: float, warmup: float) -> dict:
+    url, engine = await fresh_schema(infra_, backend, "latency")
+    nc, js = await connect_js(infra_.nats.url)
+    await reset_stream(js)
+    sent: dict[str, float] = {}
+    got: dict[str, float] = {}
+    pending: list[str] = []
+
+    async def handler(conn, event, data):
+        await upsert_roster(conn, event, data)
+        pending.append(str(data.member_id))
+
+    def on_commit():
+        now = time.perf_counter()
+        for m in pending:
+            got.setdefault(m, now)
+        pending.clear()
+
+    consumer = EventConsumer(service="meetings", subscription=Subscription(contracts.MemberJoined, handler),
+                             engine=engine, tables=tables, max_deliver=DEFAULTS.consumer_max_deliver,
+                             batch_size=DEFAULTS.consumer_batch_size, on_commit=on_commit)
+    relay = Relay(engine=engine, tables=tables, js=js, service="members", batch_size=DEFAULTS.relay_batch_size)
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(consumer.run(js, stop)), asyncio.create_task(relay.run(stop))]
+    await wait_consumer(js, consumer.stream, consumer.name)
+    n_warm, n = int(rate * warmup), int(rate * seconds)
+
+    async def produce(i: int) -> None:
+        data = joined_event()
+        uow = UnitOfWork(engine, tables, "members", on_commit=relay.wake)  # as ServiceRuntime.uow() builds it
+        async with uow:
+            await uow.conn.execute(insert(joins).values(member_id=str(data.member_id), group_id=str(data.group_id),
+                                                        joined_at=data.joined_at))
+            uow.publish(data)
+            await uow.commit()
+        if i >= n_warm:
+            sent[str(data.member_id)] = time.perf_counter()
+
+    cpu0 = time.process_time()
+    elapsed, peak = await paced(rate, n_warm + n, produce)
+    cpu = time.process_time() - cpu0
+    deadline = time.perf_counter() + 60
+    while any(k not in got for k in sent) and time.perf_counter() < deadline:
+        await asyncio.sleep(0.05)
+    await stop_tasks(stop, tasks, relay)
+    await nc.close()
+    await engine.dispose()
+    await infra_.drop(url)
+    lat = [(got[k] - t) * 1e3 for k, t in sent.items() if k in got]
+    return {"rate": rate, "events": len(sent), "achieved_rate": (n_warm + n) / elapsed, "received": len(lat),
+            "p50_ms": pct(lat, 50), "p90_ms": pct(lat, 90), "p99_ms": pct(lat, 99), "max_ms": max(lat or [0]),
+            "producer_peak_in_flight": peak, "process_cpu_share": cpu / elapsed}
+
+
+async def latency_raw(nats_url: str, rate: float, seconds: float, warmup: float, size: int) -> dict:
+    """Raw nats-py publish_async at the same pace -> durable pull consumer (fetch 200, 1 s), time to receipt."""
+    nc, js = await connect_js(nats_url)
+    cfg = topology.stream_config("members")
+    cfg.name, cfg.subjects, cfg.description = "BENCHRAW", ["benchraw.>"], "raw baseline"
+    with contextlib.suppress(Exception):
+        await js.delete_stream("BENCHRAW")
+    await js.add_stream(cfg)
+    sub = await js.pull_subscribe("benchraw.>", durable="rawlat", stream="BENCHRAW",
+                                  config=topology.consumer_config("rawlat", contracts.MemberJoined))
+    sent: dict[str, float] = {}
+    got: dict[str, float] = {}
+    stop = asyncio.Event()
+    n_warm, n = int(rate * warmup), int(rate * seconds)
+    payload = b"x" * size
+
+    async def consume():
+        while not stop.is_set():
+            try:
+                msgs = await sub.fetch(DEFAULTS.consumer_batch_size, timeout=1.0)
+            except asyncio.TimeoutError:
+                continue
+            now = time.perf_counter()
+            for m in msgs:
+                got.setdefault(m.headers["Nats-Msg-Id"], now)
+                await m.ack()
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(0.1)
+    futures = []
+
+    async def produce(i: int) -> None:
+        ident = str(uuid.uuid4())
+        if i >= n_warm:
+            sent[ident] = time.perf_counter()
+        futures.append(await js.publish_async(f"benchraw.member.joined.v1.{ident}", payload,
+                                              headers={"Nats-Msg-Id": ident, "Content-Type": CONTENT_TYPE}))
+
+    elapsed, _ = await paced(rate, n_warm + n, produce)
+    await asyncio.gather(*futures)
+    deadline = time.perf_counter() + 30
+    while any(k not in got for k in sent) and time.perf_counter() < deadline:
+        await asyncio.sleep(0.05)
+    stop.set()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    with contextlib.suppress(Exception):
+        await js.delete_stream("BENCHRAW")
+    await nc.close()
+    lat = [(got[k] - t) * 1e3 for k, t in sent.items() if k in got]
+    return {"rate": rate, "events": len(sent), "achieved_rate": (n_warm + n) / elapsed, "received": len(lat),
+            "p50_ms": pct(lat, 50), "p90_ms": pct(lat, 90), "p99_ms": pct(lat, 99), "max_ms": max(lat or [0])}
+
+
+async def figure_latency(infra_: Infra, backend: str, rate: float, seconds: float) -> dict:
+    p = await latency_pipeline(infra_, backend, rate, seconds, warmup=0.5)
+    out(f"  latency pipeline: {p['received']}/{p['events']} events at {fmt_rate(p['achieved_rate'])}/s, "
+        f"p50 {p['p50_ms']:.1f} p90 {p['p90_ms']:.1f} p99 {p['p99_ms']:.1f} max {p['max_ms']:.1f} ms, "
+        f"producers in flight ≤ {p['producer_peak_in_flight']}, process CPU {p['process_cpu_share']:.0%}")
+    r = await latency_raw(infra_.nats.url, rate, seconds, 0.5, 506)
+    out(f"  latency raw nats-py: {r['received']}/{r['events']} at {fmt_rate(r['achieved_rate'])}/s, "
+        f"p50 {r['p50_ms']:.2f} p90 {r['p90_ms']:.2f} p99 {r['p99_ms']:.2f} max {r['max_ms']:.1f} ms")
+    return {"pipeline": p, "raw": r, "aim_p99_ms": AIMS["p99_ms"] if backend == "postgresql" else None,
+            "ok": (p["p99_ms"] < AIMS["p99_ms"] and p["received"] == p["events"]) if backend == "postgresql"
+            else None}
+
+
+# -------------------------------------------------------------------------------------------------- 4. footprint
+
+def _load_dev():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("netvaerk_dev_for_bench", ROOT / "dev.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+async def figure_footprint(infra_: Infra) -> dict:
+    """Three real uvicorn processes on SQLite + the bench's NATS: RSS after 2 s idle; then `dev.py run` to ready."""
+    work = infra_.workdir / "footprint"
+    work.mkdir(parents=True, exist_ok=True)
+    smtp_port = free_port()  # nothing listens there; /readyz does not ask the SMTP server
+    procs, ports, logs = {}, {}, {}
+    t0 = time.perf_counter()
+    for svc in SERVICES:
+        ports[svc] = free_port()
+        logs[svc] = work / f"{svc}.log"
+        env = service_env(svc, infra.sqlite_url(work / f"{svc}.db"), infra_.nats.url,
+                          SMTP_HOST="127.0.0.1", SMTP_PORT=smtp_port)
+        procs[svc] = spawn_service(svc, ports[svc], env, logs[svc])
+    result: dict = {"services": {}}
+    try:
+        ready_each = {}
+        for svc in SERVICES:
+            await wait_ready(procs[svc], ports[svc], logs[svc])
+            ready_each[svc] = time.perf_counter() - t0
+        parallel_ready = max(ready_each.values())
+        await asyncio.sleep(2.0)
+        for svc in SERVICES:
+            p = psutil.Process(procs[svc].pid)
+            mem = p.memory_full_info()
+            kids = p.children(recursive=True)
+            result["services"][svc] = {"rss_mb": mem.rss / 2**20, "uss_mb": mem.uss / 2**20,
+                                       "children": len(kids), "ready_s": ready_each[svc]}
+    finally:
+        for proc in procs.values():
+            infra.stop_process(proc)
+    result["uvicorn_parallel_ready_s"] = parallel_ready
+    result["rss_ok"] = all(s["rss_mb"] < AIMS["rss_mb"] for s in result["services"].values())
+    result["dev"] = await dev_run_ready(infra_, work)
+    ready = result["dev"]["ready_s"] if result["dev"]["ok"] else parallel_ready
+    result["ready_s"] = ready
+    result["ready_how"] = result["dev"]["how"] if result["dev"]["ok"] else "three uvicorn processes in parallel"
+    result["ready_ok"] = ready < AIMS["ready_s"]
+    return result
+
+
+async def dev_run_ready(infra_: Infra, work: Path) -> dict:
+    ports = {"members": 8001, "meetings": 8002, "notifications": 8003}
+    taken = [p for p in (*ports.values(), 1025) if port_taken(p)]
+    if any(p != 1025 for p in taken):
+        return {"ok": False, "how": None, "why": f"ports {taken} already in use (another dev.py run?)"}
+    try:
+        dev = _load_dev()
+        stamp_current = dev.STAMP.exists() and dev.STAMP.read_text().strip() == dev.install_hash()
+    except Exception as exc:
+        return {"ok": False, "how": None, "why": f"could not load dev.py: {exc}"}
+    if stamp_current:
+        cmd, how = ["python3", "dev.py", "run"], "python3 dev.py run"
+    else:  # `run` would pip-install into the shared .venv first; time the step it execs into instead
+        cmd, how = [PY, "dev.py", "_run"], ".venv/bin/python dev.py _run (install stamp stale: skipped pip)"
+    env = dict(os.environ)
+    for key in [k for k in env if k.endswith("DATABASE_URL")]:
+        env.pop(key)
+    env.pop("NETVAERK_DEV_T0", None)
+    env.update(NATS_URL=infra_.nats.url, API_TOKEN=TOKEN, PYTHONUNBUFFERED="1",
+               **{f"{svc.upper()}_DATABASE_URL": infra.sqlite_url(work / f"dev-{svc}.db") for svc in SERVICES})
+    if 1025 in taken:  # something serves SMTP there already: let dev.py use it instead of starting its sink
+        env.update(SMTP_HOST="127.0.0.1", SMTP_PORT="1025")
+    log_file = work / "dev-run.log"
+    t0 = time.perf_counter()
+    with open(log_file, "wb") as logf:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=logf,
+                                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=infra.child_preexec())
+    ready = None
+    try:
+        pending = dict(ports)
+        each = {}
+        while pending and time.perf_counter() - t0 < 60:
+            if proc.poll() is not None:
+                break
+            for svc, port in list(pending.items()):
+                if http_status(f"http://127.0.0.1:{port}/readyz", timeout=0.3) == 200:
+                    each[svc] = time.perf_counter() - t0
+                    pending.pop(svc)
+            await asyncio.sleep(0.02)
+        if not pending:
+            ready = time.perf_counter() - t0
+            rss = {}
+            with contextlib.suppress(Exception):
+                for child in psutil.Process(proc.pid).children(recursive=True):
+                    cmdline = " ".join(child.cmdline())
+                    for svc in SERVICES:
+                        if f"{svc}.entrypoints.http:app" in cmdline:
+                            rss[svc] = child.memory_info().rss / 2**20
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)  # dev.py stops its children in order on Ctrl-C
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                infra.stop_process(proc, timeout=5)
+    if ready is None:
+        return {"ok": False, "how": how, "why": f"not all /readyz answered 200 (exit code {proc.returncode}):\n"
+                                                f"{infra.log_tail(log_file, 15)}"}
+    said = next((ln for ln in log_file.read_text(errors="replace").splitlines() if "all services ready" in ln), "")
+    return {"ok": True, "how": how, "ready_s": ready, "each_s": each, "rss_mb_at_ready": rss, "dev_says": said}
+
+
+# --------------------------------------------------------------------------------------------------------- output
+
+def table(results: dict) -> list[str]:
+    lines = []
+    row = "{:<10} {:<11} {:<34} {:<34} {:<7} {}"
+    lines.append(row.format("figure", "backend", "result", "baseline (same run)", "ratio", "aim"))
+    lines.append("-" * 120)
+    for backend, figs in results["backends"].items():
+        if "drain" in figs:
+            d = figs["drain"]
+            lines.append(row.format("drain", backend, f"{fmt_rate(d['rate'])} ev/s",
+                                    f"raw nats-py {fmt_rate(d['raw_rate'])} ev/s", f"{d['ratio']:.2f}",
+                                    f"≥ {d['aim']:.2f}  {'ok' if d['ok'] else 'MISSED'}"
+                                    + ("" if d["complete"] else "  INCOMPLETE")))
+        if "accept" in figs:
+            a = figs["accept"]
+            lines.append(row.format("accept", backend, f"{fmt_rate(a['rate'])} req/s (relay on)",
+                                    f"{a['raw']['driver']} {fmt_rate(a['raw_rate'])} tx/s", f"{a['ratio']:.2f}",
+                                    f"≥ {a['aim']:.2f}  {'ok' if a['ok'] else 'MISSED'}"
+                                    + ("" if a["complete"] else "  ERRORS")))
+        if "latency" in figs:
+            p, r = figs["latency"]["pipeline"], figs["latency"]["raw"]
+            aim = (f"p99 < {AIMS['p99_ms']:.0f} ms  {'ok' if figs['latency']['ok'] else 'MISSED'}"
+                   if backend == "postgresql" else "(aim is for PostgreSQL)")
+            lines.append(row.format("latency", backend, f"p50 {p['p50_ms']:.1f} / p99 {p['p99_ms']:.1f} ms",
+                                    f"raw p50 {r['p50_ms']:.1f} / p99 {r['p99_ms']:.1f} ms",
+                                    f"{p['p99_ms'] / r['p99_ms']:.1f}x", aim))
+    if "footprint" in results:
+        f = results["footprint"]
+        for svc, s in f["services"].items():
+            lines.append(row.format("rss", "sqlite", f"{svc} {s['rss_mb']:.0f} MB", f"(uss {s['uss_mb']:.0f} MB)",
+                                    "", f"< {AIMS['rss_mb']:.0f} MB  {'ok' if s['rss_mb'] < AIMS['rss_mb'] else 'MISSED'}"))
+        lines.append(row.format("ready", "sqlite", f"{f['ready_s']:.1f} s", f"via {f['ready_how']}"[:34], "",
+                                f"< {AIMS['ready_s']:.0f} s  {'ok' if f['ready_ok'] else 'MISSED'}"))
+        if f["dev"]["ok"]:
+            lines.append(row.format("", "", "", f"3 uvicorn in parallel: {f['uvicorn_parallel_ready_s']:.1f} s",
+                                    "", ""))
+        else:
+            lines.append(f"           dev.py run not measured: {f['dev']['why']}")
+    return lines
+
+
+def machine() -> dict:
+    model = ""
+    with contextlib.suppress(OSError):
+        model = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "")
+    nats_version = subprocess.run([infra.nats_server_binary(), "--version"], capture_output=True, text=True).stdout
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    return {"cpus": os.cpu_count(), "cpu_model": model, "python": platform.python_version(),
+            "nats_server": nats_version.strip(), "sqlite": sqlite3.sqlite_version, "git_head": commit.strip(),
+            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1)}
+
+
+def configure_logging(level: str, path: Path) -> None:
+    """Like a service (JSON lines at LOG_LEVEL), but to a file, so per-event INFO logs cost what they cost there."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(JsonFormatter("bench"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("aiosqlite", "asyncio"):
+        logging.getLogger(noisy).setLevel("WARNING")
+
+
+async def main(args) -> int:
+    backends = ["postgresql", "sqlite"] if args.backend == "both" else [args.backend]
+    figures = [f.strip() for f in args.figures.split(",")]
+    runs = 1 if args.quick else args.runs
+    latency_s = 3.0 if args.quick else args.latency_seconds
+    requests = min(args.requests, 1000) if args.quick else args.requests
+    workdir = Path(tempfile.mkdtemp(prefix="netvaerk-bench-"))
+    configure_logging(args.log_level, workdir / "bench.log")
+    results: dict = {"started": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
+                     "args": vars(args), "backends": {}}
+    out(f"netvaerk pipeline benchmark — {results['machine']['cpus']} CPUs ({results['machine']['cpu_model']}), "
+        f"Python {results['machine']['python']}, {results['machine']['nats_server']}, git {results['machine']['git_head']}")
+    out(f"work dir {workdir}; consumer/relay settings as a service defaults: relay batch {DEFAULTS.relay_batch_size}, "
+        f"consumer batch {DEFAULTS.consumer_batch_size}; bench log level {args.log_level}")
+    infra_ = Infra(workdir, backends)
+    try:
+        out(f"NATS {infra_.nats.url} (nats-server from the wheel, store {infra_.nats.store_dir})")
+        if infra_.pg_admin:
+            s = await infra_.pg_settings()
+            results["postgresql"] = {"source": infra_.pg_note, **s}
+            out(f"PostgreSQL {s.get('server_version')} {infra_.pg_note}; fsync={s.get('fsync')} "
+                f"synchronous_commit={s.get('synchronous_commit')}")
+        for backend in backends:
+            figs: dict = {}
+            results["backends"][backend] = figs
+            out(f"\n== {backend} ==")
+            if "drain" in figures:
+                out(f"drain: {args.events:,} events pre-filled in the outbox, median of {runs}")
+                figs["drain"] = await figure_drain(infra_, backend, args.events, runs)
+            if "accept" in figures:
+                out(f"accept: POST /members x {requests:,}, concurrency {args.concurrency}, members app under uvicorn "
+                    f"(subprocess), RATE_LIMIT_PER_MINUTE=0")
+                figs["accept"] = await figure_accept(infra_, backend, requests, args.concurrency)
+            if "latency" in figures:
+                out(f"latency: paced {args.rate:,.0f} events/s for {latency_s:.0f} s (+0.5 s warm-up), "
+                    f"producer commit -> consumer commit")
+                figs["latency"] = await figure_latency(infra_, backend, args.rate, latency_s)
+        if "footprint" in figures:
+            out("\n== footprint (SQLite, real uvicorn processes, the bench's NATS) ==")
+            results["footprint"] = await figure_footprint(infra_)
+            for svc, s in results["footprint"]["services"].items():
+                out(f"  {svc}: RSS {s['rss_mb']:.0f} MB (USS {s['uss_mb']:.0f} MB), ready {s['ready_s']:.2f} s after spawn")
+            out(f"  three uvicorn processes spawned together: all ready in {results['footprint']['uvicorn_parallel_ready_s']:.2f} s")
+            d = results["footprint"]["dev"]
+            if d["ok"]:
+                out(f"  {d['how']}: all three /readyz 200 after {d['ready_s']:.2f} s; dev.py says: "
+                    f"{d['dev_says'].strip()}")
+            else:
+                out(f"  dev.py run NOT measured ({d['why']}); the ready figure is the parallel uvicorn start")
+    finally:
+        await infra_.close()
+    results["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+    lines = table(results)
+    out("\n" + "\n".join(lines))
+    results["table"] = lines
+    dest = ROOT / "var" / "bench"
+    dest.mkdir(parents=True, exist_ok=True)
+    path = dest / f"pipeline-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(results, indent=2, default=str))
+    out(f"\nJSON: {path.relative_to(ROOT)}")
+    shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--backend", choices=["postgresql", "sqlite", "both"], default="both")
+    p.add_argument("--events", type=int, default=20_000, help="events in the drain figure (default 20,000)")
+    p.add_argument("--quick", action="store_true",
+                   help="1 drain run instead of 3, latency 3 s, at most 1,000 accept requests")
+    p.add_argument("--runs", type=int, default=3, help="drain runs (median is reported)")
+    p.add_argument("--requests", type=int, default=2_000, help="POST /members requests in the accept figure")
+    p.add_argument("--concurrency", type=int, default=20)
+    p.add_argument("--rate", type=float, default=1_000.0, help="events/s in the latency figure")
+    p.add_argument("--latency-seconds", type=float, default=5.0)
+    p.add_argument("--figures", default="drain,accept,latency,footprint",
+                   help="comma-separated subset of drain,accept,latency,footprint")
+    p.add_argument("--log-level", default="INFO",
+                   help="log level of the bench process (relay, consumer), JSON lines to a file like a service")
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(parse_args())))

@@ -1,0 +1,68 @@
+"""The platform as real processes: three services (uvicorn), a real NATS JetStream, real databases (PostgreSQL, or
+SQLite where no PostgreSQL can be had) and a real SMTP server (the Maildir sink)."""
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from netvaerk_shared.testing.processes import ServiceProcess, free_port
+from netvaerk_shared.testing.smtp_sink import open_maildir, start_sink
+
+TOKEN = "e2e-token-0123456789abcdef"
+SERVICES = ("members", "meetings", "notifications")
+
+
+@dataclass
+class Platform:
+    services: dict[str, ServiceProcess]
+    maildir: Path
+    nats_url: str
+    extra: dict = field(default_factory=dict)
+
+    def call(self, service: str, method: str, path: str, body=None, headers=None) -> tuple[int, dict | list]:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.services[service].url + path, data=data, method=method,
+                                     headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json",
+                                              **(headers or {})})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, json.loads(r.read() or b"null")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+
+    def mails(self) -> list[email.message.EmailMessage]:
+        box = open_maildir(self.maildir)
+        return [email.message_from_bytes(box.get_bytes(k), policy=email.policy.default) for k in box.keys()]
+
+
+@pytest.fixture
+def platform(clean_nats, make_database_url, tmp_path, request):
+    backend = getattr(request, "param", "postgresql")
+    smtp_port = free_port()
+    maildir = tmp_path / "mail"
+    sink = start_sink("127.0.0.1", smtp_port, maildir)
+    common = {"NATS_URL": clean_nats, "API_TOKEN": TOKEN, "ENVIRONMENT": "test", "RATE_LIMIT_PER_MINUTE": "0",
+              "LOG_LEVEL": "INFO"}
+    services = {}
+    for name in SERVICES:
+        env = {**common, "DATABASE_URL": make_database_url(backend, name)}
+        if name == "notifications":
+            env.update({"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp_port), "DELIVERY_LEASE_SECONDS": "3",
+                        "MAIL_FROM": "netvaerk@example.org"})
+        services[name] = ServiceProcess(name, env, tmp_path)
+    try:
+        for s in services.values():
+            s.start(wait=False)
+        for s in services.values():
+            s.wait_ready()
+        yield Platform(services=services, maildir=maildir, nats_url=clean_nats, extra={"backend": backend})
+    finally:
+        for s in services.values():
+            s.stop()
+        sink.stop()
