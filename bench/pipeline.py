@@ -327,7 +327,7 @@ async def drain_raw(nats_url: str, n: int, size: int) -> dict:
         ident = str(uuid.uuid4())
         futures.append(await js.publish_async(f"benchraw.member.joined.v1.{ident}", payload,
                                               headers={"Nats-Msg-Id": ident, "Content-Type": CONTENT_TYPE},
-                                              wait_stall=5.0))
+                                              ))
     await asyncio.gather(*futures)
     await asyncio.wait_for(done.wait(), 120)
     elapsed = t_done - t0

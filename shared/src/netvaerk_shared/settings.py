@@ -21,6 +21,9 @@ class ServiceSettings(BaseSettings):
     run_relay: bool = True
     run_consumers: bool = True
     auto_migrate: bool = True
+    # Alembic directory; unset: services/<svc>/migrations next to the source tree (editable installs, tests).
+    # A non-editable install (the Docker images) has no such directory and sets MIGRATIONS_DIR.
+    migrations_dir: str | None = None
     rate_limit_per_minute: int = 600  # per client address, for every HTTP endpoint
     relay_batch_size: int = 500
     consumer_batch_size: int = 200

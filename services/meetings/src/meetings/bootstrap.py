@@ -18,9 +18,10 @@ MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 def bootstrap(settings: Settings | None = None) -> ServiceRuntime:
     settings = settings or Settings()
     engine = create_engine(settings.database_url)
+    migrations = Path(settings.migrations_dir) if settings.migrations_dir else MIGRATIONS
     subscriptions = (
         Subscription(contracts.GroupCreated, on_group_created),
         Subscription(contracts.MemberJoined, on_member_joined),
     )
     return ServiceRuntime(service="meetings", settings=settings, engine=engine, tables=orm.messaging,
-                          subscriptions=subscriptions, migrations_dir=MIGRATIONS, produces=True)
+                          subscriptions=subscriptions, migrations_dir=migrations, produces=True)

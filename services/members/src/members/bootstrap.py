@@ -15,5 +15,6 @@ MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 def bootstrap(settings: Settings | None = None) -> ServiceRuntime:
     settings = settings or Settings()
     engine = create_engine(settings.database_url)
+    migrations = Path(settings.migrations_dir) if settings.migrations_dir else MIGRATIONS
     return ServiceRuntime(service="members", settings=settings, engine=engine, tables=orm.messaging,
-                          subscriptions=(), migrations_dir=MIGRATIONS, produces=True)
+                          subscriptions=(), migrations_dir=migrations, produces=True)

@@ -19,10 +19,11 @@ MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 def bootstrap(settings: Settings | None = None, mailer=None) -> ServiceRuntime:
     settings = settings or Settings()
     engine = create_engine(settings.database_url)
+    migrations = Path(settings.migrations_dir) if settings.migrations_dir else MIGRATIONS
     runtime = ServiceRuntime(
         service="notifications", settings=settings, engine=engine, tables=orm.messaging,
         subscriptions=[Subscription(contract, handler) for contract, handler in SUBSCRIPTIONS.items()],
-        migrations_dir=MIGRATIONS, produces=True)
+        migrations_dir=migrations, produces=True)
     mailer = mailer or SmtpMailer(host=settings.smtp_host, port=settings.smtp_port, username=settings.smtp_user,
                                   password=settings.smtp_password, starttls=settings.smtp_starttls,
                                   timeout=settings.smtp_timeout)
