@@ -83,7 +83,7 @@ def bearer_auth(token: str):
     return Depends(_check)
 
 
-OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/docs", "/openapi.json", "/docs/oauth2-redirect")
+OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/docs", "/openapi.json", "/docs/oauth2-redirect", "/asyncapi.json")
 
 
 class RateLimits:
@@ -180,6 +180,13 @@ def operations_router(runtime) -> APIRouter:
     async def prometheus():
         await runtime.refresh_gauges()
         return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    @router.get("/asyncapi.json", tags=["operations"], summary="AsyncAPI 3.0 document of this service's events")
+    async def asyncapi():
+        from .asyncapi import specification
+
+        server = runtime.settings.nats_url.split("@")[-1]  # never the credentials
+        return specification(runtime.service, [c.contract for c in runtime.consumers.values()], server=server)
 
     @router.get("/admin/dead-letters", tags=["operations"], dependencies=[auth],
                 summary="Events this service could not process")

@@ -121,7 +121,7 @@ async def test_every_endpoint_but_health_needs_the_token(client):
         assert r.headers["content-type"] == "application/problem+json"
     r = await client.get("/groups", headers={"Authorization": "Bearer wrong-token"})
     assert r.status_code == 401
-    for path in ("/healthz", "/readyz", "/metrics"):
+    for path in ("/healthz", "/readyz", "/metrics", "/asyncapi.json"):
         assert (await client.get(path, headers=anonymous)).status_code == 200, path
 
 

@@ -1,4 +1,7 @@
-"""Command handlers: one function per command, registered in HANDLERS. Each runs in one unit of work."""
+"""Command handlers: one function per command, registered in HANDLERS. Each runs in one unit of work.
+
+`repository` is the factory conn -> repository; unit tests pass a fake.
+"""
 from __future__ import annotations
 
 import uuid
@@ -18,9 +21,10 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-async def create_group(cmd: commands.CreateGroup, uow, clock: Clock = utc_now) -> Group:
+async def create_group(cmd: commands.CreateGroup, uow, clock: Clock = utc_now,
+                       repository=Repository) -> Group:
     async with uow:
-        repo = Repository(uow.conn)
+        repo = repository(uow.conn)
         group = Group.create(name=cmd.name, region=cmd.region, description=cmd.description, slug=cmd.slug,
                              topics=cmd.topics, capacity=cmd.capacity, requires_approval=cmd.requires_approval)
         if await repo.group_slug_taken(group.slug):
@@ -30,9 +34,10 @@ async def create_group(cmd: commands.CreateGroup, uow, clock: Clock = utc_now) -
     return group
 
 
-async def register_member(cmd: commands.RegisterMember, uow, clock: Clock = utc_now) -> Member:
+async def register_member(cmd: commands.RegisterMember, uow, clock: Clock = utc_now,
+                          repository=Repository) -> Member:
     async with uow:
-        repo = Repository(uow.conn)
+        repo = repository(uow.conn)
         email = cmd.email.strip().lower()
         if await repo.email_taken(email):
             raise Conflict("A member with this email address is already registered.")
@@ -44,9 +49,10 @@ async def register_member(cmd: commands.RegisterMember, uow, clock: Clock = utc_
     return member
 
 
-async def join_group(cmd: commands.JoinGroup, uow, clock: Clock = utc_now) -> Member:
+async def join_group(cmd: commands.JoinGroup, uow, clock: Clock = utc_now,
+                     repository=Repository) -> Member:
     async with uow:
-        repo = Repository(uow.conn)
+        repo = repository(uow.conn)
         group = await repo.get_group(cmd.group_id)
         if group is None:
             raise NotFound(f"No group {cmd.group_id}.")
@@ -60,7 +66,7 @@ async def join_group(cmd: commands.JoinGroup, uow, clock: Clock = utc_now) -> Me
     return member
 
 
-async def _commit(uow, repo: Repository) -> None:
+async def _commit(uow, repo) -> None:
     for aggregate in repo.seen:
         while aggregate.events:
             uow.publish(to_contract(aggregate.events.pop(0), aggregate))
@@ -74,5 +80,5 @@ HANDLERS = {
 }
 
 
-async def handle(cmd, uow, clock: Clock = utc_now):
-    return await HANDLERS[type(cmd)](cmd, uow, clock)
+async def handle(cmd, uow, clock: Clock = utc_now, repository=Repository):
+    return await HANDLERS[type(cmd)](cmd, uow, clock, repository)
