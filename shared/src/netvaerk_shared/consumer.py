@@ -80,6 +80,7 @@ class EventConsumer:
         self.name = topology.durable_name(service, self.contract)
         self.stream = topology.stream_for(self.contract.service)
         self._last_error: dict[int, str] = {}
+        self.ready = False  # subscribed and fetching (readiness)
 
     # -- the loop ------------------------------------------------------------------------------------------------
     async def run(self, js: JetStreamContext, stop: asyncio.Event) -> None:
@@ -89,6 +90,7 @@ class EventConsumer:
             config.filter_subject, durable=self.name, stream=self.stream, config=config
         )
         log.info("consumer %s started on %s (%s)", self.name, self.stream, config.filter_subject)
+        self.ready = True
         failures = 0
         try:
             while not stop.is_set():
@@ -108,6 +110,7 @@ class EventConsumer:
                 if msgs:
                     await self.process(msgs)
         finally:
+            self.ready = False
             try:
                 await sub.unsubscribe()
             except Exception:

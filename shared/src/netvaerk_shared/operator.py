@@ -109,11 +109,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+async def _quiet(exc: Exception) -> None:
+    """nats-py logs every connection error with a traceback by default; main() reports the one that matters."""
+
+
 async def _run(args: argparse.Namespace) -> str:
     nc = await nats.connect(os.environ.get("NATS_URL") or DEFAULT_NATS_URL,
                             user=os.environ.get("NATS_USER") or None,
                             password=os.environ.get("NATS_PASSWORD") or None,
-                            name="netvaerk-operator", allow_reconnect=False, connect_timeout=5)
+                            name="netvaerk-operator", allow_reconnect=False, max_reconnect_attempts=0,
+                            connect_timeout=5, error_cb=_quiet)
     try:
         js = nc.jetstream(timeout=10)
         if args.command == "declare":

@@ -170,7 +170,11 @@ class ServiceRuntime:
         except Exception:
             db_ok = False
         nats_ok = bool(self.nc is not None and self.nc.is_connected)
-        return {"database": db_ok, "nats": nats_ok}
+        checks = {"database": db_ok, "nats": nats_ok}
+        if self.settings.run_consumers and self.consumers:
+            # a consumer that cannot subscribe (its stream missing, permissions) makes the service unable to work
+            checks["consumers"] = all(c.ready for c in self.consumers.values())
+        return checks
 
     async def refresh_gauges(self) -> None:
         try:

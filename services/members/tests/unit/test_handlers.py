@@ -1,0 +1,289 @@
+"""Service layer with small fakes: what each command saves, what it publishes, and what it refuses."""
+import inspect
+import json
+from dataclasses import replace
+from datetime import UTC, datetime
+from uuid import uuid4
+
+import jsonschema
+import pytest
+
+from members.adapters.repository import Repository
+from members.domain import commands
+from members.domain.errors import Conflict, Invalid, NotFound
+from members.domain.model import Group, Member, Organisation
+from members.service_layer import handlers
+from members.service_layer.translator import to_contract
+from netvaerk_shared import contracts
+from netvaerk_shared.contracts.__main__ import SCHEMA_DIR, schema_for
+from netvaerk_shared.envelope import make_event, parse_event, to_bytes
+
+NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+
+
+class FakeStore:
+    """What the database would hold."""
+
+    def __init__(self):
+        self.groups: dict = {}  # id -> Group
+        self.organisations: dict = {}  # name key -> Organisation
+        self.members: dict = {}  # id -> Member (without memberships)
+        self.memberships: dict = {}  # (member id, group id) -> (role, joined_at)
+
+
+class FakeRepository:
+    def __init__(self, store: FakeStore):
+        self.store = store
+        self.seen = []
+
+    async def add_group(self, group):
+        self.store.groups[group.id] = group
+        self.seen.append(group)
+
+    async def group_slug_taken(self, slug):
+        return any(g.slug == slug for g in self.store.groups.values())
+
+    async def get_group(self, group_id):
+        g = self.store.groups.get(group_id)
+        return None if g is None else replace(g, events=[])
+
+    async def organisation(self, name, kind, cvr, new_id):
+        key = " ".join(name.lower().split())
+        if key not in self.store.organisations:
+            self.store.organisations[key] = Organisation(id=new_id(), name=" ".join(name.split()), kind=kind, cvr=cvr)
+        return self.store.organisations[key]
+
+    async def email_taken(self, email):
+        return any(m.email == email for m in self.store.members.values())
+
+    async def add_member(self, member):
+        self.store.members[member.id] = member
+        self.seen.append(member)
+
+    async def get_member(self, member_id):
+        m = self.store.members.get(member_id)
+        if m is None:
+            return None
+        roles = {g: role for (mid, g), (role, _) in self.store.memberships.items() if mid == member_id}
+        member = replace(m, memberships=roles, events=[])  # a fresh load, as from the database
+        self.seen.append(member)
+        return member
+
+    async def add_membership(self, member_id, group_id, role, joined_at):
+        self.store.memberships[(member_id, group_id)] = (role, joined_at)
+
+
+class FakeUnitOfWork:
+    def __init__(self):
+        self.conn = object()
+        self.committed = False
+        self.rolled_back = False
+        self.pending = []
+        self.published = []
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            self.rolled_back = True
+            self.pending = []
+
+    def publish(self, *events, causationid=None):
+        self.pending.extend(events)
+
+    async def commit(self):
+        self.committed = True
+        self.published.extend(self.pending)
+
+
+def repository_on(store, conns=None):
+    def factory(conn):
+        if conns is not None:
+            conns.append(conn)
+        return FakeRepository(store)
+    return factory
+
+
+def register_cmd(**overrides) -> commands.RegisterMember:
+    args = dict(name="Mette Eksempel", email="Mette@Example.org", organisation_name="Eksempel Kommune",
+                organisation_kind="public_authority", organisation_cvr="12345678", job_title="Kontorchef",
+                locale="da", phone="+45 12 34 56 78")
+    args.update(overrides)
+    return commands.RegisterMember(**args)
+
+
+async def run(cmd, store, uow=None, clock=lambda: NOW):
+    return await handlers.handle(cmd, uow or FakeUnitOfWork(), clock=clock, repository=repository_on(store))
+
+
+def test_the_real_repository_is_the_default():
+    for fn in (handlers.handle, handlers.create_group, handlers.register_member, handlers.join_group):
+        assert inspect.signature(fn).parameters["repository"].default is Repository
+
+
+# -- groups ------------------------------------------------------------------------------------------------------
+async def test_creating_a_group_saves_it_and_publishes_group_created_on_the_unit_of_works_connection():
+    store, uow, conns = FakeStore(), FakeUnitOfWork(), []
+    g = await handlers.handle(commands.CreateGroup(name="Offentlig digitalisering øst", region="Øst",
+                                                   topics=("SKI", "AI"), capacity=40),
+                              uow, clock=lambda: NOW, repository=repository_on(store, conns))
+    assert conns == [uow.conn]
+    assert store.groups == {g.id: g}
+    assert uow.committed and g.events == []
+    [event] = uow.published
+    assert event == contracts.GroupCreated(group_id=g.id, name="Offentlig digitalisering øst",
+                                           slug="offentlig-digitalisering-oest", region="Øst", description="",
+                                           topics=("SKI", "AI"), capacity=40, requires_approval=False)
+
+
+@pytest.mark.parametrize("slug", [None, "offentlig-digitalisering-oest"])
+async def test_a_taken_slug_is_a_conflict_and_nothing_is_saved_or_published(slug):
+    store = FakeStore()
+    first = await run(commands.CreateGroup(name="Offentlig digitalisering øst", region="Øst"), store)
+    uow = FakeUnitOfWork()
+    with pytest.raises(Conflict, match="offentlig-digitalisering-oest"):
+        await run(commands.CreateGroup(name="Offentlig Digitalisering ØST", region="Øst", slug=slug), store, uow)
+    assert uow.rolled_back and not uow.committed
+    assert uow.published == []
+    assert list(store.groups) == [first.id]
+
+
+async def test_an_invalid_group_is_refused_and_nothing_is_published():
+    store, uow = FakeStore(), FakeUnitOfWork()
+    with pytest.raises(Invalid):
+        await run(commands.CreateGroup(name="Netværk", region="Øst", capacity=0), store, uow)
+    assert not uow.committed and uow.published == [] and store.groups == {}
+
+
+# -- members -----------------------------------------------------------------------------------------------------
+async def test_registering_publishes_member_registered_with_the_contact_data():
+    store, uow = FakeStore(), FakeUnitOfWork()
+    m = await run(register_cmd(), store, uow)
+    assert store.members == {m.id: m}
+    assert uow.committed
+    [event] = uow.published
+    assert isinstance(event, contracts.MemberRegistered)
+    assert event.member_id == m.id
+    assert (event.name, event.email, event.phone, event.job_title) == (
+        "Mette Eksempel", "mette@example.org", "+45 12 34 56 78", "Kontorchef")
+    assert event.locale is contracts.Locale.da
+    assert event.registered_at == NOW
+    assert event.organisation == contracts.Organisation(id=m.organisation.id, name="Eksempel Kommune",
+                                                        kind=contracts.OrganisationKind.public_authority,
+                                                        cvr="12345678")
+    assert event.nats_subject() == f"members.member.registered.v1.{m.id}"
+
+
+async def test_a_taken_email_is_a_conflict_whatever_its_case_and_nothing_is_published():
+    store = FakeStore()
+    first = await run(register_cmd(email="mette@example.org"), store)
+    uow = FakeUnitOfWork()
+    with pytest.raises(Conflict, match="already registered"):
+        await run(register_cmd(name="Mette Anden", email="  METTE@example.org "), store, uow)
+    assert uow.rolled_back and not uow.committed and uow.published == []
+    assert list(store.members) == [first.id]
+
+
+@pytest.mark.parametrize("overrides", [{"locale": "de"}, {"organisation_kind": "ngo"}, {"name": " "}])
+async def test_an_invalid_registration_is_refused_and_nothing_is_published(overrides):
+    store, uow = FakeStore(), FakeUnitOfWork()
+    with pytest.raises(Invalid):
+        await run(register_cmd(**overrides), store, uow)
+    assert uow.rolled_back and uow.published == [] and store.members == {}
+
+
+# -- joining -----------------------------------------------------------------------------------------------------
+async def seeded() -> tuple[FakeStore, Group, Member]:
+    store = FakeStore()
+    g = await run(commands.CreateGroup(name="Offentlig digitalisering øst", region="Øst"), store)
+    m = await run(register_cmd(), store)
+    return store, g, m
+
+
+async def test_a_successful_join_publishes_exactly_one_member_joined_with_the_ids_role_and_clock_time():
+    store, g, m = await seeded()
+    uow = FakeUnitOfWork()
+    joined_at = datetime(2026, 12, 1, 13, 30, tzinfo=UTC)
+    await run(commands.JoinGroup(member_id=m.id, group_id=g.id, role="coordinator"), store, uow,
+              clock=lambda: joined_at)
+    assert uow.committed
+    assert uow.published == [contracts.MemberJoined(member_id=m.id, group_id=g.id,
+                                                    role=contracts.Role.coordinator, joined_at=joined_at)]
+    assert store.memberships == {(m.id, g.id): ("coordinator", joined_at)}
+    assert uow.published[0].nats_subject() == f"members.member.joined.v1.{m.id}"
+
+
+async def test_joining_twice_is_a_conflict_and_the_second_time_publishes_nothing():
+    store, g, m = await seeded()
+    await run(commands.JoinGroup(member_id=m.id, group_id=g.id), store)
+    uow = FakeUnitOfWork()
+    with pytest.raises(Conflict, match="already a member"):
+        await run(commands.JoinGroup(member_id=m.id, group_id=g.id, role="coordinator"), store, uow)
+    assert uow.rolled_back and not uow.committed and uow.published == []
+    assert store.memberships == {(m.id, g.id): ("member", NOW)}
+
+
+async def test_joining_an_unknown_group_is_not_found():
+    store, _, m = await seeded()
+    uow, missing = FakeUnitOfWork(), uuid4()
+    with pytest.raises(NotFound, match=str(missing)):
+        await run(commands.JoinGroup(member_id=m.id, group_id=missing), store, uow)
+    assert uow.published == [] and not uow.committed and store.memberships == {}
+
+
+async def test_an_unknown_member_cannot_join():
+    store, g, _ = await seeded()
+    uow, missing = FakeUnitOfWork(), uuid4()
+    with pytest.raises(NotFound, match=str(missing)):
+        await run(commands.JoinGroup(member_id=missing, group_id=g.id), store, uow)
+    assert uow.published == [] and not uow.committed and store.memberships == {}
+
+
+async def test_a_bad_role_is_refused_and_nothing_is_recorded():
+    store, g, m = await seeded()
+    uow = FakeUnitOfWork()
+    with pytest.raises(Invalid, match="Role"):
+        await run(commands.JoinGroup(member_id=m.id, group_id=g.id, role="admin"), store, uow)
+    assert uow.published == [] and store.memberships == {}
+
+
+# -- the public contract -----------------------------------------------------------------------------------------
+def checked_in_schema(cls) -> dict:
+    return json.loads((SCHEMA_DIR / f"{cls.event_type()}.json").read_text(encoding="utf-8"))
+
+
+def translated_events():
+    g = Group.create(name="Offentlig digitalisering øst", region="Øst", topics=("SKI",), capacity=25)
+    m = Member.register(name="Mette Eksempel", email="mette@example.org", job_title="Kontorchef", locale="en",
+                        organisation=Organisation(id=uuid4(), name="Eksempel Leverandør A/S", kind="supplier",
+                                                  cvr="87654321"), now=NOW)
+    m.join(g, "member", NOW)
+    return [(to_contract(g.events[0], g), contracts.GroupCreated),
+            (to_contract(m.events[0], m), contracts.MemberRegistered),
+            (to_contract(m.events[1], m), contracts.MemberJoined)]
+
+
+@pytest.mark.parametrize("index", [0, 1, 2], ids=["group-created", "member-registered", "member-joined"])
+def test_the_translator_output_validates_against_the_checked_in_json_schema_and_survives_the_envelope(index):
+    data, cls = translated_events()[index]
+    assert type(data) is cls
+    schema = checked_in_schema(cls)
+    assert schema == schema_for(cls)  # the file in the repository is the contract the code speaks
+    validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+    validator.validate(data.model_dump(mode="json"))
+    event, parsed = parse_event(to_bytes(make_event(data)))
+    assert event.type == cls.event_type() and event.source == "/members"
+    assert parsed == data
+
+
+def test_the_checked_in_schema_would_catch_a_broken_event():
+    data, cls = translated_events()[2]
+    body = data.model_dump(mode="json") | {"role": "admin"}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(body, checked_in_schema(cls))
+
+
+def test_the_translator_refuses_what_it_does_not_know():
+    with pytest.raises(TypeError):
+        to_contract(object(), None)
