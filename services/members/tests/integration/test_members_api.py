@@ -155,3 +155,11 @@ async def test_gdpr_export_holds_what_the_service_stores(client):
     export = (await client.get(f"/members/{member['member_id']}/export")).json()
     assert export["member"]["email"] == "mette@example.org"
     assert export["member"]["phone"] == "+45 12 34 56 78"
+
+
+async def test_racing_requests_for_the_same_email_get_409_not_500(client):
+    results = await asyncio.gather(*(client.post("/members", json={**MEMBER, "name": f"Kopi {i}"})
+                                     for i in range(6)))
+    codes = sorted(r.status_code for r in results)
+    assert codes == [201] + [409] * 5, codes
+    assert all(r.headers["content-type"] == "application/problem+json" for r in results if r.status_code == 409)

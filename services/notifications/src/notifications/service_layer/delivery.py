@@ -247,16 +247,21 @@ class DeliveryWorker:
         attempts = row.attempts + 1
         give_up = counts and model.gives_up(attempts, self.settings.delivery_max_attempts, permanent)
         async with self.engine.begin() as conn:
-            await conn.execute(update(d).where(d.c.id == row.id).values(
+            # Only while the lease is ours: after a slow attempt another instance may have taken over (or sent it).
+            result = await conn.execute(update(d).where(and_(d.c.id == row.id, d.c.status == "pending",
+                                                             d.c.lease_owner == self.owner)).values(
                 status="failed" if give_up else "pending", attempts=attempts, last_error=error[:2000],
                 next_attempt_at=self.clock() + model.retry_delay(attempts), lease_owner=None, lease_until=None))
+        if result.rowcount != 1:
+            log.info("delivery %s taken over by another instance; leaving it alone (%s)", row.id, error)
+            return
         (log.error if give_up else log.warning)("delivery %s %s: %s", row.id,
                                                 "failed for good" if give_up else "will be retried", error)
 
     async def _undo_sent(self, row, error: str, permanent: bool) -> None:
         """The server refused at the final dot, after we committed "sent": put the delivery back (or fail it)."""
         attempts = row.attempts + 1
-        give_up = model.gives_up(attempts, self.settings.delivery_max_attempts, permanent)
+        give_up = permanent  # a 4xx at the dot is the server's trouble, not the message's: retried until it passes
         async with self.engine.begin() as conn:
             await conn.execute(update(d).where(d.c.id == row.id).values(
                 status="failed" if give_up else "pending", sent_at=None, last_error=error[:2000],
