@@ -125,6 +125,43 @@ def http_status(url: str, timeout: float = 1.0) -> int | None:
         return None
 
 
+class LeanHttp:
+    """A minimal HTTP/1.1 keep-alive client (one connection per worker) so the load generator costs little CPU:
+    httpx tops out near 1,000 requests/s on one core here, which would measure the client, not the server."""
+
+    def __init__(self, port: int, token: str) -> None:
+        self.port, self.token = port, token
+        self.reader = self.writer = None
+
+    async def __aenter__(self) -> "LeanHttp":
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self.writer.close()
+        with contextlib.suppress(Exception):
+            await self.writer.wait_closed()
+
+    async def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
+        data = json.dumps(body).encode() if body is not None else b""
+        head = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nAuthorization: Bearer {self.token}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n").encode()
+        self.writer.write(head + data)
+        header = await self.reader.readuntil(b"\r\n\r\n")
+        lines = header.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        fields = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)}
+        if "content-length" in fields:
+            return status, await self.reader.readexactly(int(fields["content-length"]))
+        chunks = []  # Transfer-Encoding: chunked
+        while True:
+            size = int((await self.reader.readuntil(b"\r\n")).strip(), 16)
+            chunk = await self.reader.readexactly(size + 2)
+            if size == 0:
+                return status, b"".join(chunks)
+            chunks.append(chunk[:-2])
+
+
 def fmt_rate(v: float) -> str:
     return f"{v:,.0f}"
 
@@ -397,52 +434,54 @@ def member_body(tag: str, i: int) -> dict:
             "job_title": "Kontorchef", "locale": "da"}
 
 
-async def accept_http(infra_: Infra, backend: str, requests: int, concurrency: int, run_relay: bool) -> dict:
-    import httpx
-
+async def accept_http(infra_: Infra, backend: str, requests: int, concurrency: int, run_relay: bool,
+                      measure_floor: bool = False) -> dict:
     url = await infra_.database(backend, "accept")
     port = free_port()
     log_file = infra_.workdir / f"members-accept-{backend}-{'relay' if run_relay else 'norelay'}.log"
     proc = spawn_service("members", port, service_env("members", url, infra_.nats.url,
                                                      RUN_RELAY=str(run_relay).lower()), log_file)
+    floor = None
     try:
         await wait_ready(proc, port, log_file)
         server = psutil.Process(proc.pid)
-        base = f"http://127.0.0.1:{port}"
         tag = uuid.uuid4().hex[:8]
-        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30.0,
-                                     headers={"Authorization": f"Bearer {TOKEN}"}) as client:
-            r = await client.post("/members", json=member_body(tag, -1))  # creates the organisation once
-            if r.status_code != 201:
-                raise RuntimeError(f"POST /members -> {r.status_code}: {r.text[:300]}")
-            warm = iter(range(100))
+        async with contextlib.AsyncExitStack() as stack:
+            clients = [await stack.enter_async_context(LeanHttp(port, TOKEN)) for _ in range(concurrency)]
+            status, text = await clients[0].request("POST", "/members", member_body(tag, -1))  # creates the org
+            if status != 201:
+                raise RuntimeError(f"POST /members -> {status}: {text[:300]!r}")
 
-            async def warm_worker():
-                for i in warm:
-                    await client.post("/members", json=member_body(tag + "w", i))
+            async def run(n: int, make) -> float:
+                counter = iter(range(n))
 
-            await asyncio.gather(*(warm_worker() for _ in range(concurrency)))
-            counter = iter(range(requests))
+                async def worker(client):
+                    for i in counter:
+                        await make(client, i)
+
+                t0 = time.perf_counter()
+                await asyncio.gather(*(worker(c) for c in clients))
+                return time.perf_counter() - t0
+
+            await run(100, lambda c, i: c.request("POST", "/members", member_body(tag + "w", i)))  # warm-up
             statuses: dict[int, int] = {}
             lat: list[float] = []
 
-            async def worker():
-                for i in counter:
-                    t = time.perf_counter()
-                    resp = await client.post("/members", json=member_body(tag, i))
-                    lat.append(time.perf_counter() - t)
-                    statuses[resp.status_code] = statuses.get(resp.status_code, 0) + 1
+            async def post(client, i):
+                t = time.perf_counter()
+                st, _ = await client.request("POST", "/members", member_body(tag, i))
+                lat.append(time.perf_counter() - t)
+                statuses[st] = statuses.get(st, 0) + 1
 
             srv_cpu0 = sum(server.cpu_times()[:2])
             cli_cpu0 = time.process_time()
-            t0 = time.perf_counter()
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
-            elapsed = time.perf_counter() - t0
+            elapsed = await run(requests, post)
             srv_cpu = sum(server.cpu_times()[:2]) - srv_cpu0
             cli_cpu = time.process_time() - cli_cpu0
+            if measure_floor:  # the HTTP stack alone: GET /healthz, same server, same client, same concurrency
+                floor = requests / await run(requests, lambda c, i: c.request("GET", "/healthz"))
         backlog = None
-        if run_relay:  # how far behind the relay was when the load stopped, then let it finish
+        if run_relay:  # how far behind the relay was when the load stopped
             engine = create_engine(url)
             async with engine.connect() as conn:
                 backlog = (await conn.execute(select(func.count()).where(tables.outbox.c.published_at.is_(None)))
@@ -455,7 +494,47 @@ async def accept_http(infra_: Infra, backend: str, requests: int, concurrency: i
     return {"requests": requests, "concurrency": concurrency, "seconds": elapsed, "rate": ok / elapsed,
             "statuses": statuses, "p50_ms": pct(lat, 50) * 1e3, "p99_ms": pct(lat, 99) * 1e3,
             "server_cpu_share": srv_cpu / elapsed, "client_cpu_share": cli_cpu / elapsed,
-            "relay": run_relay, "outbox_backlog_at_end": backlog, "server": "uvicorn subprocess"}
+            "relay": run_relay, "outbox_backlog_at_end": backlog, "server": "uvicorn subprocess",
+            "healthz_floor_rate": floor}
+
+
+async def accept_service_layer(infra_: Infra, backend: str, requests: int, concurrency: int) -> dict:
+    """What the POST /members route does, minus HTTP: the command handler in a unit of work, then the view."""
+    from members import views
+    from members.bootstrap import bootstrap
+    from members.config import Settings
+    from members.domain import commands
+    from members.service_layer.handlers import handle
+    from netvaerk_shared.migrate import upgrade
+
+    url = await infra_.database(backend, "acceptsvc")
+    runtime = bootstrap(Settings(database_url=url, api_token=TOKEN))
+    await upgrade(runtime.engine, runtime.migrations_dir)
+    tag = uuid.uuid4().hex[:8]
+
+    async def one(i: int) -> None:
+        b = member_body(tag, i)
+        member = await handle(commands.RegisterMember(
+            name=b["name"], email=b["email"], phone=b["phone"], organisation_name=b["organisation"]["name"],
+            organisation_kind=b["organisation"]["kind"], organisation_cvr=b["organisation"]["cvr"],
+            job_title=b["job_title"], locale=b["locale"]), runtime.uow())
+        await views.get_member(runtime.engine, member.id)
+
+    await one(-1)
+    for i in range(-101, -1):
+        await one(i)
+    counter = iter(range(requests))
+
+    async def worker():
+        for i in counter:
+            await one(i)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - t0
+    await runtime.engine.dispose()
+    await infra_.drop(url)
+    return {"requests": requests, "seconds": elapsed, "rate": requests / elapsed}
 
 
 async def accept_raw(infra_: Infra, backend: str, requests: int, concurrency: int) -> dict:
@@ -561,19 +640,23 @@ async def accept_raw(infra_: Infra, backend: str, requests: int, concurrency: in
 
 
 async def figure_accept(infra_: Infra, backend: str, requests: int, concurrency: int) -> dict:
-    http = await accept_http(infra_, backend, requests, concurrency, run_relay=True)
+    http = await accept_http(infra_, backend, requests, concurrency, run_relay=True, measure_floor=True)
     out(f"  accept (relay on):  {fmt_rate(http['rate'])} req/s, statuses {http['statuses']}, "
         f"p50 {http['p50_ms']:.1f} ms p99 {http['p99_ms']:.1f} ms, server CPU {http['server_cpu_share']:.0%}, "
         f"client CPU {http['client_cpu_share']:.0%}, outbox backlog at end {http['outbox_backlog_at_end']}")
     norelay = await accept_http(infra_, backend, requests, concurrency, run_relay=False)
     out(f"  accept (relay off): {fmt_rate(norelay['rate'])} req/s, p50 {norelay['p50_ms']:.1f} ms "
         f"p99 {norelay['p99_ms']:.1f} ms, server CPU {norelay['server_cpu_share']:.0%}")
+    out(f"  diagnostic: HTTP stack alone (GET /healthz on the same server): {fmt_rate(http['healthz_floor_rate'])} req/s")
+    svc = await accept_service_layer(infra_, backend, requests, concurrency)
+    out(f"  diagnostic: service layer without HTTP (handle(RegisterMember) + views.get_member, in the bench "
+        f"process): {fmt_rate(svc['rate'])} /s")
     raw = await accept_raw(infra_, backend, requests, concurrency)
-    out(f"  {raw['driver']}: {fmt_rate(raw['rate'])} tx/s")
+    out(f"  baseline {raw['driver']}: {fmt_rate(raw['rate'])} tx/s (members row + outbox row, one transaction each)")
     ratio = http["rate"] / raw["rate"]
     return {"rate": http["rate"], "raw_rate": raw["rate"], "ratio": ratio, "aim": AIMS["accept"],
-            "ok": ratio >= AIMS["accept"], "http": http, "http_relay_off": norelay, "raw": raw,
-            "complete": http["statuses"].get(201, 0) == requests}
+            "ok": ratio >= AIMS["accept"], "http": http, "http_relay_off": norelay, "service_layer": svc,
+            "raw": raw, "complete": http["statuses"].get(201, 0) == requests}
 
 
 # ---------------------------------------------------------------------------------------------------- 3. latency
@@ -601,12 +684,8 @@ async def paced(rate: float, total: int, start_one) -> tuple[float, int]:
     return elapsed, peak
 
 
-async def latency_pipeline(infra_: Infra, backend: str, rate: float, seconds: float, warmup: float) -> dict:
-    url, engine = await fresh_schema(infra_, backend, "latency")
-    nc, js = await connect_js(infra_.nats.url)
-    await reset_stream(js)
-    sent: dict[str, float] = {}
-    got: dict[str, float] = {}
+def _stamping_consumer(engine, got: dict[str, float]) -> EventConsumer:
+    """The real EventConsumer; its on_commit hook stamps every event of the batch it just committed."""
     pending: list[str] = []
 
     async def handler(conn, event, data):
@@ -614,18 +693,72 @@ async def latency_pipeline(infra_: Infra, backend: str, rate: float, seconds: fl
         pending.append(str(data.member_id))
 
     def on_commit():
-        now = time.perf_counter()
+        now = time.perf_counter()  # CLOCK_MONOTONIC: comparable between processes on one Linux machine
         for m in pending:
             got.setdefault(m, now)
         pending.clear()
 
-    consumer = EventConsumer(service="meetings", subscription=Subscription(contracts.MemberJoined, handler),
-                             engine=engine, tables=tables, max_deliver=DEFAULTS.consumer_max_deliver,
-                             batch_size=DEFAULTS.consumer_batch_size, on_commit=on_commit)
+    return EventConsumer(service="meetings", subscription=Subscription(contracts.MemberJoined, handler),
+                         engine=engine, tables=tables, max_deliver=DEFAULTS.consumer_max_deliver,
+                         batch_size=DEFAULTS.consumer_batch_size, on_commit=on_commit)
+
+
+async def _consumer_process_main(db_url: str, nats_url: str, result_path: str, ready, stop, log_level: str,
+                                 log_path: str) -> None:
+    configure_logging(log_level, Path(log_path))
+    engine = create_engine(db_url)
+    nc, js = await connect_js(nats_url)
+    got: dict[str, float] = {}
+    consumer = _stamping_consumer(engine, got)
+    stop_ = asyncio.Event()
+    task = asyncio.create_task(consumer.run(js, stop_))
+    await wait_consumer(js, consumer.stream, consumer.name, timeout=30)
+    ready.set()
+    while not stop.is_set():
+        await asyncio.sleep(0.05)
+    await stop_tasks(stop_, [task])
+    await nc.close()
+    await engine.dispose()
+    Path(result_path).write_text(json.dumps(got))
+
+
+def consumer_process(*args) -> None:
+    """Entry point of the child process that plays the consuming service (meetings)."""
+    asyncio.run(_consumer_process_main(*args))
+
+
+async def latency_pipeline(infra_: Infra, backend: str, rate: float, seconds: float, warmup: float,
+                           split: bool, log_level: str) -> dict:
+    """Producer transactions (domain row + outbox row, UnitOfWork) at a fixed pace, the relay woken on commit,
+    the consumer's commit stamped. split=True: the consumer runs in its own process with its own database, like
+    the meetings service; split=False: producer, relay and consumer share one process and one database."""
+    import multiprocessing
+
+    url, engine = await fresh_schema(infra_, backend, "latency")
+    nc, js = await connect_js(infra_.nats.url)
+    await reset_stream(js)
+    sent: dict[str, float] = {}
+    got: dict[str, float] = {}
     relay = Relay(engine=engine, tables=tables, js=js, service="members", batch_size=DEFAULTS.relay_batch_size)
     stop = asyncio.Event()
-    tasks = [asyncio.create_task(consumer.run(js, stop)), asyncio.create_task(relay.run(stop))]
-    await wait_consumer(js, consumer.stream, consumer.name)
+    tasks = [asyncio.create_task(relay.run(stop))]
+    child = None
+    if split:
+        c_url, c_engine = await fresh_schema(infra_, backend, "latencyconsumer")
+        await c_engine.dispose()
+        ctx = multiprocessing.get_context("spawn")
+        ready, child_stop = ctx.Event(), ctx.Event()
+        result_path = infra_.workdir / f"latency-consumer-{uuid.uuid4().hex[:6]}.json"
+        child = ctx.Process(target=consumer_process, daemon=True,
+                            args=(c_url, infra_.nats.url, str(result_path), ready, child_stop, log_level,
+                                  str(infra_.workdir / "consumer-process.log")))
+        child.start()
+        if not await asyncio.to_thread(ready.wait, 60):
+            raise RuntimeError("consumer process did not start")
+    else:
+        consumer = _stamping_consumer(engine, got)
+        tasks.append(asyncio.create_task(consumer.run(js, stop)))
+        await wait_consumer(js, consumer.stream, consumer.name)
     n_warm, n = int(rate * warmup), int(rate * seconds)
 
     async def produce(i: int) -> None:
@@ -642,9 +775,24 @@ async def latency_pipeline(infra_: Infra, backend: str, rate: float, seconds: fl
     cpu0 = time.process_time()
     elapsed, peak = await paced(rate, n_warm + n, produce)
     cpu = time.process_time() - cpu0
-    deadline = time.perf_counter() + 60
-    while any(k not in got for k in sent) and time.perf_counter() < deadline:
-        await asyncio.sleep(0.05)
+    if split:  # wait until the consumer's database holds every effect, then collect the stamps
+        c_engine = create_engine(c_url)
+        deadline = time.perf_counter() + 120
+        while time.perf_counter() < deadline:
+            async with c_engine.connect() as conn:
+                if (await conn.execute(select(func.count()).select_from(roster))).scalar_one() >= n_warm + n:
+                    break
+            await asyncio.sleep(0.1)
+        await c_engine.dispose()
+        child_stop.set()
+        await asyncio.to_thread(child.join, 30)
+        if result_path.exists():
+            got = json.loads(result_path.read_text())
+        await infra_.drop(c_url)
+    else:
+        deadline = time.perf_counter() + 120
+        while any(k not in got for k in sent) and time.perf_counter() < deadline:
+            await asyncio.sleep(0.05)
     await stop_tasks(stop, tasks, relay)
     await nc.close()
     await engine.dispose()
@@ -652,7 +800,8 @@ async def latency_pipeline(infra_: Infra, backend: str, rate: float, seconds: fl
     lat = [(got[k] - t) * 1e3 for k, t in sent.items() if k in got]
     return {"rate": rate, "events": len(sent), "achieved_rate": (n_warm + n) / elapsed, "received": len(lat),
             "p50_ms": pct(lat, 50), "p90_ms": pct(lat, 90), "p99_ms": pct(lat, 99), "max_ms": max(lat or [0]),
-            "producer_peak_in_flight": peak, "process_cpu_share": cpu / elapsed}
+            "producer_peak_in_flight": peak, "producer_process_cpu_share": cpu / elapsed,
+            "consumer": "own process, own database" if split else "same process and database as the producer"}
 
 
 async def latency_raw(nats_url: str, rate: float, seconds: float, warmup: float, size: int) -> dict:
@@ -709,15 +858,21 @@ async def latency_raw(nats_url: str, rate: float, seconds: float, warmup: float,
             "p50_ms": pct(lat, 50), "p90_ms": pct(lat, 90), "p99_ms": pct(lat, 99), "max_ms": max(lat or [0])}
 
 
-async def figure_latency(infra_: Infra, backend: str, rate: float, seconds: float) -> dict:
-    p = await latency_pipeline(infra_, backend, rate, seconds, warmup=0.5)
-    out(f"  latency pipeline: {p['received']}/{p['events']} events at {fmt_rate(p['achieved_rate'])}/s, "
-        f"p50 {p['p50_ms']:.1f} p90 {p['p90_ms']:.1f} p99 {p['p99_ms']:.1f} max {p['max_ms']:.1f} ms, "
-        f"producers in flight ≤ {p['producer_peak_in_flight']}, process CPU {p['process_cpu_share']:.0%}")
+async def figure_latency(infra_: Infra, backend: str, rate: float, seconds: float, log_level: str) -> dict:
+    runs = {}
+    for split in (True, False):
+        p = await latency_pipeline(infra_, backend, rate, seconds, 0.5, split, log_level)
+        runs["split" if split else "one_process"] = p
+        out(f"  pipeline, consumer {p['consumer']}: {p['received']}/{p['events']} events, producer pace "
+            f"{fmt_rate(p['achieved_rate'])}/s (≤ {p['producer_peak_in_flight']} in flight), "
+            f"p50 {p['p50_ms']:.1f} p90 {p['p90_ms']:.1f} p99 {p['p99_ms']:.1f} max {p['max_ms']:.1f} ms")
     r = await latency_raw(infra_.nats.url, rate, seconds, 0.5, 506)
-    out(f"  latency raw nats-py: {r['received']}/{r['events']} at {fmt_rate(r['achieved_rate'])}/s, "
+    out(f"  baseline raw nats-py publish_async -> pull consumer (fetch {DEFAULTS.consumer_batch_size}): "
+        f"{r['received']}/{r['events']} at {fmt_rate(r['achieved_rate'])}/s, "
         f"p50 {r['p50_ms']:.2f} p90 {r['p90_ms']:.2f} p99 {r['p99_ms']:.2f} max {r['max_ms']:.1f} ms")
-    return {"pipeline": p, "raw": r, "aim_p99_ms": AIMS["p99_ms"] if backend == "postgresql" else None,
+    p = runs["split"]
+    return {"pipeline": p, "pipeline_one_process": runs["one_process"], "raw": r,
+            "aim_p99_ms": AIMS["p99_ms"] if backend == "postgresql" else None,
             "ok": (p["p99_ms"] < AIMS["p99_ms"] and p["received"] == p["events"]) if backend == "postgresql"
             else None}
 
@@ -859,9 +1014,12 @@ def table(results: dict) -> list[str]:
             p, r = figs["latency"]["pipeline"], figs["latency"]["raw"]
             aim = (f"p99 < {AIMS['p99_ms']:.0f} ms  {'ok' if figs['latency']['ok'] else 'MISSED'}"
                    if backend == "postgresql" else "(aim is for PostgreSQL)")
-            lines.append(row.format("latency", backend, f"p50 {p['p50_ms']:.1f} / p99 {p['p99_ms']:.1f} ms",
+            lines.append(row.format("latency", backend, f"p50 {p['p50_ms']:,.1f} / p99 {p['p99_ms']:,.1f} ms",
                                     f"raw p50 {r['p50_ms']:.1f} / p99 {r['p99_ms']:.1f} ms",
-                                    f"{p['p99_ms'] / r['p99_ms']:.1f}x", aim))
+                                    f"{p['p99_ms'] / r['p99_ms']:,.0f}x", aim))
+            q = figs["latency"]["pipeline_one_process"]
+            lines.append(row.format("", "", f"(one process: p50 {q['p50_ms']:,.1f} / p99 {q['p99_ms']:,.1f})",
+                                    "", "", ""))
     if "footprint" in results:
         f = results["footprint"]
         for svc, s in f["services"].items():
@@ -935,7 +1093,7 @@ async def main(args) -> int:
             if "latency" in figures:
                 out(f"latency: paced {args.rate:,.0f} events/s for {latency_s:.0f} s (+0.5 s warm-up), "
                     f"producer commit -> consumer commit")
-                figs["latency"] = await figure_latency(infra_, backend, args.rate, latency_s)
+                figs["latency"] = await figure_latency(infra_, backend, args.rate, latency_s, args.log_level)
         if "footprint" in figures:
             out("\n== footprint (SQLite, real uvicorn processes, the bench's NATS) ==")
             results["footprint"] = await figure_footprint(infra_)

@@ -6,8 +6,10 @@ fail it, so a validator that accepts anything fails this test.
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -101,7 +103,7 @@ def test_nats_runs_the_deploy_config_with_durable_jetstream(compose: dict) -> No
 def test_nats_gets_every_password_its_config_references(compose: dict) -> None:
     referenced = set(re.findall(r"(?<![\"\w])\$(\w+)", "\n".join(_conf_lines(NATS_CONF))))  # unquoted: variables
     assert referenced == {"MEMBERS_NATS_PASSWORD", "MEETINGS_NATS_PASSWORD", "NOTIFICATIONS_NATS_PASSWORD",
-                          "SUBSCRIBER_NATS_PASSWORD"}
+                          "SUBSCRIBER_NATS_PASSWORD", "ADMIN_NATS_PASSWORD"}
     env = compose["services"]["nats"]["environment"]
     for name in referenced:
         assert REQUIRED_VAR.fullmatch(env[name]) and REQUIRED_VAR.fullmatch(env[name]).group(1) == name
@@ -184,6 +186,58 @@ def test_dockerfile_installs_the_packages_and_runs_uvicorn_as_non_root(svc: str)
     assert any(line.startswith("HEALTHCHECK") for line in instructions) and "/healthz" in text
     assert instructions[-1] == (f'CMD ["uvicorn", "{svc}.entrypoints.http:app", "--host", "0.0.0.0", '
                                 f'"--port", "8000"]')
+    # a non-editable install has no services/<svc>/migrations next to the package: the image ships them itself
+    assert f"COPY services/{svc}/migrations/ /app/migrations/" in instructions
+    assert "ENV MIGRATIONS_DIR=/app/migrations" in instructions
+    assert "ln -s" not in text
+    assert (ROOT / "services" / svc / "migrations" / "env.py").is_file()
+
+
+_BOOTSTRAP_CHECK = """
+import asyncio, json, os, sqlite3, sys
+from pathlib import Path
+import {svc}
+from {svc}.bootstrap import MIGRATIONS, bootstrap
+from netvaerk_shared.migrate import upgrade
+
+runtime = bootstrap()
+if os.environ.get("MIGRATIONS_DIR"):
+    asyncio.run(upgrade(runtime.engine, runtime.migrations_dir))
+    asyncio.run(runtime.engine.dispose())
+db = os.environ["DATABASE_URL"].split("///", 1)[1]
+tables = sorted(r[0] for r in sqlite3.connect(db).execute("select name from sqlite_master where type='table'"))
+print(json.dumps({{"package": {svc}.__file__, "default": str(MIGRATIONS), "default_exists": MIGRATIONS.is_dir(),
+                  "used": str(runtime.migrations_dir), "tables": tables}}))
+"""
+
+
+@pytest.mark.parametrize("svc", APPS)
+def test_a_service_installed_without_its_source_tree_migrates_from_MIGRATIONS_DIR(svc: str, tmp_path: Path) -> None:
+    """What the image does: the package alone in site-packages (as a non-editable install leaves it), the Alembic
+    directory elsewhere, MIGRATIONS_DIR naming it."""
+    site = tmp_path / "site-packages"
+    shutil.copytree(ROOT / "services" / svc / "src" / svc, site / svc,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    migrations = tmp_path / "app" / "migrations"
+    shutil.copytree(ROOT / "services" / svc / "migrations", migrations, ignore=shutil.ignore_patterns("__pycache__"))
+    env = {k: v for k, v in os.environ.items() if k not in ("MIGRATIONS_DIR", "DATABASE_URL", "PYTHONPATH")}
+    env.update(PYTHONPATH=str(site), ENVIRONMENT="test", PYTHONDONTWRITEBYTECODE="1",
+               DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}")
+
+    def run(**extra: str) -> dict:
+        result = subprocess.run([sys.executable, "-c", _BOOTSTRAP_CHECK.format(svc=svc)], env={**env, **extra},
+                                cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout.splitlines()[-1])
+
+    without = run()
+    assert Path(without["package"]).is_relative_to(site), "the copied package must be the one imported"
+    assert not without["default_exists"], "without MIGRATIONS_DIR the service would look where nothing is"
+    assert without["used"] == without["default"]
+
+    with_dir = run(MIGRATIONS_DIR=str(migrations))
+    assert with_dir["used"] == str(migrations)
+    assert "alembic_version" in with_dir["tables"] and len(with_dir["tables"]) > 1, with_dir["tables"]
 
 
 def test_dockerignore_keeps_local_state_out_of_the_build_context() -> None:

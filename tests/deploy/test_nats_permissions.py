@@ -1,8 +1,10 @@
-"""The operators' deploy/nats/nats.conf, run by a real nats-server: every user may do what its service needs, no more.
+"""The operators' deploy/nats/nats.conf, run by a real nats-server: every user may do what it needs, no more.
 
 The server runs from a temporary copy of the config in which only the client listen address, the monitoring address
 and the JetStream store dir are replaced (each must occur exactly once, so a changed config fails loudly here); the
-users, permissions and JetStream settings are the operators' own. Passwords come from the environment, as in compose.
+accounts, users, permissions and JetStream settings are the operators' own. Passwords come from the environment, as
+in compose. The services' durables are taken from the services' own composition roots, so a service that starts
+consuming a new event type fails here until nats.conf lists its durable.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -26,18 +29,57 @@ import nats
 import pytest
 from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
-from nats.js.errors import APIError, BadRequestError
+from nats.js.errors import NotFoundError
+
+from netvaerk_shared import operator, topology
 
 ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "deploy" / "nats" / "nats.conf"
 NATS_SERVER = Path(sys.executable).parent / "nats-server"
 
-USERS = ("members", "meetings", "notifications", "subscriber")
+USERS = ("members", "meetings", "notifications", "subscriber", "admin")
 # The shape deploy/env.example recommends: a letter, then hex (NATS parses env values as config tokens).
 PASSWORDS = {user: "p" + secrets.token_hex(16) for user in USERS}
 
 DENIED = 0.5  # a denied request gets no answer at all: how long to wait for one
-EVENT_STREAMS = {"members": "MEMBERS", "meetings": "MEETINGS", "notifications": "NOTIFICATIONS"}
+EVENT_STREAMS = dict(topology.STREAMS)  # {"members": "MEMBERS", ...}
+
+
+@dataclass(frozen=True)
+class Durable:
+    service: str      # the consuming service (its NATS user)
+    name: str         # topology.durable_name()
+    stream: str       # the producer's stream
+    config: ConsumerConfig
+
+    @property
+    def filter_prefix(self) -> str:
+        return self.config.filter_subject.removesuffix(".>")
+
+
+def _service_durables() -> list[Durable]:
+    """Every consumer the three services run, as their composition roots build them."""
+    from meetings.bootstrap import bootstrap as meetings_bootstrap
+    from meetings.config import Settings as MeetingsSettings
+    from members.bootstrap import bootstrap as members_bootstrap
+    from members.config import Settings as MembersSettings
+    from notifications.bootstrap import bootstrap as notifications_bootstrap
+    from notifications.config import Settings as NotificationsSettings
+
+    durables = []
+    for service, build, settings in (("members", members_bootstrap, MembersSettings),
+                                     ("meetings", meetings_bootstrap, MeetingsSettings),
+                                     ("notifications", notifications_bootstrap, NotificationsSettings)):
+        # (the engine is built, never connected: no database file appears)
+        url = f"sqlite+aiosqlite:///{tempfile.gettempdir()}/netvaerk-deploy-test-{service}.db"
+        runtime = build(settings(database_url=url, environment="test"))
+        for name, consumer in runtime.consumers.items():
+            durables.append(Durable(service, name, consumer.stream, topology.consumer_config(name, consumer.contract)))
+        runtime.engine.sync_engine.dispose()
+    return durables
+
+
+DURABLES = _service_durables()
 
 
 def _free_port() -> int:
@@ -112,10 +154,10 @@ class Conn:
         self.js = nc.jetstream(timeout=2)
         self.jsm_denied = nc.jetstream(timeout=DENIED)  # for requests expected to be dropped by the server
 
-    async def violations(self, subject: str, wait: float = 1.0) -> list[str]:
-        """The permissions violations the server reported for `subject` (waiting up to `wait` s for one)."""
+    async def violations(self, subject: str, wait: float = 1.0, *, prefix: bool = False) -> list[str]:
+        """The permissions violations the server reported for `subject` (or any subject starting with it)."""
         await self.nc.flush()
-        needle = f'"{subject.lower()}"'
+        needle = f'"{subject.lower()}' if prefix else f'"{subject.lower()}"'
         deadline = time.monotonic() + wait
         while True:
             found = [e for e in self.errors if "permissions violation" in e and needle in e]
@@ -140,16 +182,16 @@ async def connect(server: Server, user: str) -> AsyncIterator[Conn]:
 
 
 async def ensure_stream(conn: Conn, service: str) -> None:
-    """The stream as shared/topology declares it: add, or update when it exists with another config."""
-    config = StreamConfig(name=EVENT_STREAMS[service], subjects=[f"{service}.>"])
-    try:
-        await conn.js.add_stream(config)
-    except BadRequestError:
-        await conn.js.update_stream(config)
+    """The stream exactly as the service declares it (add, or update when it exists with another config)."""
+    await topology.ensure_stream(conn.js, service)
 
 
 async def stream_messages(conn: Conn, stream: str) -> int:
     return (await conn.js.stream_info(stream)).state.messages
+
+
+async def all_stream_messages(conn: Conn) -> dict[str, int]:
+    return {stream: await stream_messages(conn, stream) for stream in EVENT_STREAMS.values()}
 
 
 async def fetch_until(sub, subject: str, *, timeout: float = 2.0) -> list:
@@ -167,28 +209,37 @@ async def fetch_until(sub, subject: str, *, timeout: float = 2.0) -> list:
     return got
 
 
-async def all_denied(conn: Conn, requests: dict[str, Awaitable]) -> None:
-    """Each request (keyed by the API subject it goes to) gets no answer and a permissions violation."""
+async def all_denied(conn: Conn, requests: dict[str, Awaitable], *, prefix: bool = False) -> None:
+    """Each request (keyed by the subject it goes to) gets no answer and a permissions violation."""
     results = await asyncio.gather(*requests.values(), return_exceptions=True)
     for subject, result in zip(requests, results):
         assert isinstance(result, nats.errors.TimeoutError), f"{subject}: {result!r}"
-        assert await conn.violations(subject), f"no permissions violation for {subject}"
+        assert await conn.violations(subject, prefix=prefix), f"no permissions violation for {subject}"
 
 
 def _event_subject(service: str, aggregate: str, event: str) -> str:
     return f"{service}.{aggregate}.{event}.v1.{uuid.uuid4()}"
 
 
-# ---------------------------------------------------------------------------------------------------------------
+async def _streams_declared(server: Server) -> None:
+    async with connect(server, "admin") as admin:
+        await operator.declare_streams(admin.js)
 
 
-def test_server_refuses_to_start_without_the_passwords() -> None:
+# -- the server and its users -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("missing", [f"{user.upper()}_NATS_PASSWORD" for user in USERS])
+def test_server_refuses_to_start_without_each_password(missing: str) -> None:
     env = _server_env()
-    del env["SUBSCRIBER_NATS_PASSWORD"]
+    del env[missing]
     result = subprocess.run([str(NATS_SERVER), "-c", str(CONF), "-t"], env=env, capture_output=True, text=True,
                             timeout=10)
     assert result.returncode != 0
-    assert "SUBSCRIBER_NATS_PASSWORD" in result.stdout + result.stderr
+    assert missing in result.stdout + result.stderr
+
+
+def test_server_accepts_the_config_with_all_passwords() -> None:
     ok = subprocess.run([str(NATS_SERVER), "-c", str(CONF), "-t"], env=_server_env(), capture_output=True,
                         text=True, timeout=10)
     assert ok.returncode == 0, ok.stdout + ok.stderr
@@ -210,6 +261,27 @@ async def test_wrong_password_is_refused(server: Server) -> None:
                            connect_timeout=2, max_reconnect_attempts=0, error_cb=quiet)
 
 
+# -- the services -----------------------------------------------------------------------------------------------
+
+
+def test_the_services_consume_with_one_durable_per_event_type() -> None:
+    """What nats.conf lists, and what this file checks, is what the code runs (shared/topology.durable_name)."""
+    assert {(d.service, d.stream, d.name) for d in DURABLES} == {
+        ("meetings", "MEMBERS", "meetings-group-created-v1"),
+        ("meetings", "MEMBERS", "meetings-member-joined-v1"),
+        ("notifications", "MEMBERS", "notifications-group-created-v1"),
+        ("notifications", "MEMBERS", "notifications-member-registered-v1"),
+        ("notifications", "MEMBERS", "notifications-member-joined-v1"),
+        ("notifications", "MEETINGS", "notifications-meeting-scheduled-v1"),
+    }
+    conf = CONF.read_text(encoding="utf-8")
+    for d in DURABLES:
+        assert f'"$JS.API.CONSUMER.MSG.NEXT.{d.stream}.{d.name}"' in conf, d.name
+        assert f'"$JS.API.CONSUMER.MSG.NEXT.*.{d.name}"' in conf, f"{d.name} missing from subscriber's deny list"
+    for gone in ("meetings", "notifications"):  # the old per-service durables
+        assert f"MEMBERS.{gone}\"" not in conf and f".{gone}.>\"" not in conf
+
+
 @pytest.mark.asyncio
 async def test_members_owns_its_stream_and_publishes_with_puback(server: Server) -> None:
     async with connect(server, "members") as members:
@@ -217,7 +289,7 @@ async def test_members_owns_its_stream_and_publishes_with_puback(server: Server)
         info = await members.js.stream_info("MEMBERS")
         assert info.config.subjects == ["members.>"]
         # update (what topology.ensure_stream does when the config changed)
-        await members.js.update_stream(StreamConfig(name="MEMBERS", subjects=["members.>"], description="members"))
+        await members.js.update_stream(topology.stream_config("members"))
 
         subject = _event_subject("members", "member", "joined")
         ack = await members.js.publish(subject, b'{"specversion":"1.0"}', headers={"Nats-Msg-Id": str(uuid.uuid4())})
@@ -263,10 +335,237 @@ async def test_members_cannot_publish_meetings_events(server: Server) -> None:
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("durable", DURABLES, ids=lambda d: d.name)
+async def test_service_consumes_with_its_durable(server: Server, durable: Durable) -> None:
+    producer = durable.stream.lower()
+    async with connect(server, producer) as prod, connect(server, durable.service) as svc:
+        await ensure_stream(prod, producer)
+        await ensure_stream(svc, durable.service)
+        subject = f"{durable.filter_prefix}.{uuid.uuid4()}"
+        ack = await prod.js.publish(subject, b"{}")
+
+        # what shared/consumer does: wait for the producer's stream, then the durable pull consumer
+        assert (await svc.js.stream_info(durable.stream)).config.name == durable.stream
+        pull = await svc.js.pull_subscribe(durable.config.filter_subject, durable=durable.name,
+                                           stream=durable.stream, config=durable.config)
+        assert any(m.subject == subject for m in await fetch_until(pull, subject))
+        info = await svc.js.consumer_info(durable.stream, durable.name)
+        assert info.num_ack_pending == 0 and info.ack_floor.stream_seq >= ack.seq
+        await pull.unsubscribe()
+        # binding again finds the existing durable; the legacy create form is allowed too
+        again = await svc.js.pull_subscribe(durable.config.filter_subject, durable=durable.name,
+                                            stream=durable.stream, config=durable.config)
+        await again.unsubscribe()
+        await svc.js.add_consumer(durable.stream, durable_name=durable.name, ack_policy=AckPolicy.EXPLICIT,
+                                  deliver_policy=DeliverPolicy.ALL, ack_wait=30, max_ack_pending=5000,
+                                  max_deliver=-1, filter_subject=durable.config.filter_subject)
+        assert svc.errors == []
+
+        # not another service's durable, no durable of another name, not deleting its own, no stream of its producer
+        other = next(d for d in DURABLES if d.service != durable.service)
+        await all_denied(svc, {
+            f"$JS.API.CONSUMER.CREATE.{other.stream}.{other.name}.{other.config.filter_subject}":
+                svc.jsm_denied.add_consumer(other.stream, other.config),
+            f"$JS.API.CONSUMER.CREATE.{durable.stream}.other": svc.jsm_denied.add_consumer(
+                durable.stream, name="other", durable_name="other", ack_policy=AckPolicy.EXPLICIT),
+            f"$JS.API.CONSUMER.DELETE.{durable.stream}.{durable.name}": svc.jsm_denied.delete_consumer(
+                durable.stream, durable.name),
+            f"$JS.API.STREAM.DELETE.{durable.stream}": svc.jsm_denied.delete_stream(durable.stream),
+            f"$JS.API.STREAM.CREATE.{durable.stream}": svc.jsm_denied.add_stream(
+                topology.stream_config(producer)),
+        })
+
+
+@pytest.mark.asyncio
+async def test_meetings_reads_no_notifications(server: Server) -> None:
+    async with connect(server, "meetings") as meetings:
+        await all_denied(meetings, {
+            "$JS.API.STREAM.INFO.NOTIFICATIONS": meetings.jsm_denied.stream_info("NOTIFICATIONS"),
+        })
+
+
+# -- admin ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_admin_may_do_everything(server: Server) -> None:
+    async with connect(server, "admin") as admin:
+        assert await operator.declare_streams(admin.js) == ["MEMBERS", "MEETINGS", "NOTIFICATIONS"]
+        await admin.js.add_stream(StreamConfig(name="SCRATCH", subjects=["scratch.>"]))
+        await admin.js.publish("scratch.x", b"1")
+        await admin.js.add_consumer("SCRATCH", durable_name="look", deliver_subject="scratch-deliver")
+        assert await admin.js.delete_consumer("SCRATCH", "look")
+        await admin.js.purge_stream("SCRATCH")
+        assert await admin.js.delete_stream("SCRATCH")
+        await admin.nc.publish("anything.at.all", b"")
+        await admin.nc.subscribe(">")
+        await admin.nc.flush()
+        assert admin.errors == []
+
+
+# -- subscriber: the association's other systems ----------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_subscriber_cannot_create_any_consumer(server: Server) -> None:
+    """Not pull, not push (nats-server#8274: a push consumer delivers wherever its creator says), in no form."""
+    await _streams_declared(server)
+    async with connect(server, "admin") as admin, connect(server, "subscriber") as sub:
+        await admin.js.publish(_event_subject("meetings", "meeting", "scheduled"), b"{}")
+        before = await all_stream_messages(admin)
+        target = f"members.member.forged.v1.{uuid.uuid4()}"
+        await sub.nc.subscribe(target)  # the interest a push consumer would wait for
+        await sub.nc.flush()
+
+        exact = {
+            # push consumer replaying MEETINGS onto members.*, i.e. into MEMBERS (the #8274 attack)
+            "$JS.API.CONSUMER.CREATE.MEETINGS.replay": sub.jsm_denied.add_consumer(
+                "MEETINGS", name="replay", deliver_subject=target, ack_policy=AckPolicy.NONE,
+                deliver_policy=DeliverPolicy.ALL),
+            "$JS.API.CONSUMER.CREATE.MEETINGS": sub.jsm_denied.add_consumer(  # ephemeral, push
+                "MEETINGS", deliver_subject=target, ack_policy=AckPolicy.NONE),
+            "$JS.API.CONSUMER.DURABLE.CREATE.MEETINGS.replay-legacy": sub.jsm_denied.add_consumer(
+                "MEETINGS", durable_name="replay-legacy", deliver_subject=target, ack_policy=AckPolicy.NONE),
+            # pull consumers, with and without a filter, durable or not
+            "$JS.API.CONSUMER.CREATE.MEMBERS.crm-own.members.>": sub.jsm_denied.add_consumer(
+                "MEMBERS", name="crm-own", durable_name="crm-own", filter_subject="members.>",
+                ack_policy=AckPolicy.EXPLICIT),
+            "$JS.API.CONSUMER.CREATE.MEMBERS.crm-nofilter": sub.jsm_denied.add_consumer(
+                "MEMBERS", name="crm-nofilter", ack_policy=AckPolicy.EXPLICIT),
+            "$JS.API.CONSUMER.DURABLE.CREATE.MEMBERS.crm-legacy": sub.jsm_denied.add_consumer(
+                "MEMBERS", durable_name="crm-legacy", ack_policy=AckPolicy.EXPLICIT),
+            "$JS.API.CONSUMER.CREATE.NOTIFICATIONS": sub.jsm_denied.add_consumer(
+                "NOTIFICATIONS", ack_policy=AckPolicy.EXPLICIT),
+        }
+        await all_denied(sub, exact)
+        # nats-py's own way (CONSUMER.INFO says "not found", then CONSUMER.CREATE.<S>.<name>.<filter>)
+        await all_denied(sub, {
+            "$JS.API.CONSUMER.CREATE.MEMBERS.crm-pull.": sub.jsm_denied.pull_subscribe(
+                "members.>", durable="crm-pull", stream="MEMBERS"),
+        }, prefix=True)
+        with pytest.raises(nats.errors.TimeoutError):
+            await sub.jsm_denied.pull_subscribe("members.>", stream="MEMBERS")  # ephemeral: a random name
+        assert len(await sub.violations("$JS.API.CONSUMER.CREATE.MEMBERS.", prefix=True)) >= 3
+
+        await asyncio.sleep(0.3)
+        assert await all_stream_messages(admin) == before
+        for stream in EVENT_STREAMS.values():
+            names = [c.name for c in await admin.js.consumers_info(stream)]
+            assert not {"replay", "replay-legacy", "crm-own", "crm-nofilter", "crm-legacy", "crm-pull"} & set(names)
+
+
+@pytest.mark.asyncio
+async def test_subscriber_reads_live_and_from_a_consumer_provisioned_by_admin(server: Server) -> None:
+    await _streams_declared(server)
+    async with connect(server, "admin") as admin, connect(server, "members") as members, \
+            connect(server, "subscriber") as sub:
+        info = await operator.provision_subscriber(admin.js, "crm-sync", "MEMBERS")
+        assert (info.config.deliver_subject, info.config.ack_policy, info.config.deliver_policy,
+                info.config.filter_subject) == (None, AckPolicy.EXPLICIT, DeliverPolicy.ALL, "members.>")
+        again = await operator.provision_subscriber(admin.js, "crm-sync", "members")  # idempotent
+        assert (again.name, again.created) == (info.name, info.created)
+
+        live = await sub.nc.subscribe("members.>")
+        await sub.nc.flush()
+        subject = _event_subject("members", "member", "joined")
+        ack = await members.js.publish(subject, b'{"hello":"crm"}')
+
+        msg = await live.next_msg(timeout=2)
+        assert (msg.subject, msg.data) == (subject, b'{"hello":"crm"}')
+
+        # replay: bind to the provisioned durable (pull_subscribe_bind sends nothing), fetch, ack
+        assert (await sub.js.account_info()).streams >= 3
+        assert (await sub.js.stream_info("MEMBERS")).config.name == "MEMBERS"
+        assert await sub.js.find_stream_name_by_subject(subject) == "MEMBERS"
+        pull = await sub.js.pull_subscribe_bind(durable="crm-sync", stream="MEMBERS")
+        got = await fetch_until(pull, subject)
+        assert [m.data for m in got if m.subject == subject] == [b'{"hello":"crm"}']
+        assert got[-1].metadata.sequence.stream == ack.seq
+        consumer = await sub.js.consumer_info("MEMBERS", "crm-sync")
+        assert consumer.num_ack_pending == 0 and consumer.ack_floor.stream_seq == ack.seq
+        await pull.unsubscribe()
+        assert sub.errors == []
+
+        # a narrower feed: only member.joined
+        await operator.provision_subscriber(admin.js, "crm-joins", "MEMBERS", "members.member.joined.v1.>")
+        await members.js.publish(_event_subject("members", "group", "created"), b"{}")
+        joined = _event_subject("members", "member", "joined")
+        await members.js.publish(joined, b"{}")
+        joins = await sub.js.pull_subscribe_bind(durable="crm-joins", stream="MEMBERS")
+        got = await fetch_until(joins, joined)
+        assert got and all(m.subject.startswith("members.member.joined.v1.") for m in got)
+        await joins.unsubscribe()
+        assert sub.errors == []
+
+
+@pytest.mark.asyncio
+async def test_operator_refuses_what_it_should_not_provision(server: Server) -> None:
+    await _streams_declared(server)
+    async with connect(server, "admin") as admin:
+        await operator.provision_subscriber(admin.js, "erp-feed", "MEETINGS")
+        for name, stream, filter_subject in (
+                ("erp-feed", "MEETINGS", "meetings.meeting.scheduled.v1.>"),  # exists with another filter
+                ("erp.feed", "MEETINGS", None),                                # not one token
+                ("meetings-member-joined-v1", "MEMBERS", None),                # a service's durable
+                ("notifications", "MEMBERS", None),
+                ("erp2", "ELSEWHERE", None),                                   # no such stream
+                ("erp3", "MEETINGS", "members.>"),                             # filter outside the stream
+        ):
+            with pytest.raises(operator.OperatorError):
+                await operator.provision_subscriber(admin.js, name, stream, filter_subject)
+        info = await admin.js.consumer_info("MEETINGS", "erp-feed")
+        assert info.config.filter_subject == "meetings.>"
+        for stream, name in (("MEETINGS", "erp3"), ("MEMBERS", "notifications"), ("MEMBERS", "erp2")):
+            with pytest.raises(NotFoundError):
+                await admin.js.consumer_info(stream, name)
+
+
+def _operator_cli(server: Server, user: str, *args: str, password: str | None = None):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NATS_")}
+    env.update(NATS_URL=server.url, NATS_USER=user, NATS_PASSWORD=password or PASSWORDS[user])
+    return subprocess.run([sys.executable, "-m", "netvaerk_shared.operator", *args], env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+@pytest.mark.asyncio
+async def test_operator_command_line(server: Server) -> None:
+    declared = _operator_cli(server, "admin", "declare")
+    assert declared.returncode == 0, declared.stderr
+    assert "MEMBERS, MEETINGS, NOTIFICATIONS" in declared.stdout
+    for _ in range(2):  # idempotent
+        result = _operator_cli(server, "admin", "provision-subscriber", "crm-cli", "NOTIFICATIONS")
+        assert result.returncode == 0, result.stderr
+        assert "NOTIFICATIONS/crm-cli" in result.stdout
+    filtered = _operator_cli(server, "admin", "provision-subscriber", "crm-cli-sched", "MEETINGS",
+                             "--filter", "meetings.meeting.scheduled.v1.>")
+    assert filtered.returncode == 0, filtered.stderr
+    async with connect(server, "admin") as admin:
+        for service, stream in EVENT_STREAMS.items():
+            config = (await admin.js.stream_info(stream)).config
+            expected = topology.stream_config(service)
+            assert (config.subjects, config.duplicate_window, config.storage) == (
+                expected.subjects, expected.duplicate_window, expected.storage)
+        info = await admin.js.consumer_info("NOTIFICATIONS", "crm-cli")
+        assert (info.config.deliver_subject, info.config.ack_policy, info.config.filter_subject) == (
+            None, AckPolicy.EXPLICIT, "notifications.>")
+        info = await admin.js.consumer_info("MEETINGS", "crm-cli-sched")
+        assert info.config.filter_subject == "meetings.meeting.scheduled.v1.>"
+
+    # the command needs admin: subscriber and a wrong password get nowhere, with an error and a non-zero exit
+    denied = _operator_cli(server, "subscriber", "provision-subscriber", "crm-self", "MEMBERS")
+    assert denied.returncode != 0 and "error:" in denied.stderr
+    wrong = _operator_cli(server, "admin", "declare", password="wrong")
+    assert wrong.returncode != 0 and "error:" in wrong.stderr
+    invalid = _operator_cli(server, "admin", "provision-subscriber", "meetings-x", "MEMBERS")
+    assert invalid.returncode == 2 and "service" in invalid.stderr
+
+
+@pytest.mark.asyncio
 async def test_subscriber_may_publish_nothing_and_touch_no_stream(server: Server) -> None:
-    async with connect(server, "members") as members, connect(server, "subscriber") as sub:
-        await ensure_stream(members, "members")
-        before = await stream_messages(members, "MEMBERS")
+    await _streams_declared(server)
+    async with connect(server, "admin") as admin, connect(server, "subscriber") as sub:
+        await operator.provision_subscriber(admin.js, "crm-ro", "MEMBERS")
+        before = await all_stream_messages(admin)
 
         for subject in ("members.member.joined.v1.x", "meetings.meeting.scheduled.v1.x",
                         "notifications.notification.sent.v1.x", "anything.else", "_INBOX.x"):
@@ -279,178 +578,75 @@ async def test_subscriber_may_publish_nothing_and_touch_no_stream(server: Server
             "$JS.API.STREAM.CREATE.EVIL": sub.jsm_denied.add_stream(StreamConfig(name="EVIL", subjects=["evil.>"])),
             "$JS.API.STREAM.UPDATE.MEMBERS": sub.jsm_denied.update_stream(
                 StreamConfig(name="MEMBERS", subjects=["members.>", "evil.>"])),
-            # (raw request: nats-py's delete_msg ignores the context's timeout)
+            "$JS.API.STREAM.LIST": sub.jsm_denied.streams_info(),
+            # (raw requests: nats-py's delete_msg / get_msg ignore the context's timeout)
             "$JS.API.STREAM.MSG.DELETE.MEMBERS": sub.nc.request("$JS.API.STREAM.MSG.DELETE.MEMBERS", b'{"seq":1}',
                                                                 timeout=DENIED),
-            # the services' durables are off limits (a new config would be an update; a pull would steal events)
-            "$JS.API.CONSUMER.INFO.MEMBERS.meetings": sub.jsm_denied.consumer_info("MEMBERS", "meetings"),
-            "$JS.API.CONSUMER.DELETE.MEMBERS.meetings": sub.jsm_denied.delete_consumer("MEMBERS", "meetings"),
-            "$JS.API.CONSUMER.INFO.MEMBERS.notifications-member-joined-v1": sub.jsm_denied.consumer_info(
-                "MEMBERS", "notifications-member-joined-v1"),
-            "$JS.API.CONSUMER.DURABLE.CREATE.MEMBERS.notifications": sub.jsm_denied.add_consumer(
-                "MEMBERS", durable_name="notifications", ack_policy=AckPolicy.EXPLICIT),
-            "$JS.API.CONSUMER.CREATE.MEMBERS.meetings.members.>": sub.jsm_denied.add_consumer(
-                "MEMBERS", name="meetings", durable_name="meetings", filter_subject="members.>"),
+            "$JS.API.STREAM.MSG.GET.MEMBERS": sub.nc.request("$JS.API.STREAM.MSG.GET.MEMBERS", b'{"seq":1}',
+                                                             timeout=DENIED),
+            # not even the consumer provisioned for it may be deleted, listed or changed by it
+            "$JS.API.CONSUMER.DELETE.MEMBERS.crm-ro": sub.jsm_denied.delete_consumer("MEMBERS", "crm-ro"),
+            "$JS.API.CONSUMER.LIST.MEMBERS": sub.jsm_denied.consumers_info("MEMBERS"),
+            "$JS.API.CONSUMER.CREATE.MEMBERS.crm-ro.members.member.>": sub.jsm_denied.add_consumer(
+                "MEMBERS", name="crm-ro", durable_name="crm-ro", filter_subject="members.member.>",
+                ack_policy=AckPolicy.EXPLICIT),
+            "members.member.joined.v1.y": sub.js.publish("members.member.joined.v1.y", b"forged", timeout=DENIED),
         }
-        denied["$JS.API.CONSUMER.MSG.NEXT.MEMBERS.meetings"] = sub.nc.request(
-            "$JS.API.CONSUMER.MSG.NEXT.MEMBERS.meetings", b'{"batch":1}', timeout=DENIED)
-        denied["members.member.joined.v1.y"] = sub.js.publish("members.member.joined.v1.y", b"forged",
-                                                               timeout=DENIED)
+        # the services' durables are off limits: a pull would steal the service's events
+        for d in DURABLES:
+            denied[f"$JS.API.CONSUMER.INFO.{d.stream}.{d.name}"] = sub.jsm_denied.consumer_info(d.stream, d.name)
+            denied[f"$JS.API.CONSUMER.MSG.NEXT.{d.stream}.{d.name}"] = sub.nc.request(
+                f"$JS.API.CONSUMER.MSG.NEXT.{d.stream}.{d.name}", b'{"batch":1}', timeout=DENIED)
         await all_denied(sub, denied)
 
-        assert await stream_messages(members, "MEMBERS") == before
-        assert "EVIL" not in [info.config.name for info in await sub.js.streams_info()]
+        assert await all_stream_messages(admin) == before
+        assert "EVIL" not in [info.config.name for info in await admin.js.streams_info()]
+        assert (await admin.js.consumer_info("MEMBERS", "crm-ro")).config.filter_subject == "members.>"
 
 
 @pytest.mark.asyncio
-async def test_subscriber_reads_core_and_with_its_own_pull_consumer(server: Server) -> None:
-    async with connect(server, "members") as members, connect(server, "subscriber") as sub:
-        await ensure_stream(members, "members")
-        core = await sub.nc.subscribe("members.>")
+async def test_subscriber_cannot_inject_through_reply_subjects(server: Server) -> None:
+    """NATS never checks the reply subject a client names: whatever answers a request publishes to it. Answers to
+    `subscriber` must not land in a stream (they stay in its own account), however it names the reply."""
+    await _streams_declared(server)
+    async with connect(server, "admin") as admin, connect(server, "meetings") as meetings, \
+            connect(server, "subscriber") as sub:
+        await operator.provision_subscriber(admin.js, "erp-replay", "MEETINGS")
+        for _ in range(3):
+            await meetings.js.publish(_event_subject("meetings", "meeting", "scheduled"), b'{"real":true}')
+        pull = await sub.js.pull_subscribe_bind(durable="erp-replay", stream="MEETINGS")
+        to_ack = (await pull.fetch(1, timeout=2))[0]
+        before = await all_stream_messages(admin)
+
+        forged = f"members.member.joined.v1.{uuid.uuid4()}"
+        answers = await sub.nc.subscribe(f"{forged}.>")  # where the answers go: they must arrive, and only here
+        await sub.nc.flush()
+        requests = {
+            "$JS.API.INFO": b"",
+            "$JS.API.STREAM.NAMES": b"",
+            "$JS.API.STREAM.INFO.MEMBERS": b"",
+            "$JS.API.CONSUMER.INFO.MEETINGS.erp-replay": b"",
+            "$JS.API.CONSUMER.MSG.NEXT.MEETINGS.erp-replay": b'{"batch":1}',  # a stored event, re-delivered
+            to_ack.reply: b"+ACK",
+        }
+        for i, (subject, payload) in enumerate(requests.items()):
+            await sub.nc.publish(subject, payload, reply=f"{forged}.{i}")
         await sub.nc.flush()
 
-        subject = _event_subject("members", "member", "joined")
-        ack = await members.js.publish(subject, b'{"hello":"crm"}')
-
-        msg = await core.next_msg(timeout=2)
-        assert (msg.subject, msg.data) == (subject, b'{"hello":"crm"}')
-
-        # its own durable pull consumer (nats-py: CONSUMER.INFO, then CONSUMER.CREATE.<S>.<name>.<filter>)
-        pull = await sub.js.pull_subscribe(subject, durable="crm-sync", stream="MEMBERS")
-        got = await fetch_until(pull, subject)
-        assert [m.data for m in got if m.subject == subject] == [b'{"hello":"crm"}']
-        assert got[-1].metadata.sequence.stream == ack.seq
-        info = await sub.js.consumer_info("MEMBERS", "crm-sync")
-        assert info.num_ack_pending == 0 and info.ack_floor.stream_seq == ack.seq
-        await pull.unsubscribe()
-        # ... an ephemeral one, the legacy DURABLE.CREATE form, stream info, and cleaning up after itself
-        eph = await sub.js.pull_subscribe(subject, stream="MEMBERS")
-        assert [m.subject for m in await fetch_until(eph, subject)] == [subject]
-        await eph.unsubscribe()
-        await sub.js.add_consumer("MEMBERS", durable_name="crm-legacy",
-                                  ack_policy=AckPolicy.EXPLICIT)
-        assert (await sub.js.stream_info("MEMBERS")).config.name == "MEMBERS"
-        assert await sub.js.delete_consumer("MEMBERS", "crm-legacy")
-        assert await sub.js.delete_consumer("MEMBERS", "crm-sync")
+        # The server answered every request, into the subscriber's own account. (A pulled event shows its own
+        # subject to the receiving client, whatever subject it was delivered to.)
+        arrived = []
+        deadline = time.monotonic() + 3
+        while len(arrived) < len(requests) and time.monotonic() < deadline:
+            try:
+                arrived.append((await answers.next_msg(timeout=0.5)).subject)
+            except nats.errors.TimeoutError:
+                pass
+        api_answers = {f"{forged}.{i}" for i, s in enumerate(requests) if not s.startswith("$JS.API.CONSUMER.MSG")}
+        assert api_answers <= set(arrived), arrived
+        assert [s for s in arrived if s.startswith("meetings.meeting.scheduled.v1.")], arrived
         assert sub.errors == []
 
-
-@pytest.mark.asyncio
-async def test_meetings_consumes_members_with_its_durable(server: Server) -> None:
-    async with connect(server, "members") as members, connect(server, "meetings") as meetings:
-        await ensure_stream(members, "members")
-        subject = _event_subject("members", "member", "joined")
-        ack = await members.js.publish(subject, b"{}")
-
-        # what shared/topology does: wait for the producer's stream, then the durable pull consumer
-        assert (await meetings.js.stream_info("MEMBERS")).config.name == "MEMBERS"
-        config = ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL, ack_wait=30)
-        pull = await meetings.js.pull_subscribe("members.>", durable="meetings", stream="MEMBERS", config=config)
-        got = await fetch_until(pull, subject)
-        assert any(m.subject == subject for m in got)
-        info = await meetings.js.consumer_info("MEMBERS", "meetings")
-        assert info.num_ack_pending == 0 and info.ack_floor.stream_seq >= ack.seq
+        await asyncio.sleep(0.2)
+        assert await all_stream_messages(admin) == before, "an answer was stored in a stream"
         await pull.unsubscribe()
-        # binding again finds the existing durable; the legacy create form is allowed too
-        again = await meetings.js.pull_subscribe("members.>", durable="meetings", stream="MEMBERS", config=config)
-        await again.unsubscribe()
-        await meetings.js.add_consumer("MEMBERS", durable_name="meetings", ack_policy=AckPolicy.EXPLICIT,
-                                       deliver_policy=DeliverPolicy.ALL, ack_wait=30, filter_subject="members.>")
-        assert meetings.errors == []
-
-        # not anybody else's durable, not deleting its own, and no reading MEETINGS' neighbours
-        await all_denied(meetings, {
-            "$JS.API.CONSUMER.CREATE.MEMBERS.notifications.members.>": meetings.jsm_denied.add_consumer(
-                "MEMBERS", name="notifications", durable_name="notifications", filter_subject="members.>",
-                ack_policy=AckPolicy.EXPLICIT),
-            "$JS.API.CONSUMER.CREATE.MEMBERS.other": meetings.jsm_denied.add_consumer(
-                "MEMBERS", name="other", durable_name="other", ack_policy=AckPolicy.EXPLICIT),
-            "$JS.API.CONSUMER.DELETE.MEMBERS.meetings": meetings.jsm_denied.delete_consumer("MEMBERS", "meetings"),
-            "$JS.API.STREAM.INFO.NOTIFICATIONS": meetings.jsm_denied.stream_info("NOTIFICATIONS"),
-            "$JS.API.STREAM.DELETE.MEMBERS": meetings.jsm_denied.delete_stream("MEMBERS"),
-        })
-
-
-@pytest.mark.asyncio
-async def test_notifications_consumes_members_and_meetings(server: Server) -> None:
-    async with connect(server, "members") as members, connect(server, "meetings") as meetings, \
-            connect(server, "notifications") as notifications:
-        await ensure_stream(members, "members")
-        await ensure_stream(meetings, "meetings")
-        await ensure_stream(notifications, "notifications")
-        for producer, service, aggregate, event in ((members, "members", "member", "joined"),
-                                                    (meetings, "meetings", "meeting", "scheduled")):
-            subject = _event_subject(service, aggregate, event)
-            await producer.js.publish(subject, b"{}")
-            stream = EVENT_STREAMS[service]
-            pull = await notifications.js.pull_subscribe(f"{service}.>", durable="notifications", stream=stream)
-            assert any(m.subject == subject for m in await fetch_until(pull, subject))
-            await pull.unsubscribe()
-        ack = await notifications.js.publish(_event_subject("notifications", "notification", "sent"), b"{}")
-        assert ack.stream == "NOTIFICATIONS"
-        assert notifications.errors == []
-        await all_denied(notifications, {
-            "$JS.API.CONSUMER.CREATE.MEMBERS.meetings.members.>": notifications.jsm_denied.add_consumer(
-                "MEMBERS", name="meetings", durable_name="meetings", filter_subject="members.>",
-                ack_policy=AckPolicy.EXPLICIT),
-            "$JS.API.STREAM.CREATE.MEMBERS": notifications.jsm_denied.add_stream(
-                StreamConfig(name="MEMBERS", subjects=["members.>"])),
-        })
-
-
-# What shared/topology + shared/consumer do today: one durable per (consuming service, event type), named
-# `<service>-<aggregate>-<event>-v<n>`, filter `<service>.<aggregate>.<event>.v<n>.>`, config with name == durable.
-PER_TYPE_DURABLES = [
-    ("meetings", "members", "group", "created"),
-    ("meetings", "members", "member", "joined"),
-    ("notifications", "members", "group", "created"),
-    ("notifications", "members", "member", "registered"),
-    ("notifications", "members", "member", "joined"),
-    ("notifications", "meetings", "meeting", "scheduled"),
-]
-
-
-@pytest.mark.asyncio
-async def test_per_event_type_durables_of_shared_topology(server: Server) -> None:
-    async with connect(server, "members") as members, connect(server, "meetings") as meetings, \
-            connect(server, "notifications") as notifications:
-        producers = {"members": members, "meetings": meetings}
-        consumers = {"meetings": meetings, "notifications": notifications}
-        for service in producers:
-            await ensure_stream(producers[service], service)
-        for consumer, producer, aggregate, event in PER_TYPE_DURABLES:
-            durable = f"{consumer}-{aggregate}-{event}-v1"
-            prefix = f"{producer}.{aggregate}.{event}.v1"
-            subject = f"{prefix}.{uuid.uuid4()}"
-            await producers[producer].js.publish(subject, b"{}")
-            conn = consumers[consumer]
-            config = ConsumerConfig(name=durable, durable_name=durable, filter_subject=f"{prefix}.>",
-                                    deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.EXPLICIT, ack_wait=30,
-                                    max_ack_pending=5000, max_deliver=-1)
-            pull = await conn.js.pull_subscribe(config.filter_subject, durable=durable,
-                                                stream=EVENT_STREAMS[producer], config=config)
-            assert any(m.subject == subject for m in await fetch_until(pull, subject)), durable
-            await pull.unsubscribe()
-            assert conn.errors == [], durable
-
-
-@pytest.mark.asyncio
-@pytest.mark.xfail(strict=True, reason="nats-server#8274: a push consumer's deliver subject is not checked against "
-                                       "its creator's publish permissions (2.15.1). XPASS = fixed upstream.")
-async def test_subscriber_cannot_make_the_server_deliver_into_an_event_stream(server: Server) -> None:
-    async with connect(server, "meetings") as meetings, connect(server, "members") as members, \
-            connect(server, "subscriber") as sub:
-        await ensure_stream(members, "members")
-        await ensure_stream(meetings, "meetings")
-        await meetings.js.publish(_event_subject("meetings", "meeting", "scheduled"), b"{}")
-        before = await stream_messages(members, "MEMBERS")
-        target = f"members.member.forged.v1.{uuid.uuid4()}"
-        await sub.nc.subscribe(target)  # a literal subscription is the interest the push consumer waits for
-        await sub.nc.flush()
-        try:
-            await sub.js.add_consumer("MEETINGS", name="replay", deliver_subject=target, ack_policy=AckPolicy.NONE,
-                                      deliver_policy=DeliverPolicy.ALL)
-        except APIError:
-            return  # refused: fixed
-        await asyncio.sleep(0.3)
-        assert await stream_messages(members, "MEMBERS") == before

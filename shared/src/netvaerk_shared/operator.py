@@ -117,8 +117,8 @@ async def _run(args: argparse.Namespace) -> str:
     nc = await nats.connect(os.environ.get("NATS_URL") or DEFAULT_NATS_URL,
                             user=os.environ.get("NATS_USER") or None,
                             password=os.environ.get("NATS_PASSWORD") or None,
-                            name="netvaerk-operator", allow_reconnect=False, max_reconnect_attempts=0,
-                            connect_timeout=5, error_cb=_quiet)
+                            name="netvaerk-operator", allow_reconnect=False, max_reconnect_attempts=1,
+                            reconnect_time_wait=0.2, connect_timeout=5, error_cb=_quiet)
     try:
         js = nc.jetstream(timeout=10)
         if args.command == "declare":
