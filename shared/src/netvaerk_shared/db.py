@@ -31,7 +31,9 @@ def normalise_url(url: str) -> str:
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     url = normalise_url(url)
     if not is_sqlite(url):
-        return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        # no pre-ping: it costs a round trip per checkout; a connection the server dropped is invalidated (with the
+        # rest of the pool) by the first error on it, and pool_recycle retires old ones
+        return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
 
     database = make_url(url).database
     if database and database != ":memory:":

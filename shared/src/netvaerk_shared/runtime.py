@@ -70,7 +70,10 @@ class ServiceRuntime:
             self.consumers[consumer.name] = consumer
 
     def uow(self) -> UnitOfWork:
-        return UnitOfWork(self.engine, self.tables, self.service, on_commit=self.wake_relay)
+        # With a relay in this process the in-process wake is enough (and saves a round trip per change); an
+        # instance that runs no relay (RUN_RELAY=false) wakes the others with NOTIFY.
+        return UnitOfWork(self.engine, self.tables, self.service, on_commit=self.wake_relay,
+                          notify=self.relay is None)
 
     def wake_relay(self) -> None:
         if self.relay is not None:

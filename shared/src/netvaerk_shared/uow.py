@@ -15,8 +15,9 @@ class UnitOfWork:
     """`async with uow:` opens a transaction; `uow.publish(event_data)` queues an integration event; `commit()`."""
 
     def __init__(self, engine: AsyncEngine, tables: MessagingTables, service: str,
-                 on_commit: Callable[[], None] | None = None) -> None:
+                 on_commit: Callable[[], None] | None = None, notify: bool = True) -> None:
         self.engine = engine
+        self.notify = notify  # NOTIFY relays in other processes; needless when on_commit wakes one in this process
         self.tables = tables
         self.service = service
         self.on_commit = on_commit
@@ -48,7 +49,7 @@ class UnitOfWork:
         if self._pending:
             cloud = [make_event(e, causationid=self._causation) for e in self._pending]
             await enqueue(self.conn, self.tables, cloud, [e.nats_subject() for e in self._pending],
-                          notify=notify_channel(self.service))
+                          notify=notify_channel(self.service) if self.notify else None)
         await self._ctx.__aexit__(None, None, None)
         self._committed = True
         if self._pending and self.on_commit is not None:

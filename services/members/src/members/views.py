@@ -58,3 +58,19 @@ async def get_member(engine: AsyncEngine, member_id: UUID) -> dict | None:
         "job_title": row["job_title"], "locale": row["locale"], "registered_at": row["registered_at"],
         "groups": [dict(g) for g in groups],
     }
+
+
+def group_out(group) -> dict:
+    """A group just created, shaped as get_group shapes it (no second read)."""
+    return {"group_id": group.id, "name": group.name, "slug": group.slug, "region": group.region,
+            "description": group.description, "topics": list(group.topics), "capacity": group.capacity,
+            "requires_approval": group.requires_approval, "members": []}
+
+
+def member_out(member) -> dict:
+    """A member just registered, shaped as get_member shapes it (no second read)."""
+    org = member.organisation
+    return {"member_id": member.id, "name": member.name, "email": member.email, "phone": member.phone,
+            "organisation": {"id": org.id, "name": org.name, "kind": org.kind, "cvr": org.cvr},
+            "job_title": member.job_title, "locale": member.locale, "registered_at": member.registered_at,
+            "groups": []}

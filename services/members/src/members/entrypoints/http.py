@@ -59,7 +59,7 @@ def api(runtime) -> APIRouter:
             name=body.name, region=body.region, description=body.description, slug=body.slug,
             topics=tuple(body.topics), capacity=body.capacity, requires_approval=body.requires_approval),
             runtime.uow())
-        return await views.get_group(runtime.engine, group.id)
+        return views.group_out(group)
 
     @router.get("/groups", tags=["groups"], summary="All network groups")
     async def list_groups():
@@ -78,7 +78,7 @@ def api(runtime) -> APIRouter:
             name=body.name, email=str(body.email), phone=body.phone, organisation_name=body.organisation.name,
             organisation_kind=body.organisation.kind.value, organisation_cvr=body.organisation.cvr,
             job_title=body.job_title, locale=body.locale.value), runtime.uow())
-        return await views.get_member(runtime.engine, member.id)
+        return views.member_out(member)
 
     @router.get("/members/{member_id}", tags=["members"], summary="One member's profile and groups")
     async def get_member(member_id: UUID):

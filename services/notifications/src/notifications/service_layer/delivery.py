@@ -223,7 +223,7 @@ class DeliveryWorker:
             if result.rowcount != 1:
                 raise LeaseLost(str(row.id))
             await enqueue(conn, orm.messaging, [event], [f"notifications.notification.sent.v1.{row.id}"],
-                          notify=notify_channel("notifications"))
+                          notify=notify_channel("notifications") if self.runtime.relay is None else None)
         except BaseException:
             await trans.rollback()
             await conn.close()
