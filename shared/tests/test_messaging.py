@@ -321,3 +321,26 @@ async def test_paced_low_rate_has_no_stalls(engine, js):
 
 async def _has(engine, member_id):
     return member_id in await effects_by_member(engine)
+
+
+async def test_one_bad_event_in_a_batch_does_not_hold_back_the_others(engine, js):
+    events = [joined() for _ in range(6)]
+    bad = str(events[2].member_id)
+    calls = []
+
+    async def picky(conn, event, data):
+        calls.append(str(data.member_id))
+        if str(data.member_id) == bad:
+            raise ValueError("this one is broken")
+        await count_effect(conn, event, data)
+
+    for data in events:
+        await publish_raw(js, data.nats_subject(), to_bytes(make_event(data)))
+    consumer = EventConsumer(service="meetings", subscription=Subscription(contracts.MemberJoined, picky),
+                             engine=engine, tables=tables, max_deliver=2)
+    consumer._backoff = lambda deliveries: 0.05
+    await _consume_all(consumer, js, settle=0.5)
+    assert await effects_by_member(engine) == {str(e.member_id): 1 for e in events if str(e.member_id) != bad}
+    assert calls.count(bad) == 2  # once per delivery, although its batch was done twice
+    dead = await list_dead_letters(engine, tables)
+    assert [d["event_id"] for d in dead] and dead[0]["type"] == "dk.danskit.member.joined.v1"

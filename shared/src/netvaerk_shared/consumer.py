@@ -34,6 +34,14 @@ log = logging.getLogger(__name__)
 Handler = Callable[[AsyncConnection, CloudEvent, EventData], Awaitable[None]]
 
 
+class _HandlerFailed(Exception):
+    """A handler failed on the fast path: the batch is rolled back and done again event by event."""
+
+    def __init__(self, item, error: Exception) -> None:
+        super().__init__(str(error))
+        self.item, self.error = item, error
+
+
 class Unprocessable(Exception):
     """Raised by a handler for an event that can never succeed: it becomes a dead letter at once, without retries."""
 
@@ -118,38 +126,17 @@ class EventConsumer:
 
     async def process(self, msgs: list) -> None:
         items = [self._classify(m) for m in msgs]
-        live = [i for i in items if i.dead_reason is None]
-        dead = [i for i in items if i.dead_reason is not None]
-        failed: list[tuple[_Item, Exception]] = []
         try:
-            async with self.engine.begin() as conn:
-                if dead:
-                    await self._store_dead(conn, dead)
-                new_ids = await self._claim(conn, live)
-                for item in live:
-                    if item.event.id not in new_ids:
-                        metrics.events_consumed.labels(self.name, item.event.type, "duplicate").inc()
-                        continue
-                    new_ids.discard(item.event.id)  # the same id twice in one batch: handle it once
-                    error = await self._handle(conn, item)
-                    if error is not None:
-                        failed.append((item, error))
-                if failed:
-                    i = self.tables.inbox
-                    await conn.execute(
-                        delete(i).where(and_(i.c.consumer == self.name,
-                                             i.c.event_id.in_([it.event.id for it, _ in failed])))
-                    )
-                    unprocessable = [(it, e) for it, e in failed if isinstance(e, Unprocessable)]
-                    for it, e in unprocessable:
-                        it.dead_reason = f"unprocessable: {e}"
-                    if unprocessable:
-                        await self._store_dead(conn, [it for it, _ in unprocessable])
+            # Fast path: the whole batch in one transaction, no savepoints. Should a handler fail, the batch is done
+            # again with a savepoint per event, so that one bad event does not hold back the others.
+            failed = await self._transaction(items, isolate=False)
+        except _HandlerFailed as first:
+            try:  # (the event that failed is not run again: this delivery of it has had its try)
+                failed = await self._transaction(items, isolate=True, known={id(first.item): first.error})
+            except Exception as exc:
+                return await self._redeliver_all(items, exc)
         except Exception as exc:
-            log.warning("consumer %s: batch transaction failed, redelivering %d: %s", self.name, len(msgs), exc)
-            for item in items:
-                await _quiet(item.msg.nak(delay=self._backoff(item.deliveries)))
-            return
+            return await self._redeliver_all(items, exc)
         if self.on_commit is not None:
             self.on_commit()
         failed_msgs = {id(it.msg) for it, exc in failed if not isinstance(exc, Unprocessable)}
@@ -164,6 +151,51 @@ class EventConsumer:
                                                "dead_lettered").inc()
             else:
                 await _quiet(item.msg.ack())
+
+    async def _redeliver_all(self, items: list[_Item], exc: Exception) -> None:
+        log.warning("consumer %s: batch transaction failed, redelivering %d: %s", self.name, len(items), exc)
+        for item in items:
+            await _quiet(item.msg.nak(delay=self._backoff(item.deliveries)))
+
+    async def _transaction(self, items: list[_Item], *, isolate: bool,
+                           known: dict[int, Exception] | None = None) -> list[tuple[_Item, Exception]]:
+        for item in items:  # a first attempt may have marked an event unprocessable: start from what was read
+            if item.dead_reason is not None and item.dead_reason.startswith("unprocessable: "):
+                item.dead_reason = None
+        live = [i for i in items if i.dead_reason is None]
+        dead = [i for i in items if i.dead_reason is not None]
+        failed: list[tuple[_Item, Exception]] = []
+        processed: list[_Item] = []
+        async with self.engine.begin() as conn:
+            if dead:
+                await self._store_dead(conn, dead)
+            new_ids = await self._claim(conn, live)
+            for item in live:
+                if item.event.id not in new_ids:
+                    metrics.events_consumed.labels(self.name, item.event.type, "duplicate").inc()
+                    continue
+                new_ids.discard(item.event.id)  # the same id twice in one batch: handle it once
+                error = (known or {}).get(id(item)) or await self._handle(conn, item, isolate=isolate)
+                if error is None:
+                    processed.append(item)
+                elif not isolate:
+                    raise _HandlerFailed(item, error)
+                else:
+                    failed.append((item, error))
+            if failed:
+                i = self.tables.inbox
+                await conn.execute(
+                    delete(i).where(and_(i.c.consumer == self.name,
+                                         i.c.event_id.in_([it.event.id for it, _ in failed])))
+                )
+                unprocessable = [(it, e) for it, e in failed if isinstance(e, Unprocessable)]
+                for it, e in unprocessable:
+                    it.dead_reason = f"unprocessable: {e}"
+                if unprocessable:
+                    await self._store_dead(conn, [it for it, _ in unprocessable])
+        for item in processed:
+            metrics.events_consumed.labels(self.name, item.event.type, "processed").inc()
+        return failed
 
     # -- steps ---------------------------------------------------------------------------------------------------
     def _classify(self, msg) -> _Item:
@@ -203,21 +235,22 @@ class EventConsumer:
             claimed.update(r[0] for r in result)
         return claimed
 
-    async def _handle(self, conn: AsyncConnection, item: _Item) -> Exception | None:
+    async def _handle(self, conn: AsyncConnection, item: _Item, *, isolate: bool) -> Exception | None:
         token_tp = tracing.current_traceparent.set(tracing.child_of(item.event.traceparent))
         token_id = tracing.current_event_id.set(item.event.id)
         try:
-            savepoint = await conn.begin_nested()
+            savepoint = await conn.begin_nested() if isolate else None
             try:
                 await self.handler(conn, item.event, item.data)
-                await savepoint.commit()
+                if savepoint is not None:
+                    await savepoint.commit()
             except Exception as exc:
-                await savepoint.rollback()
+                if savepoint is not None:
+                    await savepoint.rollback()
                 self._last_error[_stream_seq(item.msg)] = f"{type(exc).__name__}: {exc}"[:2000]
                 log.warning("consumer %s: handler failed (delivery %d of %d): %s", self.name, item.deliveries,
                             self.max_deliver, exc)
                 return exc
-            metrics.events_consumed.labels(self.name, item.event.type, "processed").inc()
             log.info("consumed %s", item.event.type, extra={"consumer": self.name})
             return None
         finally:
