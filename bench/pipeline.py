@@ -764,8 +764,12 @@ async def latency_pipeline(infra_: Infra, backend: str, rate: float, seconds: fl
                             args=(c_url, infra_.nats.url, str(result_path), ready, child_stop, log_level,
                                   str(infra_.workdir / "consumer-process.log")))
         child.start()
-        if not await asyncio.to_thread(ready.wait, 60):
-            raise RuntimeError("consumer process did not start")
+        deadline = time.perf_counter() + 60
+        while not await asyncio.to_thread(ready.wait, 0.2):
+            if child.exitcode is not None or time.perf_counter() > deadline:
+                await stop_tasks(stop, tasks, relay)
+                raise RuntimeError(f"consumer process did not start (exit code {child.exitcode}); "
+                                   f"see {infra_.workdir / 'consumer-process.log'} and the output above")
     else:
         consumer = _stamping_consumer(engine, got)
         tasks.append(asyncio.create_task(consumer.run(js, stop)))

@@ -32,6 +32,7 @@ from .messaging import MessagingTables
 log = logging.getLogger(__name__)
 
 Handler = Callable[[AsyncConnection, CloudEvent, EventData], Awaitable[None]]
+BatchHandler = Callable[[AsyncConnection, list[tuple[CloudEvent, EventData]]], Awaitable[None]]
 
 
 class _HandlerFailed(Exception):
@@ -48,8 +49,12 @@ class Unprocessable(Exception):
 
 @dataclass(frozen=True)
 class Subscription:
+    """`handler` does the effect of one event. `batch_handler`, optional, does the same for many events in a few
+    statements; it is used on the fast path, and `handler` takes over event by event when a batch fails."""
+
     contract: type[EventData]
     handler: Handler
+    batch_handler: BatchHandler | None = None
 
 
 @dataclass
@@ -79,6 +84,7 @@ class EventConsumer:
         self.service = service
         self.contract = subscription.contract
         self.handler = subscription.handler
+        self.batch_handler = subscription.batch_handler
         self.engine = engine
         self.tables = tables
         self.max_deliver = max_deliver
@@ -132,7 +138,8 @@ class EventConsumer:
             failed = await self._transaction(items, isolate=False)
         except _HandlerFailed as first:
             try:  # (the event that failed is not run again: this delivery of it has had its try)
-                failed = await self._transaction(items, isolate=True, known={id(first.item): first.error})
+                known = {id(first.item): first.error} if first.item is not None else {}
+                failed = await self._transaction(items, isolate=True, known=known)
             except Exception as exc:
                 return await self._redeliver_all(items, exc)
         except Exception as exc:
@@ -170,11 +177,25 @@ class EventConsumer:
             if dead:
                 await self._store_dead(conn, dead)
             new_ids = await self._claim(conn, live)
+            fresh = []
             for item in live:
                 if item.event.id not in new_ids:
                     metrics.events_consumed.labels(self.name, item.event.type, "duplicate").inc()
                     continue
                 new_ids.discard(item.event.id)  # the same id twice in one batch: handle it once
+                fresh.append(item)
+            if self.batch_handler is not None and not isolate and fresh:
+                try:
+                    await self.batch_handler(conn, [(it.event, it.data) for it in fresh])
+                except Exception as exc:
+                    log.warning("consumer %s: batch of %d failed, going event by event: %s", self.name, len(fresh),
+                                exc)
+                    raise _HandlerFailed(None, exc) from exc
+                log.info("consumed %d x %s", len(fresh), self.contract.event_type(), extra={
+                    "consumer": self.name, "event_ids": [it.event.id for it in fresh],
+                    "trace_ids": sorted({t for it in fresh if (t := tracing.trace_id_of(it.event.traceparent))})})
+                processed, fresh = fresh, []
+            for item in fresh:
                 error = (known or {}).get(id(item)) or await self._handle(conn, item, isolate=isolate)
                 if error is None:
                     processed.append(item)

@@ -10,7 +10,7 @@ from netvaerk_shared.runtime import ServiceRuntime
 
 from .adapters import orm
 from .config import Settings
-from .entrypoints.consumers import on_group_created, on_member_joined
+from .entrypoints.consumers import on_group_created, on_member_joined, on_members_joined
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -21,7 +21,7 @@ def bootstrap(settings: Settings | None = None) -> ServiceRuntime:
     migrations = Path(settings.migrations_dir) if settings.migrations_dir else MIGRATIONS
     subscriptions = (
         Subscription(contracts.GroupCreated, on_group_created),
-        Subscription(contracts.MemberJoined, on_member_joined),
+        Subscription(contracts.MemberJoined, on_member_joined, on_members_joined),
     )
     return ServiceRuntime(service="meetings", settings=settings, engine=engine, tables=orm.messaging,
                           subscriptions=subscriptions, migrations_dir=migrations, produces=True)

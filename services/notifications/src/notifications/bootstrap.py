@@ -22,7 +22,7 @@ def bootstrap(settings: Settings | None = None, mailer=None) -> ServiceRuntime:
     migrations = Path(settings.migrations_dir) if settings.migrations_dir else MIGRATIONS
     runtime = ServiceRuntime(
         service="notifications", settings=settings, engine=engine, tables=orm.messaging,
-        subscriptions=[Subscription(contract, handler) for contract, handler in SUBSCRIPTIONS.items()],
+        subscriptions=[Subscription(contract, one, many) for contract, (one, many) in SUBSCRIPTIONS.items()],
         migrations_dir=migrations, produces=True)
     mailer = mailer or SmtpMailer(host=settings.smtp_host, port=settings.smtp_port, username=settings.smtp_user,
                                   password=settings.smtp_password, starttls=settings.smtp_starttls,

@@ -57,5 +57,21 @@ class Repository:
             set_={"role": stmt.excluded.role, "joined_at": stmt.excluded.joined_at},
             where=stmt.excluded.joined_at >= gm.c.joined_at))
 
+    async def record_memberships(self, rows: list[tuple[UUID, UUID, str, datetime]]) -> None:
+        """Many joins in one statement a chunk; the newest join of each pair wins, as in record_membership."""
+        newest: dict[tuple[UUID, UUID], tuple[str, datetime]] = {}
+        for group_id, member_id, role, joined_at in rows:
+            key = (group_id, member_id)
+            if key not in newest or joined_at >= newest[key][1]:
+                newest[key] = (role, joined_at)
+        values = [{"group_id": g, "member_id": m, "role": r, "joined_at": t} for (g, m), (r, t) in newest.items()]
+        gm = orm.group_members
+        for i in range(0, len(values), 500):
+            stmt = self._insert(gm).values(values[i:i + 500])
+            await self.conn.execute(stmt.on_conflict_do_update(
+                index_elements=["group_id", "member_id"],
+                set_={"role": stmt.excluded.role, "joined_at": stmt.excluded.joined_at},
+                where=stmt.excluded.joined_at >= gm.c.joined_at))
+
     def _insert(self, table):
         return (sqlite if is_sqlite(self.conn.engine) else postgresql).insert(table)

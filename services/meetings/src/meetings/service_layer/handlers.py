@@ -60,3 +60,8 @@ async def record_group(cmd: commands.RecordGroup, conn, repository=Repository) -
 
 async def record_membership(cmd: commands.RecordMembership, conn, repository=Repository) -> None:
     await repository(conn).record_membership(cmd.group_id, cmd.member_id, cmd.role, cmd.joined_at)
+
+
+async def record_memberships(cmds: list[commands.RecordMembership], conn, repository=Repository) -> None:
+    """The same as record_membership for a whole batch of events, in a few statements."""
+    await repository(conn).record_memberships([(c.group_id, c.member_id, c.role, c.joined_at) for c in cmds])

@@ -39,6 +39,32 @@ async def on_member_joined(conn: AsyncConnection, event: CloudEvent, data: contr
     await _owe(conn, [model.welcome(data.member_id, data.group_id, _cause(event))])
 
 
+async def on_members_registered(conn: AsyncConnection,
+                                 batch: list[tuple[CloudEvent, contracts.MemberRegistered]]) -> None:
+    """on_member_registered for a batch: one upsert a chunk (the last profile of a member in the batch wins)."""
+    now = datetime.now(UTC)
+    latest = {data.member_id: {"member_id": data.member_id, "name": data.name, "email": str(data.email),
+                               "locale": data.locale.value, "updated_at": now} for _, data in batch}
+    rows = list(latest.values())
+    for i in range(0, len(rows), 500):
+        stmt = dialect_insert(conn, orm.contacts).values(rows[i:i + 500])
+        await conn.execute(stmt.on_conflict_do_update(index_elements=["member_id"], set_={
+            "name": stmt.excluded.name, "email": stmt.excluded.email, "locale": stmt.excluded.locale,
+            "updated_at": stmt.excluded.updated_at}))
+
+
+async def on_members_joined(conn: AsyncConnection, batch: list[tuple[CloudEvent, contracts.MemberJoined]]) -> None:
+    """on_member_joined for a batch: the roster rows and the welcome emails owed, a statement a chunk each."""
+    roles = {(data.group_id, data.member_id): data.role.value for _, data in batch}
+    rows = [{"group_id": g, "member_id": m, "role": r} for (g, m), r in roles.items()]
+    for i in range(0, len(rows), 500):
+        stmt = dialect_insert(conn, orm.group_members).values(rows[i:i + 500])
+        await conn.execute(stmt.on_conflict_do_update(index_elements=["group_id", "member_id"],
+                                                      set_={"role": stmt.excluded.role}))
+    await _owe(conn, [model.welcome(data.member_id, data.group_id, _cause(event)) for event, data in batch],
+               traceparents=[tracing.child_of(event.traceparent) for event, _ in batch])
+
+
 async def on_meeting_scheduled(conn: AsyncConnection, event: CloudEvent, data: contracts.MeetingScheduled) -> None:
     values = {"group_id": data.group_id, "sequence": data.sequence, "data": data.model_dump(mode="json")}
     stmt = dialect_insert(conn, orm.meetings).values(meeting_id=data.meeting_id, **values)
@@ -55,25 +81,28 @@ def _cause(event: CloudEvent) -> uuid.UUID:
         raise Unprocessable(f"event id {event.id!r} is not a UUID as the v1 contract requires") from exc
 
 
-async def _owe(conn: AsyncConnection, deliveries: list[model.Delivery]) -> None:
+async def _owe(conn: AsyncConnection, deliveries: list[model.Delivery],
+               traceparents: list[str | None] | None = None) -> None:
+    """Record deliveries owed; each keeps the trace of the event that caused it (the current one by default)."""
     if not deliveries:
         return
     now = datetime.now(UTC)
-    traceparent = tracing.current_traceparent.get()
+    traceparents = traceparents or [tracing.current_traceparent.get()] * len(deliveries)
     rows = [
         {"id": d.id, "dedupe_key": d.dedupe_key, "member_id": d.member_id, "kind": d.kind, "channel": "email",
          "cause_event_id": d.cause_event_id, "payload": {**d.payload, "traceparent": traceparent},
          "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now}
-        for d in deliveries
+        for d, traceparent in zip(deliveries, traceparents, strict=True)
     ]
     for i in range(0, len(rows), 500):
         await conn.execute(dialect_insert(conn, orm.deliveries).values(rows[i:i + 500])
                            .on_conflict_do_nothing(index_elements=["dedupe_key"]))
 
 
+# contract -> (handler for one event, handler for a batch or None)
 SUBSCRIPTIONS = {
-    contracts.GroupCreated: on_group_created,
-    contracts.MemberRegistered: on_member_registered,
-    contracts.MemberJoined: on_member_joined,
-    contracts.MeetingScheduled: on_meeting_scheduled,
+    contracts.GroupCreated: (on_group_created, None),
+    contracts.MemberRegistered: (on_member_registered, on_members_registered),
+    contracts.MemberJoined: (on_member_joined, on_members_joined),
+    contracts.MeetingScheduled: (on_meeting_scheduled, None),
 }
