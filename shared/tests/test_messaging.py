@@ -344,3 +344,31 @@ async def test_one_bad_event_in_a_batch_does_not_hold_back_the_others(engine, js
     assert calls.count(bad) == 2  # once per delivery, although its batch was done twice
     dead = await list_dead_letters(engine, tables)
     assert [d["event_id"] for d in dead] and dead[0]["type"] == "dk.danskit.member.joined.v1"
+
+
+async def test_batch_handler_does_the_batch_and_falls_back_event_by_event(engine, js):
+    events = [joined() for _ in range(40)]
+    bad = str(events[7].member_id)
+    batches = []
+
+    async def one(conn, event, data):
+        if str(data.member_id) == bad:
+            raise ValueError("broken")
+        await count_effect(conn, event, data)
+
+    async def many(conn, batch):
+        batches.append(len(batch))
+        if any(str(d.member_id) == bad for _, d in batch):
+            raise ValueError("a broken event in the batch")
+        for event, data in batch:
+            await count_effect(conn, event, data)
+
+    for data in events:
+        await publish_raw(js, data.nats_subject(), to_bytes(make_event(data)))
+    consumer = EventConsumer(service="meetings", subscription=Subscription(contracts.MemberJoined, one, many),
+                             engine=engine, tables=tables, max_deliver=2)
+    consumer._backoff = lambda deliveries: 0.05
+    await _consume_all(consumer, js, settle=0.5)
+    assert await effects_by_member(engine) == {str(e.member_id): 1 for e in events if str(e.member_id) != bad}
+    assert max(batches) > 1  # the batch handler really got batches
+    assert [d["event_id"] for d in await list_dead_letters(engine, tables)] != []
