@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import inspect
 import json
 import logging
@@ -79,20 +80,44 @@ def joined_event() -> contracts.MemberJoined:
 
 
 _UPSERTS: dict = {}
+# Subscription(batch_handler=...) exists since batch handlers came to the shared consumer; --per-event-handler or an
+# older consumer leaves the effect to the per-event handler.
+HAS_BATCH_HANDLER = "batch_handler" in {f.name for f in dataclasses.fields(Subscription)}
+USE_BATCH_HANDLER = HAS_BATCH_HANDLER
 
 
-async def upsert_roster(conn, event, data: contracts.MemberJoined) -> None:
-    """The consumer's effect: an upsert into the roster copy (what meetings does with MemberJoined).
-
-    The statement is built once per dialect and executed with parameters, as a lean handler would."""
+def _upsert(conn):
+    """The roster upsert, built once per dialect and executed with parameters, as a lean handler would."""
     stmt = _UPSERTS.get(conn.dialect.name)
     if stmt is None:
         ins = dialect_insert(conn, roster)
         stmt = _UPSERTS[conn.dialect.name] = ins.on_conflict_do_update(
             index_elements=[roster.c.group_id, roster.c.member_id],
             set_={"role": ins.excluded.role, "joined_at": ins.excluded.joined_at})
-    await conn.execute(stmt, {"group_id": str(data.group_id), "member_id": str(data.member_id),
-                              "role": data.role.value, "joined_at": data.joined_at})
+    return stmt
+
+
+def _roster_row(data: contracts.MemberJoined) -> dict:
+    return {"group_id": str(data.group_id), "member_id": str(data.member_id), "role": data.role.value,
+            "joined_at": data.joined_at}
+
+
+def roster_subscription(record) -> Subscription:
+    """The consumer's effect: an upsert into the roster copy (what meetings does with MemberJoined). `record(event,
+    data)` is told of every event whose effect went into the current transaction."""
+
+    async def handler(conn, event, data: contracts.MemberJoined) -> None:
+        await conn.execute(_upsert(conn), _roster_row(data))
+        record(event, data)
+
+    async def batch_handler(conn, pairs) -> None:  # one executemany for the batch, like meetings' roster
+        await conn.execute(_upsert(conn), [_roster_row(data) for _, data in pairs])
+        for event, data in pairs:
+            record(event, data)
+
+    if USE_BATCH_HANDLER:
+        return Subscription(contracts.MemberJoined, handler, batch_handler=batch_handler)
+    return Subscription(contracts.MemberJoined, handler)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -289,9 +314,6 @@ async def drain_pipeline(infra_: Infra, backend: str, n: int) -> dict:
     t_done = 0.0
     batches = 0
 
-    async def handler(conn, event, data):
-        await upsert_roster(conn, event, data)
-        pending.add(event.id)
 
     def on_commit():
         nonlocal t_done, batches
@@ -302,7 +324,7 @@ async def drain_pipeline(infra_: Infra, backend: str, n: int) -> dict:
             t_done = time.perf_counter()
             done.set()
 
-    consumer = EventConsumer(service="meetings", subscription=Subscription(contracts.MemberJoined, handler),
+    consumer = EventConsumer(service="meetings", subscription=roster_subscription(lambda e, d: pending.add(e.id)),
                              engine=engine, tables=tables, max_deliver=DEFAULTS.consumer_max_deliver,
                              batch_size=DEFAULTS.consumer_batch_size, on_commit=on_commit)
     relay = Relay(engine=engine, tables=tables, js=js, service="members", batch_size=DEFAULTS.relay_batch_size)
@@ -699,9 +721,6 @@ def _stamping_consumer(engine, got: dict[str, float]) -> EventConsumer:
     """The real EventConsumer; its on_commit hook stamps every event of the batch it just committed."""
     pending: list[str] = []
 
-    async def handler(conn, event, data):
-        await upsert_roster(conn, event, data)
-        pending.append(str(data.member_id))
 
     def on_commit():
         now = time.perf_counter()  # CLOCK_MONOTONIC: comparable between processes on one Linux machine
@@ -709,13 +728,16 @@ def _stamping_consumer(engine, got: dict[str, float]) -> EventConsumer:
             got.setdefault(m, now)
         pending.clear()
 
-    return EventConsumer(service="meetings", subscription=Subscription(contracts.MemberJoined, handler),
+    return EventConsumer(service="meetings",
+                         subscription=roster_subscription(lambda e, d: pending.append(str(d.member_id))),
                          engine=engine, tables=tables, max_deliver=DEFAULTS.consumer_max_deliver,
                          batch_size=DEFAULTS.consumer_batch_size, on_commit=on_commit)
 
 
 async def _consumer_process_main(db_url: str, nats_url: str, result_path: str, ready, stop, log_level: str,
-                                 log_path: str) -> None:
+                                 log_path: str, use_batch_handler: bool) -> None:
+    global USE_BATCH_HANDLER
+    USE_BATCH_HANDLER = use_batch_handler
     configure_logging(log_level, Path(log_path))
     engine = create_engine(db_url)
     nc, js = await connect_js(nats_url)
@@ -762,7 +784,7 @@ async def latency_pipeline(infra_: Infra, backend: str, rate: float, seconds: fl
         result_path = infra_.workdir / f"latency-consumer-{uuid.uuid4().hex[:6]}.json"
         child = ctx.Process(target=consumer_process, daemon=True,
                             args=(c_url, infra_.nats.url, str(result_path), ready, child_stop, log_level,
-                                  str(infra_.workdir / "consumer-process.log")))
+                                  str(infra_.workdir / "consumer-process.log"), USE_BATCH_HANDLER))
         child.start()
         deadline = time.perf_counter() + 60
         while not await asyncio.to_thread(ready.wait, 0.2):
@@ -1084,6 +1106,8 @@ def configure_logging(level: str, path: Path) -> None:
 
 
 async def main(args) -> int:
+    global USE_BATCH_HANDLER
+    USE_BATCH_HANDLER = HAS_BATCH_HANDLER and not args.per_event_handler
     backends = ["postgresql", "sqlite"] if args.backend == "both" else [args.backend]
     figures = [f.strip() for f in args.figures.split(",")]
     runs = 1 if args.quick else args.runs
@@ -1097,6 +1121,9 @@ async def main(args) -> int:
         f"Python {results['machine']['python']}, {results['machine']['nats_server']}, git {results['machine']['git_head']}")
     out(f"work dir {workdir}; consumer/relay settings as a service defaults: relay batch {DEFAULTS.relay_batch_size}, "
         f"consumer batch {DEFAULTS.consumer_batch_size}; bench log level {args.log_level}")
+    out("consumer effect (roster upsert): " + ("batch handler, one executemany per fetched batch (as meetings)"
+                                               if USE_BATCH_HANDLER else "per-event handler, one statement per event"))
+    results["consumer_effect"] = "batch_handler" if USE_BATCH_HANDLER else "per_event_handler"
     infra_ = Infra(workdir, backends)
     try:
         out(f"NATS {infra_.nats.url} (nats-server from the wheel, store {infra_.nats.store_dir})")
@@ -1160,6 +1187,8 @@ def parse_args(argv=None):
     p.add_argument("--latency-seconds", type=float, default=5.0)
     p.add_argument("--figures", default="drain,accept,latency,footprint",
                    help="comma-separated subset of drain,accept,latency,footprint")
+    p.add_argument("--per-event-handler", action="store_true",
+                   help="give the consumer only the per-event handler (no batch_handler)")
     p.add_argument("--log-level", default="INFO",
                    help="log level of the bench process (relay, consumer), JSON lines to a file like a service")
     return p.parse_args(argv)

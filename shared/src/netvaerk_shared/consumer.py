@@ -20,12 +20,11 @@ from datetime import UTC, datetime
 
 from nats.js import JetStreamContext
 from sqlalchemy import and_, delete, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from . import metrics, topology, tracing
 from .contracts import EventData
-from .db import is_sqlite
+from .db import dialect_insert
 from .envelope import CloudEvent, MalformedEvent, parse_event
 from .messaging import MessagingTables
 
@@ -95,6 +94,7 @@ class EventConsumer:
         self.stream = topology.stream_for(self.contract.service)
         self._last_error: dict[int, str] = {}
         self.ready = False  # subscribed and fetching (readiness)
+        self._claim_stmt = None
 
     # -- the loop ------------------------------------------------------------------------------------------------
     async def run(self, js: JetStreamContext, stop: asyncio.Event) -> None:
@@ -242,19 +242,17 @@ class EventConsumer:
         return item
 
     async def _claim(self, conn: AsyncConnection, live: list[_Item]) -> set[str]:
+        """Insert the batch's event ids into the inbox; returns the ids that were new. One statement, built once
+        (so SQLAlchemy's compiled cache holds it), run as executemany with RETURNING."""
         if not live:
             return set()
+        if self._claim_stmt is None:
+            self._claim_stmt = (dialect_insert(conn, self.tables.inbox).on_conflict_do_nothing()
+                                .returning(self.tables.inbox.c.event_id))
         now = datetime.now(UTC)
         rows = [{"consumer": self.name, "event_id": it.event.id, "type": it.event.type, "processed_at": now}
                 for it in live]
-        dialect = sqlite if is_sqlite(conn) else postgresql
-        stmt = dialect.insert(self.tables.inbox).on_conflict_do_nothing().returning(self.tables.inbox.c.event_id)
-        claimed: set[str] = set()
-        for i in range(0, len(rows), 500):
-            # insert().values(list): one statement, so RETURNING works the same on every backend.
-            result = await conn.execute(stmt.values(rows[i:i + 500]))
-            claimed.update(r[0] for r in result)
-        return claimed
+        return {r[0] for r in await conn.execute(self._claim_stmt, rows)}
 
     async def _handle(self, conn: AsyncConnection, item: _Item, *, isolate: bool) -> Exception | None:
         token_tp = tracing.current_traceparent.set(tracing.child_of(item.event.traceparent))
@@ -308,9 +306,8 @@ class EventConsumer:
     async def replay(self, conn: AsyncConnection, row) -> str:
         """Run a dead letter through the handler again, inside the caller's transaction. Returns the outcome."""
         event, data = parse_event(row.body)  # MalformedEvent propagates: still not replayable
-        dialect = sqlite if is_sqlite(conn) else postgresql
         claimed = (await conn.execute(
-            dialect.insert(self.tables.inbox).values(
+            dialect_insert(conn, self.tables.inbox).values(
                 consumer=self.name, event_id=event.id, type=event.type, processed_at=datetime.now(UTC)
             ).on_conflict_do_nothing().returning(self.tables.inbox.c.event_id)
         )).first()

@@ -73,14 +73,13 @@ def to_bytes(event: CloudEvent) -> bytes:
 def parse_event(body: bytes) -> tuple[CloudEvent, EventData]:
     """Parse and validate a message body; raise MalformedEvent with a reason an operator can read."""
     try:
-        raw = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedEvent(f"not JSON: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise MalformedEvent("not a CloudEvent: body is not a JSON object")
-    try:
-        event = CloudEvent.model_validate(raw)
+        event = CloudEvent.model_validate_json(body)  # one pass: JSON and envelope together
     except ValidationError as exc:
+        kinds = {e["type"] for e in exc.errors()}
+        if "json_invalid" in kinds or "json_type" in kinds:
+            raise MalformedEvent(f"not JSON: {_short(exc)}") from exc
+        if "model_type" in kinds or "model_attributes_type" in kinds:
+            raise MalformedEvent("not a CloudEvent: body is not a JSON object") from exc
         raise MalformedEvent(f"not a CloudEvent: {_short(exc)}") from exc
     cls = EVENT_TYPES.get(event.type)
     if cls is None:

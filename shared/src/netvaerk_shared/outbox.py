@@ -25,6 +25,16 @@ from .messaging import MessagingTables
 log = logging.getLogger(__name__)
 
 
+_INSERTS: dict = {}
+
+
+def _insert(table):
+    """One INSERT construct per table, built once (cheaper than building it for every change)."""
+    if table not in _INSERTS:
+        _INSERTS[table] = insert(table)
+    return _INSERTS[table]
+
+
 def notify_channel(service: str) -> str:
     return f"outbox_{service}"
 
@@ -35,13 +45,9 @@ async def enqueue(conn: AsyncConnection, tables: MessagingTables, events: Sequen
     if not events:
         return
     now = datetime.now(UTC)
-    await conn.execute(
-        insert(tables.outbox),
-        [
-            {"event_id": e.id, "subject": s, "type": e.type, "body": to_bytes(e), "created_at": now, "attempts": 0}
-            for e, s in zip(events, subjects, strict=True)
-        ],
-    )
+    rows = [{"event_id": e.id, "subject": s, "type": e.type, "body": to_bytes(e), "created_at": now, "attempts": 0}
+            for e, s in zip(events, subjects, strict=True)]
+    await conn.execute(_insert(tables.outbox), rows[0] if len(rows) == 1 else rows)
     if notify and not is_sqlite(conn):
         await conn.exec_driver_sql(f"NOTIFY {notify}")
 
@@ -164,11 +170,12 @@ class Relay:
         error: Exception | None = None
         try:
             for row in rows:
+                # no wait_stall: nats-py would wrap every message in its own wait_for (7x slower); a batch stays far
+                # below its pending limit, and the gather below is bounded by publish_timeout
                 fut = await self.js.publish_async(
                     row.subject,
                     row.body,
                     headers={"Nats-Msg-Id": row.event_id, "Content-Type": CONTENT_TYPE},
-                    wait_stall=self.publish_timeout,
                 )
                 futures.append((row, fut))
         except Exception as exc:  # connection lost while sending
