@@ -138,6 +138,7 @@ def _email_counts(p) -> collections.Counter:
     return collections.Counter((m["To"].addresses[0].addr_spec, m["Subject"]) for m in p.mails())
 
 
+@pytest.mark.parametrize("platform", ["postgresql", "sqlite"], indirect=True)
 async def test_kill_9_notifications_mid_flow_loses_nothing_and_doubles_nothing(platform):
     p = platform
     n = 120  # 120 registered + 120 joined + 1 scheduled = 241 events in, 240 emails out
