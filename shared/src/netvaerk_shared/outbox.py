@@ -97,6 +97,7 @@ class Relay:
         self._wake = asyncio.Event()
         self._sqlite = is_sqlite(engine)
         self._last_cleanup = 0.0
+        self._select_stmt = None
 
     def wake(self) -> None:
         """Called after a commit that wrote outbox rows in this process."""
@@ -157,13 +158,15 @@ class Relay:
         return len(done)
 
     def _select(self):
-        o = self.tables.outbox
-        return (
-            select(o.c.position, o.c.event_id, o.c.subject, o.c.type, o.c.body)
-            .where(o.c.published_at.is_(None))
-            .order_by(o.c.position)
-            .limit(self.batch_size)
-        )
+        if self._select_stmt is None:  # built once: the relay runs it on every wake
+            o = self.tables.outbox
+            self._select_stmt = (
+                select(o.c.position, o.c.event_id, o.c.subject, o.c.type, o.c.body)
+                .where(o.c.published_at.is_(None))
+                .order_by(o.c.position)
+                .limit(self.batch_size)
+            )
+        return self._select_stmt
 
     async def _publish(self, rows) -> tuple[list, Exception | None]:
         futures = []
