@@ -163,3 +163,11 @@ async def test_racing_requests_for_the_same_email_get_409_not_500(client):
     codes = sorted(r.status_code for r in results)
     assert codes == [201] + [409] * 5, codes
     assert all(r.headers["content-type"] == "application/problem+json" for r in results if r.status_code == 409)
+
+
+async def test_first_registrations_from_one_organisation_may_race(client):
+    bodies = [{**MEMBER, "email": f"kollega{i}@example.org", "name": f"Kollega {i}",
+               "organisation": {"name": "Ny Kommune", "kind": "public_authority"}} for i in range(8)]
+    results = await asyncio.gather(*(client.post("/members", json=b) for b in bodies))
+    assert [r.status_code for r in results] == [201] * 8, [r.text for r in results if r.status_code != 201]
+    assert len({r.json()["organisation"]["id"] for r in results}) == 1

@@ -6,6 +6,8 @@ from uuid import UUID
 from sqlalchemy import bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from netvaerk_shared.db import dialect_insert
+
 from ..domain.model import Group, Member, Organisation
 from . import orm
 
@@ -13,7 +15,6 @@ from . import orm
 # registration's CPU.
 _ORG_BY_KEY = select(orm.organisations).where(orm.organisations.c.name_key == bindparam("key"))
 _EMAIL_TAKEN = select(orm.members.c.id).where(orm.members.c.email == bindparam("email"))
-_INSERT_ORG = insert(orm.organisations)
 _INSERT_MEMBER = insert(orm.members)
 _INSERT_MEMBERSHIP = insert(orm.memberships)
 
@@ -45,8 +46,14 @@ class Repository:
         if row is not None:
             return Organisation(id=row.id, name=row.name, kind=row.kind, cvr=row.cvr)
         org = Organisation(id=new_id(), name=" ".join(name.split()), kind=kind, cvr=cvr)
-        await self.conn.execute(_INSERT_ORG, {"id": org.id, "name": org.name, "name_key": key, "kind": org.kind,
-                                              "cvr": org.cvr})
+        # two first registrations from one organisation may race here: the loser takes the winner's row
+        created = (await self.conn.execute(
+            dialect_insert(self.conn, orm.organisations).on_conflict_do_nothing(index_elements=["name_key"])
+            .returning(orm.organisations.c.id),
+            {"id": org.id, "name": org.name, "name_key": key, "kind": org.kind, "cvr": org.cvr})).first()
+        if created is None:
+            row = (await self.conn.execute(_ORG_BY_KEY, {"key": key})).first()
+            return Organisation(id=row.id, name=row.name, kind=row.kind, cvr=row.cvr)
         return org
 
     async def email_taken(self, email: str) -> bool:
