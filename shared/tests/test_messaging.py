@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import nats
 import nats.js.errors
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, func, select, update
+from sqlalchemy import Column, Integer, MetaData, String, Table, select, update
 
 from netvaerk_shared import contracts, topology
 from netvaerk_shared.consumer import EventConsumer, Subscription, Unprocessable, list_dead_letters, replay_dead_letter

@@ -212,7 +212,7 @@ async def fetch_until(sub, subject: str, *, timeout: float = 2.0) -> list:
 async def all_denied(conn: Conn, requests: dict[str, Awaitable], *, prefix: bool = False) -> None:
     """Each request (keyed by the subject it goes to) gets no answer and a permissions violation."""
     results = await asyncio.gather(*requests.values(), return_exceptions=True)
-    for subject, result in zip(requests, results):
+    for subject, result in zip(requests, results, strict=True):
         assert isinstance(result, nats.errors.TimeoutError), f"{subject}: {result!r}"
         assert await conn.violations(subject, prefix=prefix), f"no permissions violation for {subject}"
 

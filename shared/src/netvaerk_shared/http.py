@@ -5,9 +5,9 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -197,11 +197,11 @@ def operations_router(runtime) -> APIRouter:
 
     @router.get("/admin/dead-letters", tags=["operations"], dependencies=[auth],
                 summary="Events this service could not process")
-    async def dead_letters(include_replayed: bool = False, limit: Annotated[int, "max 1000"] = 100):
+    async def dead_letters(include_replayed: bool = False, limit: int = Query(100, ge=1, le=1000)):
         from .consumer import list_dead_letters
 
         return await list_dead_letters(runtime.engine, runtime.tables, include_replayed=include_replayed,
-                                       limit=min(max(limit, 1), 1000))
+                                       limit=limit)
 
     @router.post("/admin/dead-letters/{dead_letter_id}/replay", tags=["operations"], dependencies=[auth],
                  summary="Run a dead letter through its consumer again (idempotent)")

@@ -3,7 +3,6 @@ comes out as a CloudEvent on MEMBERS; bad input gets problem+json; nobody withou
 from __future__ import annotations
 
 import asyncio
-import json
 
 import nats
 import pytest
