@@ -372,3 +372,39 @@ async def test_batch_handler_does_the_batch_and_falls_back_event_by_event(engine
     assert await effects_by_member(engine) == {str(e.member_id): 1 for e in events if str(e.member_id) != bad}
     assert max(batches) > 1  # the batch handler really got batches
     assert [d["event_id"] for d in await list_dead_letters(engine, tables)] != []
+
+
+async def test_consumer_carries_on_after_nats_restarts(engine, tmp_path):
+    from netvaerk_shared.testing import infra
+
+    server = infra.start_nats(tmp_path / "nats")
+    port = int(server.url.rsplit(":", 1)[1])
+    nc = await topology.connect(server.url)
+    js = nc.jetstream()
+    await topology.ensure_stream(js, "members")
+    consumer = EventConsumer(service="meetings", subscription=Subscription(contracts.MemberJoined, count_effect),
+                             engine=engine, tables=tables, fetch_timeout=0.3)
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(js, stop))
+    before, after = [joined() for _ in range(5)], [joined() for _ in range(5)]
+    try:
+        for data in before:
+            await publish_raw(js, data.nats_subject(), to_bytes(make_event(data)))
+        await wait_until(lambda: _count_is(engine, 5), timeout=10, message="first events consumed")
+        server.stop()
+        await asyncio.sleep(1.0)
+        server = infra.start_nats(tmp_path / "nats", port=port)  # same store: stream and durable survive
+        await wait_until(lambda: nc.is_connected, timeout=15, message="client reconnected")
+        for data in after:
+            await publish_raw(js, data.nats_subject(), to_bytes(make_event(data)))
+        await wait_until(lambda: _count_is(engine, 10), timeout=20, message="events after the restart consumed")
+    finally:
+        stop.set()
+        await task
+        await nc.close()
+        server.stop()
+    assert await effects_by_member(engine) == {str(e.member_id): 1 for e in before + after}
+
+
+async def _count_is(engine, n):
+    return len(await effects_by_member(engine)) == n
