@@ -216,6 +216,7 @@ class EventConsumer:
                     await self._store_dead(conn, [it for it, _ in unprocessable])
         for item in processed:
             metrics.events_consumed.labels(self.name, item.event.type, "processed").inc()
+            self._last_error.pop(_stream_seq(item.msg), None)  # it failed before and now went through
         return failed
 
     # -- steps ---------------------------------------------------------------------------------------------------
