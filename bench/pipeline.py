@@ -129,12 +129,6 @@ def pct(values: list[float], q: float) -> float:
     return s[k]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def port_taken(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.3)
@@ -460,7 +454,7 @@ def member_body(tag: str, i: int) -> dict:
 async def accept_http(infra_: Infra, backend: str, requests: int, concurrency: int, run_relay: bool,
                       measure_floor: bool = False) -> dict:
     url = await infra_.database(backend, "accept")
-    port = free_port()
+    port = infra.free_port()
     log_file = infra_.workdir / f"members-accept-{backend}-{'relay' if run_relay else 'norelay'}.log"
     proc = spawn_service("members", port, service_env("members", url, infra_.nats.url,
                                                      RUN_RELAY=str(run_relay).lower()), log_file)
@@ -935,11 +929,11 @@ async def figure_footprint(infra_: Infra) -> dict:
     """Three real uvicorn processes on SQLite + the bench's NATS: RSS after 2 s idle; then `dev.py run` to ready."""
     work = infra_.workdir / "footprint"
     work.mkdir(parents=True, exist_ok=True)
-    smtp_port = free_port()  # nothing listens there; /readyz does not ask the SMTP server
+    smtp_port = infra.free_port()  # nothing listens there; /readyz does not ask the SMTP server
     procs, ports, logs = {}, {}, {}
     t0 = time.perf_counter()
     for svc in SERVICES:
-        ports[svc] = free_port()
+        ports[svc] = infra.free_port()
         logs[svc] = work / f"{svc}.log"
         env = service_env(svc, infra.sqlite_url(work / f"{svc}.db"), infra_.nats.url,
                           SMTP_HOST="127.0.0.1", SMTP_PORT=smtp_port)

@@ -16,14 +16,11 @@ from pathlib import Path
 import pytest
 
 from netvaerk_shared.testing.smtp_sink import start_sink
+from netvaerk_shared.testing.infra import free_port
 
 SHARED_SRC = Path(__file__).resolve().parents[1] / "src"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def stored(path) -> list[email.message.EmailMessage]:

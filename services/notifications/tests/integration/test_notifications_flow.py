@@ -5,7 +5,6 @@ from __future__ import annotations
 import email
 import email.policy
 import json
-import socket
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -20,12 +19,9 @@ from netvaerk_shared.testing.smtp_sink import open_maildir, start_sink
 from notifications.bootstrap import bootstrap
 from notifications.config import Settings
 from notifications.entrypoints.http import create_app
+from netvaerk_shared.testing.infra import free_port
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

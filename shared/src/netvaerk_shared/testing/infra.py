@@ -34,7 +34,7 @@ _LOG_TAIL_LINES = 30
 # -------------------------------------------------------------------------------------------------------------- helpers
 
 
-def _free_port(host: str = "127.0.0.1") -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
@@ -152,7 +152,7 @@ def start_nats(store_dir: Path, host: str = "127.0.0.1", port: int = 0, monitor_
     binary = nats_server_binary()
     attempts = 3 if (port == 0 or monitor_port == 0) else 1  # a picked port can be taken before the server binds it
     for attempt in range(1, attempts + 1):
-        p, mp = port or _free_port(host), monitor_port or _free_port(host)
+        p, mp = port or free_port(host), monitor_port or free_port(host)
         args = [binary, "-js", "-a", host, "-p", str(p), "-m", str(mp), "-sd", str(store_dir), *extra_args]
         log_start = log_file.stat().st_size if log_file.exists() else 0
         with open(log_file, "ab") as log:
@@ -332,7 +332,7 @@ def start_pg_cluster(base_dir: Path) -> PgCluster:
         with open(cluster.data_dir / "postgresql.conf", "a") as conf:
             conf.write("\ninclude 'netvaerk.conf'\n")
         for attempt in range(3):  # a picked port can be taken before postgres binds it
-            port = _free_port()
+            port = free_port()
             (cluster.data_dir / "netvaerk.conf").write_text(
                 f"listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{root}'\n"
                 "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 200\n")

@@ -3,22 +3,15 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
-from .infra import child_preexec, log_tail, stop_process
+from .infra import child_preexec, free_port, log_tail, stop_process
 
 PORTS = {"members": 8001, "meetings": 8002, "notifications": 8003}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ServiceProcess:

@@ -5,10 +5,9 @@ from datetime import datetime
 from uuid import UUID
 
 from sqlalchemy import insert, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from netvaerk_shared.db import is_sqlite
+from netvaerk_shared.db import dialect_insert
 
 from ..domain.model import Meeting
 from . import orm
@@ -45,13 +44,13 @@ class Repository:
     async def record_group(self, group_id: UUID, name: str, slug: str, region: str) -> None:
         # A GroupCreated seen again (republished under a new event id) changes nothing: the first copy stands, and a
         # later group.updated, once consumed, must not be undone by an old GroupCreated arriving behind it.
-        await self.conn.execute(self._insert(orm.groups).values(id=group_id, name=name, slug=slug, region=region)
-                                .on_conflict_do_nothing(index_elements=["id"]))
+        stmt = dialect_insert(self.conn, orm.groups).values(id=group_id, name=name, slug=slug, region=region)
+        await self.conn.execute(stmt.on_conflict_do_nothing(index_elements=["id"]))
 
     async def record_membership(self, group_id: UUID, member_id: UUID, role: str, joined_at: datetime) -> None:
         # The newest join wins, whatever order the events come in.
         gm = orm.group_members
-        stmt = self._insert(gm).values(group_id=group_id, member_id=member_id, role=role, joined_at=joined_at)
+        stmt = dialect_insert(self.conn, gm).values(group_id=group_id, member_id=member_id, role=role, joined_at=joined_at)
         await self.conn.execute(stmt.on_conflict_do_update(
             index_elements=["group_id", "member_id"],
             set_={"role": stmt.excluded.role, "joined_at": stmt.excluded.joined_at},
@@ -67,11 +66,9 @@ class Repository:
         values = [{"group_id": g, "member_id": m, "role": r, "joined_at": t} for (g, m), (r, t) in newest.items()]
         gm = orm.group_members
         for i in range(0, len(values), 500):
-            stmt = self._insert(gm).values(values[i:i + 500])
+            stmt = dialect_insert(self.conn, gm).values(values[i:i + 500])
             await self.conn.execute(stmt.on_conflict_do_update(
                 index_elements=["group_id", "member_id"],
                 set_={"role": stmt.excluded.role, "joined_at": stmt.excluded.joined_at},
                 where=stmt.excluded.joined_at >= gm.c.joined_at))
 
-    def _insert(self, table):
-        return (sqlite if is_sqlite(self.conn.engine) else postgresql).insert(table)

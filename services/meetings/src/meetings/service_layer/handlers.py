@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from netvaerk_shared.uow import commit_with_events
+
 from ..adapters.repository import Repository
 from ..domain import commands
 from ..domain.errors import NotFound
@@ -33,15 +35,10 @@ async def schedule_meeting(cmd: commands.ScheduleMeeting, uow, clock: Clock = ut
             raise NotFound(f"The group {cmd.group_id} is unknown to the meetings service: it has not (yet) received "
                            "the group's creation from the members service. Check the group id, or try again shortly.")
         await repo.add_meeting(meeting)
-        await _commit(uow, repo)
+        await commit_with_events(uow, repo.seen, to_contract)
     return meeting
 
 
-async def _commit(uow, repo) -> None:
-    for aggregate in repo.seen:
-        while aggregate.events:
-            uow.publish(to_contract(aggregate.events.pop(0), aggregate))
-    await uow.commit()
 
 
 HANDLERS = {

@@ -8,6 +8,8 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from netvaerk_shared.uow import commit_with_events
+
 from ..adapters.repository import Repository
 from ..domain import commands
 from ..domain.errors import Conflict, NotFound
@@ -30,7 +32,7 @@ async def create_group(cmd: commands.CreateGroup, uow, clock: Clock = utc_now,
         if await repo.group_slug_taken(group.slug):
             raise Conflict(f"A group with the slug {group.slug!r} already exists.")
         await repo.add_group(group)
-        await _commit(uow, repo)
+        await commit_with_events(uow, repo.seen, to_contract)
     return group
 
 
@@ -45,7 +47,7 @@ async def register_member(cmd: commands.RegisterMember, uow, clock: Clock = utc_
         member = Member.register(name=cmd.name, email=email, organisation=org, job_title=cmd.job_title,
                                  locale=cmd.locale, now=clock(), phone=cmd.phone)
         await repo.add_member(member)
-        await _commit(uow, repo)
+        await commit_with_events(uow, repo.seen, to_contract)
     return member
 
 
@@ -62,15 +64,10 @@ async def join_group(cmd: commands.JoinGroup, uow, clock: Clock = utc_now,
         now = clock()
         member.join(group, cmd.role, now)
         await repo.add_membership(member.id, group.id, cmd.role, now)
-        await _commit(uow, repo)
+        await commit_with_events(uow, repo.seen, to_contract)
     return member
 
 
-async def _commit(uow, repo) -> None:
-    for aggregate in repo.seen:
-        while aggregate.events:
-            uow.publish(to_contract(aggregate.events.pop(0), aggregate))
-    await uow.commit()
 
 
 HANDLERS = {
