@@ -1,120 +1,236 @@
-"""What every service's HTTP side has in common: problem+json errors, bearer auth, rate limits, trace context,
-metrics, health, and the operator's dead-letter and outbox endpoints."""
+"""What every service's HTTP side has in common: the strict edge (rate limit, authentication before the body is read,
+a body limit enforced while it streams in, JSON only), RFC 9457 problem+json errors, trace context, metrics, health,
+an OpenAPI document that tells the truth, and the operator's dead-letter and outbox endpoints."""
 from __future__ import annotations
 
 import hmac
 import logging
 import time
-from typing import Any
+from datetime import datetime
+from http import HTTPStatus
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy.exc import IntegrityError
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import metrics, tracing
+from .outbox import EventTooLarge
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("netvaerk.access")
 PROBLEM = "application/problem+json"
+DEFAULT_MAX_BODY = 1 << 20  # 1 MiB
+DATABASE_RETRY_AFTER = 5  # seconds a client is asked to wait while the database is away
+
+
+# ------------------------------------------------------------------------------------------------------ problem+json
+
+def status_phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
 
 
 class Problem(Exception):
-    """An error that becomes an RFC 9457 problem+json response."""
+    """An error that becomes an RFC 9457 problem+json response (`type: about:blank`: the title is the status phrase)."""
 
-    def __init__(self, status: int, title: str, detail: str, *, type_: str = "about:blank", **extra: Any) -> None:
+    def __init__(self, status: int, detail: str, *, headers: dict[str, str] | None = None, **extra: Any) -> None:
         super().__init__(detail)
-        self.status, self.title, self.detail, self.type, self.extra = status, title, detail, type_, extra
+        self.status, self.detail, self.headers, self.extra = status, detail, headers, extra
 
 
-def problem_response(status: int, title: str, detail: str | None = None, *, type_: str = "about:blank",
-                     instance: str | None = None, **extra: Any) -> JSONResponse:
-    body: dict[str, Any] = {"type": type_, "title": title, "status": status}
+def problem_response(status: int, detail: str | None = None, *, instance: str | None = None,
+                     headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    body: dict[str, Any] = {"type": "about:blank", "title": status_phrase(status), "status": status}
     if detail:
         body["detail"] = detail
     if instance:
         body["instance"] = instance
     body.update(extra)
-    headers = {"Retry-After": str(extra["retry_after"])} if "retry_after" in extra else None
-    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+    headers = dict(headers or {})
+    if "retry_after" in extra:
+        headers["Retry-After"] = str(extra["retry_after"])
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers or None)
 
 
-def install_problem_handlers(app: FastAPI) -> None:
+class FieldError(BaseModel):
+    field: str = Field(description="Dotted path of the field in the request (`body` for the body as a whole)")
+    message: str
+
+
+class ProblemDetails(BaseModel):
+    """RFC 9457 problem details; `errors` lists the fields at fault (400, 413, 422)."""
+
+    model_config = ConfigDict(extra="allow", title="Problem")
+    type: str = Field("about:blank", description="about:blank: the title is the HTTP status phrase")
+    title: str
+    status: int = Field(ge=400, le=599)
+    detail: str | None = None
+    instance: str | None = None
+    errors: list[FieldError] | None = None
+    retry_after: int | None = Field(None, description="Seconds to wait (also in the Retry-After header)")
+
+
+def _field(loc) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    # Pydantic names the branch of a union (`str`, `function-after[...]`) in the location: not a field
+    parts = [p for p in parts if not (p in ("str", "int", "list", "dict", "none") or "[" in p)]
+    return ".".join(parts) or "body"
+
+
+def _json_position(doc: Any, pos: Any) -> str:
+    if not isinstance(doc, str) or not isinstance(pos, int):
+        return ""
+    line = doc.count("\n", 0, pos) + 1
+    column = pos - (doc.rfind("\n", 0, pos) + 1) + 1
+    return f" at line {line}, column {column}"
+
+
+def install_problem_handlers(app: FastAPI, domain_error: type[Exception] | None = None) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem):
-        return problem_response(exc.status, exc.title, exc.detail, type_=exc.type, instance=request.url.path,
-                                **exc.extra)
+        return problem_response(exc.status, exc.detail, instance=request.url.path, headers=exc.headers, **exc.extra)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
-        errors = [
-            {"field": ".".join(str(p) for p in e["loc"] if p != "body"), "message": e["msg"]}
-            for e in exc.errors()
-        ]
-        return problem_response(422, "Invalid request", "One or more fields are invalid.",
-                                instance=request.url.path, errors=errors)
+        errors = exc.errors()
+        decode = next((e for e in errors if e.get("type") == "json_invalid"), None)
+        if decode is not None:
+            where = _json_position(getattr(exc, "body", None), decode["loc"][-1] if decode.get("loc") else None)
+            message = f"The body is not valid JSON{where}: {(decode.get('ctx') or {}).get('error', 'decode error')}."
+            return problem_response(400, message, instance=request.url.path,
+                                    errors=[{"field": "body", "message": message}])
+        fields = [{"field": _field(e["loc"]), "message": e["msg"]} for e in errors]
+        return problem_response(422, "One or more fields are invalid.", instance=request.url.path, errors=fields)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
-        return problem_response(exc.status_code, _TITLES.get(exc.status_code, "Error"), str(exc.detail),
-                                instance=request.url.path)
+        detail = exc.detail if exc.detail != status_phrase(exc.status_code) else None
+        return problem_response(exc.status_code, detail, instance=request.url.path, headers=exc.headers)
 
     @app.exception_handler(IntegrityError)
     async def _integrity(request: Request, exc: IntegrityError):
         # two requests raced for the same unique value (slug, email, membership): the loser gets a clear 409
-        return problem_response(409, "Conflict", "The change clashes with data that already exists "
+        return problem_response(409, "The change clashes with data that already exists "
                                 "(perhaps created by a request at the same moment).", instance=request.url.path)
+
+    @app.exception_handler(DataError)
+    async def _data(request: Request, exc: DataError):
+        # the edge's limits should have caught it; if a value still does not fit its column, it is the client's
+        log.warning("database refused a value on %s: %s", request.url.path, str(exc.orig)[:300])
+        return problem_response(422, "A value does not fit what this service can store.", instance=request.url.path)
+
+    @app.exception_handler(EventTooLarge)
+    async def _too_large(request: Request, exc: EventTooLarge):
+        return problem_response(413, str(exc), instance=request.url.path,
+                                errors=[{"field": exc.field or "body", "message": str(exc)}])
+
+    async def _database_away(request: Request, exc: Exception):
+        log.warning("database unavailable on %s: %s: %s", request.url.path, type(exc).__name__,
+                    str(exc).splitlines()[0][:300] if str(exc) else "")
+        return problem_response(503, "The service's database is unavailable; nothing was changed. Try again shortly.",
+                                instance=request.url.path, retry_after=DATABASE_RETRY_AFTER)
+
+    for exc_class in (OperationalError, InterfaceError, ConnectionError, TimeoutError):
+        app.add_exception_handler(exc_class, _database_away)
+
+    if domain_error is not None:
+        @app.exception_handler(domain_error)
+        async def _domain(request: Request, exc):
+            return problem_response(exc.status, exc.detail, instance=request.url.path)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
         log.exception("unhandled error on %s", request.url.path)
-        return problem_response(500, "Internal error", "Something went wrong on our side; it has been logged.",
+        return problem_response(500, "Something went wrong on our side; it has been logged.",
                                 instance=request.url.path)
 
 
-_TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found", 405: "Method not allowed",
-           409: "Conflict", 422: "Invalid request", 429: "Too many requests"}
+# ------------------------------------------------------------------------------------------------- authentication
+
+_bearer = HTTPBearer(auto_error=False, scheme_name="bearer",
+                     description="The API token (API_TOKEN) as `Authorization: Bearer <token>`.")
 
 
-def bearer_auth(token: str):
-    """A dependency that demands `Authorization: Bearer <API_TOKEN>` (compared in constant time)."""
-
-    async def _check(request: Request) -> None:
-        header = request.headers.get("authorization", "")
-        scheme, _, given = header.partition(" ")
-        if not token or scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), token):
-            raise Problem(401, "Unauthorized", "A valid bearer token is required.")
-
-    return Depends(_check)
+def token_matches(header: str, token: str) -> bool:
+    scheme, _, given = header.partition(" ")
+    return bool(token) and scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
 
-OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/docs", "/openapi.json", "/docs/oauth2-redirect", "/asyncapi.json")
+async def require_token(request: Request,
+                        credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]) -> None:
+    """Checked by the edge middleware already, before the body is read; here again so that no route depends on the
+    middleware being in place, and so that the OpenAPI document declares the security scheme."""
+    if not token_matches(request.headers.get("authorization", ""), request.app.state.edge.token):
+        raise Problem(401, "A valid bearer token is required.", headers={"WWW-Authenticate": "Bearer"})
 
 
-class RateLimits:
-    """Token bucket settings, filled in from the settings when the app starts (0 = off)."""
+def protected_router(**kwargs: Any) -> APIRouter:
+    """A router whose every operation needs the bearer token."""
+    return APIRouter(dependencies=[Depends(require_token)], **kwargs)
 
-    def __init__(self, per_minute: int = 600) -> None:
-        self.set(per_minute)
 
-    def set(self, per_minute: int) -> None:
+def get_runtime(request: Request):
+    return request.app.state.runtime
+
+
+Runtime = Annotated[Any, Depends(get_runtime)]
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for the errors an operation can return besides the common ones (the document adds those)."""
+    return {status: {"description": status_phrase(status)} for status in statuses}
+
+
+# --------------------------------------------------------------------------------------------------------- the edge
+
+OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/docs", "/openapi.json", "/asyncapi.json")
+_BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+class EdgePolicy:
+    """The edge's settings, filled in from the service's settings when the app starts."""
+
+    def __init__(self, per_minute: int = 600, max_body: int = DEFAULT_MAX_BODY, token: str = "") -> None:
+        self.set(per_minute=per_minute, max_body=max_body, token=token)
+
+    def set(self, *, per_minute: int, max_body: int, token: str) -> None:
         self.rate = per_minute / 60.0
         self.burst = max(10.0, per_minute / 6.0)
+        self.max_body = max_body
+        self.token = token
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+class _BodyTooLarge(Exception):
+    pass
 
 
 class EdgeMiddleware:
-    """Pure ASGI: W3C trace context in and out, Prometheus request metrics, a token-bucket rate limit per client."""
+    """Pure ASGI, in this order: trace context and metrics; for every path but the open ones a token-bucket rate limit
+    per client (429), the bearer token (401, before a byte of the body is read), then the body: JSON only (415) and at
+    most `max_body` bytes, counted while it streams in (413, without reading the rest)."""
 
-    def __init__(self, app, *, limits: RateLimits | None = None) -> None:
+    def __init__(self, app, *, policy: EdgePolicy | None = None) -> None:
         self.app = app
-        self.limits = limits or RateLimits()
+        self.policy = policy or EdgePolicy()
         self.buckets: dict[str, tuple[float, float]] = {}
 
     def _allow(self, client: str) -> tuple[bool, float]:
         now = time.monotonic()
-        rate, burst = self.limits.rate, self.limits.burst
+        rate, burst = self.policy.rate, self.policy.burst
         tokens, last = self.buckets.get(client, (burst, now))
         tokens = min(burst, tokens + (now - last) * rate)
         if tokens < 1.0:
@@ -144,13 +260,9 @@ class EdgeMiddleware:
             await send(message)
 
         try:
-            if self.limits.rate > 0 and not path.startswith(OPEN_PATHS):
-                client = (scope.get("client") or ("?", 0))[0]
-                ok, retry = self._allow(client)
-                if not ok:
-                    response = problem_response(429, "Too many requests", "Slow down and try again shortly.",
-                                                instance=path, retry_after=max(1, int(retry + 0.999)))
-                    return await response(scope, receive, _send)
+            refusal, receive = await self._check(scope, path, headers, receive)
+            if refusal is not None:
+                return await refusal(scope, receive, _send)
             await self.app(scope, receive, _send)
         finally:
             route = scope.get("route")
@@ -163,90 +275,257 @@ class EdgeMiddleware:
                                 extra={"status": status_holder["status"], "duration_ms": round(elapsed * 1000, 2)})
             tracing.current_traceparent.reset(token)
 
+    async def _check(self, scope, path: str, headers: dict, receive):
+        """(a refusal response or None, the receive callable the app should use)."""
+        if path.startswith(OPEN_PATHS):
+            return None, receive
+        policy = self.policy
+        if policy.rate > 0:
+            ok, retry = self._allow((scope.get("client") or ("?", 0))[0])
+            if not ok:
+                return problem_response(429, "Slow down and try again shortly.", instance=path,
+                                        retry_after=max(1, int(retry + 0.999))), receive
+        if not token_matches(headers.get(b"authorization", b"").decode("latin-1"), policy.token):
+            return problem_response(401, "A valid bearer token is required.", instance=path,
+                                    headers={"WWW-Authenticate": "Bearer"}), receive
+        if scope.get("method") not in _BODY_METHODS:
+            return None, receive
+        length = headers.get(b"content-length")
+        if length is not None:
+            if not length.isdigit():
+                return problem_response(400, "Content-Length is not a number.", instance=path), receive
+            if int(length) > policy.max_body:
+                return self._too_large(path), receive
+        chunked = b"chunked" in headers.get(b"transfer-encoding", b"").lower()
+        if (chunked or (length is not None and int(length) > 0)) and not _is_json(
+                headers.get(b"content-type", b"").decode("latin-1")):
+            return problem_response(415, "The body must be JSON (Content-Type: application/json).",
+                                    instance=path), receive
+        try:
+            body = await self._read(receive, policy.max_body)
+        except _BodyTooLarge:
+            return self._too_large(path), receive
+        if body and not _is_json(headers.get(b"content-type", b"").decode("latin-1")):
+            return problem_response(415, "The body must be JSON (Content-Type: application/json).",
+                                    instance=path), receive
+        return None, _replay(body, receive)
 
-def operations_router(runtime) -> APIRouter:
-    """/healthz, /readyz, /metrics, and the token-protected /admin endpoints for dead letters and the outbox."""
-    router = APIRouter()
-    auth = bearer_auth(runtime.settings.api_token)
+    def _too_large(self, path: str):
+        limit = self.policy.max_body
+        message = f"The body may be at most {limit} bytes."
+        return problem_response(413, message, instance=path, errors=[{"field": "body", "message": message}])
 
-    @router.get("/healthz", tags=["operations"], summary="Alive")
-    async def healthz():
+    @staticmethod
+    async def _read(receive, limit: int) -> bytes:
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _BodyTooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+
+def _replay(body: bytes, receive):
+    sent = False
+
+    async def _receive():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return _receive
+
+
+# ------------------------------------------------------------------------------------------------------- the document
+
+_COMMON_PROTECTED = (401, 429, 503)
+_COMMON_BODY = (400, 413, 415, 422)
+
+
+def truthful_openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, completed with what the edge does to every operation: the problem+json schema for every
+    error, the errors the middleware itself answers (401, 429, 400/413/415 for bodies), and no FastAPI default
+    `HTTPValidationError` (every 422 is problem+json)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    components = schema.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    problem = ProblemDetails.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name, sub in problem.pop("$defs", {}).items():
+        schemas[name] = sub
+    schemas["Problem"] = problem
+    ref = {"$ref": "#/components/schemas/Problem"}
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            extra: list[int] = []
+            if operation.get("security"):
+                extra += _COMMON_PROTECTED
+            if "requestBody" in operation:
+                extra += _COMMON_BODY
+            if operation.get("parameters"):
+                extra.append(422)
+            for status in extra:
+                responses.setdefault(str(status), {"description": status_phrase(status)})
+            for status, response in responses.items():
+                if status.isdigit() and int(status) >= 400:
+                    response["content"] = {PROBLEM: {"schema": ref}}
+                    if status in ("429", "503"):
+                        response["headers"] = {"Retry-After": {
+                            "description": "Seconds to wait before trying again", "schema": {"type": "integer"}}}
+                    if status == "401":
+                        response["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    app.openapi_schema = schema
+    return schema
+
+
+# -------------------------------------------------------------------------------------------------- operations API
+
+class Health(BaseModel):
+    status: str
+    service: str
+
+
+class Readiness(BaseModel):
+    status: str
+    checks: dict[str, bool]
+
+
+class DeadLetter(BaseModel):
+    id: str
+    consumer: str
+    stream: str
+    stream_seq: int | None
+    subject: str
+    event_id: str | None
+    type: str | None
+    body: Any = Field(description="The message as received (JSON where it parsed, else text)")
+    headers: dict[str, Any] | None
+    reason: str
+    deliveries: int
+    created_at: datetime
+    replayed_at: datetime | None
+    replay_error: str | None
+
+
+class ReplayOutcome(BaseModel):
+    id: str
+    outcome: str
+
+
+class OutboxState(BaseModel):
+    unpublished: int
+    oldest_age_seconds: float
+
+
+def operations_router() -> APIRouter:
+    """/healthz, /readyz, /metrics, /asyncapi.json, and the token-protected /admin endpoints."""
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz", summary="Alive", response_model=Health)
+    async def healthz(runtime: Runtime):
         return {"status": "ok", "service": runtime.service}
 
-    @router.get("/readyz", tags=["operations"], summary="Database and NATS reachable")
-    async def readyz():
+    @router.get("/readyz", summary="Database and NATS reachable", response_model=Readiness,
+                responses={503: {"description": "Not ready", "content": {PROBLEM: {"schema": {
+                    "$ref": "#/components/schemas/Problem"}}}}})
+    async def readyz(runtime: Runtime):
         checks = await runtime.readiness()
         ok = all(checks.values())
         body = {"status": "ready" if ok else "not ready", "checks": checks}
         if ok:
             return body
-        return problem_response(503, "Not ready", ", ".join(k for k, v in checks.items() if not v) + " unreachable",
+        return problem_response(503, ", ".join(k for k, v in checks.items() if not v) + " unreachable",
                                 checks=checks)
 
-    @router.get("/metrics", tags=["operations"], summary="Prometheus metrics")
-    async def prometheus():
+    @router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse,
+                responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
+    async def prometheus(runtime: Runtime):
         await runtime.refresh_gauges()
         return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
-    @router.get("/asyncapi.json", tags=["operations"], summary="AsyncAPI 3.0 document of this service's events")
-    async def asyncapi():
+    @router.get("/asyncapi.json", summary="AsyncAPI 3.0 document of this service's events",
+                response_model=dict[str, Any])
+    async def asyncapi(runtime: Runtime):
         from .asyncapi import specification
 
         server = runtime.settings.nats_url.split("@")[-1]  # never the credentials
         return specification(runtime.service, [c.contract for c in runtime.consumers.values()], server=server)
 
-    @router.get("/admin/dead-letters", tags=["operations"], dependencies=[auth],
-                summary="Events this service could not process")
-    async def dead_letters(include_replayed: bool = False, limit: int = Query(100, ge=1, le=1000)):
+    admin = protected_router(tags=["operations"])
+
+    @admin.get("/admin/dead-letters", summary="Events this service could not process",
+               response_model=list[DeadLetter])
+    async def dead_letters(runtime: Runtime, include_replayed: bool = False,
+                           limit: int = Query(100, ge=1, le=1000)):
         from .consumer import list_dead_letters
 
         return await list_dead_letters(runtime.engine, runtime.tables, include_replayed=include_replayed,
                                        limit=limit)
 
-    @router.post("/admin/dead-letters/{dead_letter_id}/replay", tags=["operations"], dependencies=[auth],
-                 summary="Run a dead letter through its consumer again (idempotent)")
-    async def replay(dead_letter_id: str):
+    @admin.post("/admin/dead-letters/{dead_letter_id}/replay", response_model=ReplayOutcome,
+                summary="Run a dead letter through its consumer again (idempotent)",
+                responses=problems(404, 409, 422))
+    async def replay(runtime: Runtime, dead_letter_id: Annotated[str, Path(max_length=64,
+                                                                           pattern=r"^[0-9a-fA-F-]{1,64}$")]):
         from .consumer import replay_dead_letter
 
         outcome, error = await replay_dead_letter(runtime.engine, runtime.tables, runtime.consumers, dead_letter_id)
         if outcome == "not_found":
-            raise Problem(404, "Not found", f"No dead letter {dead_letter_id}.")
+            raise Problem(404, f"No dead letter {dead_letter_id}.")
         if outcome == "already_replayed":
-            raise Problem(409, "Already replayed", f"Dead letter {dead_letter_id} was replayed before.")
+            raise Problem(409, f"Dead letter {dead_letter_id} was replayed before.")
         if outcome == "failed":
-            raise Problem(422, "Replay failed", error or "The consumer failed again.")
+            raise Problem(422, error or "The consumer failed again.")
         return {"id": dead_letter_id, "outcome": outcome}
 
-    @router.get("/admin/outbox", tags=["operations"], dependencies=[auth], summary="Outbox backlog")
-    async def outbox_state():
+    @admin.get("/admin/outbox", summary="Outbox backlog", response_model=OutboxState)
+    async def outbox_state(runtime: Runtime):
         from .outbox import backlog
 
         count, age = await backlog(runtime.engine, runtime.tables)
         return {"unpublished": count, "oldest_age_seconds": round(age, 3)}
 
+    router.include_router(admin)
     return router
 
 
+# ------------------------------------------------------------------------------------------------------ the service
+
 def service_app(*, runtime_factory, title: str, description: str, routers, domain_error: type[Exception],
                 version: str = "1.0.0") -> FastAPI:
-    """Build a service's FastAPI app. `runtime_factory()` is called in the lifespan (never at import) and must
-    return a started-to-be ServiceRuntime; routers are functions runtime -> APIRouter."""
+    """Build a service's FastAPI app with every route in place (so `app.openapi()` is complete without starting it).
+    `runtime_factory()` is called in the lifespan (never at import) and returns the ServiceRuntime that the routes
+    reach through the `Runtime` dependency."""
     from contextlib import asynccontextmanager
+
+    from fastapi_offline import FastAPIOffline
 
     from .logs import configure
 
     holder: dict = {}
-    limits = RateLimits()
+    policy = EdgePolicy()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         runtime = holder.get("runtime") or runtime_factory()
         configure(runtime.service, runtime.settings.log_level)
         app.state.runtime = runtime
-        for make_router in routers:
-            app.include_router(make_router(runtime))
-        app.include_router(operations_router(runtime))
-        limits.set(runtime.settings.rate_limit_per_minute)
+        settings = runtime.settings
+        policy.set(per_minute=settings.rate_limit_per_minute, max_body=settings.max_body_bytes,
+                   token=settings.api_token)
         await runtime.start()
         log.info("%s started", runtime.service)
         try:
@@ -254,14 +533,15 @@ def service_app(*, runtime_factory, title: str, description: str, routers, domai
         finally:
             await runtime.stop()
 
-    app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
-    install_problem_handlers(app)
-
-    @app.exception_handler(domain_error)
-    async def _domain(request: Request, exc):
-        return problem_response(exc.status, exc.title, exc.detail, instance=request.url.path)
-
-    app.add_middleware(EdgeMiddleware, limits=limits)
+    # Swagger UI from the installed fastapi-offline package: /docs works without reaching a CDN
+    app = FastAPIOffline(title=title, description=description, version=version, lifespan=lifespan,
+                         static_url="/docs/static", redoc_url=None)
+    for router in routers:
+        app.include_router(router)
+    app.include_router(operations_router())
+    install_problem_handlers(app, domain_error)
+    app.add_middleware(EdgeMiddleware, policy=policy)
     app.state.runtime_holder = holder
+    app.state.edge = policy
+    app.openapi = lambda: truthful_openapi(app)  # type: ignore[method-assign]
     return app
-

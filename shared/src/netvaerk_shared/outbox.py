@@ -35,18 +35,47 @@ def _insert(table):
     return _INSERTS[table]
 
 
+HEADER_ROOM = 4096  # bytes kept free for the NATS headers (Nats-Msg-Id, Content-Type) within max_payload
+DEFAULT_MAX_EVENT_BYTES = (1 << 20) - HEADER_ROOM  # NATS's default max_payload, until a server says otherwise
+
+
+class EventTooLarge(Exception):
+    """An event that would not fit in one NATS message: the change is refused before anything commits, because a
+    row that can never be published must never enter the outbox."""
+
+    def __init__(self, event_type: str, size: int, limit: int, field: str | None) -> None:
+        where = f" (mostly the field {field!r})" if field else ""
+        super().__init__(f"The change would make a {event_type} event of {size} bytes{where}; "
+                         f"at most {limit} bytes fit in one message. Send less text.")
+        self.event_type, self.size, self.limit, self.field = event_type, size, limit, field
+
+
+def _largest_field(body: bytes) -> str | None:
+    import json
+
+    try:
+        data = json.loads(body).get("data") or {}
+        return max(data, key=lambda k: len(json.dumps(data[k], ensure_ascii=False))) if data else None
+    except Exception:
+        return None
+
+
 def notify_channel(service: str) -> str:
     return f"outbox_{service}"
 
 
 async def enqueue(conn: AsyncConnection, tables: MessagingTables, events: Sequence[CloudEvent], subjects: Sequence[str],
-                  *, notify: str | None = None) -> None:
-    """Add events to the outbox inside the caller's transaction. `notify`: a PostgreSQL channel to wake relays on commit."""
+                  *, notify: str | None = None, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+    """Add events to the outbox inside the caller's transaction. `notify`: a PostgreSQL channel to wake relays on commit.
+    Raises EventTooLarge, before writing anything, for an event of more than `max_bytes`."""
     if not events:
         return
     now = datetime.now(UTC)
     rows = [{"event_id": e.id, "subject": s, "type": e.type, "body": to_bytes(e), "created_at": now, "attempts": 0}
             for e, s in zip(events, subjects, strict=True)]
+    for row in rows:
+        if len(row["body"]) > max_bytes:
+            raise EventTooLarge(row["type"], len(row["body"]), max_bytes, _largest_field(row["body"]))
     await conn.execute(_insert(tables.outbox), rows[0] if len(rows) == 1 else rows)
     if notify and not is_sqlite(conn):
         await conn.exec_driver_sql(f"NOTIFY {notify}")

@@ -14,7 +14,7 @@ from . import metrics, topology
 from .consumer import EventConsumer, Subscription
 from .messaging import MessagingTables
 from .migrate import upgrade
-from .outbox import Relay, backlog
+from .outbox import DEFAULT_MAX_EVENT_BYTES, HEADER_ROOM, Relay, backlog
 from .settings import ServiceSettings
 from .uow import UnitOfWork
 
@@ -73,7 +73,17 @@ class ServiceRuntime:
         # With a relay in this process the in-process wake is enough (and saves a round trip per change); an
         # instance that runs no relay (RUN_RELAY=false) wakes the others with NOTIFY.
         return UnitOfWork(self.engine, self.tables, self.service, on_commit=self.wake_relay,
-                          notify=self.relay is None)
+                          notify=self.relay is None, max_event_bytes=self.max_event_bytes())
+
+    def max_event_bytes(self) -> int:
+        """The largest event this service may write: the setting, else what the connected server takes."""
+        if self.settings.max_event_bytes > 0:
+            return self.settings.max_event_bytes
+        server = getattr(self.nc, "max_payload", None) if self.nc is not None else None
+        if server:
+            self._server_max_payload = int(server)
+        known = getattr(self, "_server_max_payload", None)
+        return (known - HEADER_ROOM) if known else DEFAULT_MAX_EVENT_BYTES
 
     def wake_relay(self) -> None:
         if self.relay is not None:

@@ -25,6 +25,10 @@ class ServiceSettings(BaseSettings):
     # A non-editable install (the Docker images) has no such directory and sets MIGRATIONS_DIR.
     migrations_dir: str | None = None
     rate_limit_per_minute: int = 600  # per client address, for every HTTP endpoint
+    max_body_bytes: int = 1 << 20  # a request body larger than this gets 413 while it streams in
+    # An event larger than this is refused before the change commits (413). 0: the connected NATS server's
+    # max_payload less room for headers (1 MiB less 4 KiB until the first connection).
+    max_event_bytes: int = 0
     relay_batch_size: int = 500
     consumer_batch_size: int = 200
     consumer_max_deliver: int = 5  # after this many failed deliveries an event becomes a dead letter

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from .contracts import EventData
 from .envelope import make_event
 from .messaging import MessagingTables
-from .outbox import enqueue, notify_channel
+from .outbox import DEFAULT_MAX_EVENT_BYTES, enqueue, notify_channel
 
 
 async def commit_with_events(uow, aggregates, translate) -> None:
@@ -23,8 +23,10 @@ class UnitOfWork:
     """`async with uow:` opens a transaction; `uow.publish(event_data)` queues an integration event; `commit()`."""
 
     def __init__(self, engine: AsyncEngine, tables: MessagingTables, service: str,
-                 on_commit: Callable[[], None] | None = None, notify: bool = True) -> None:
+                 on_commit: Callable[[], None] | None = None, notify: bool = True,
+                 max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         self.engine = engine
+        self.max_event_bytes = max_event_bytes
         self.notify = notify  # NOTIFY relays in other processes; needless when on_commit wakes one in this process
         self.tables = tables
         self.service = service
@@ -57,7 +59,8 @@ class UnitOfWork:
         if self._pending:
             cloud = [make_event(e, causationid=self._causation) for e in self._pending]
             await enqueue(self.conn, self.tables, cloud, [e.nats_subject() for e in self._pending],
-                          notify=notify_channel(self.service) if self.notify else None)
+                          notify=notify_channel(self.service) if self.notify else None,
+                          max_bytes=self.max_event_bytes)
         await self._ctx.__aexit__(None, None, None)
         self._committed = True
         if self._pending and self.on_commit is not None:

@@ -241,14 +241,14 @@ async def test_bad_requests_are_problems_not_500s(database_url, clean_nats):
         for title in ("", "   "):
             assert_problem(await client.post("/meetings", json=meeting_body(group_id, title=title)), 422)
         body = assert_problem(await client.post("/meetings", json=meeting_body(group_id, timezone="Europe/Kbh")), 422)
-        assert "time zone" in body["detail"]
+        assert body["errors"][0]["field"] == "timezone"
         assert_problem(await client.post("/meetings", json=meeting_body(
             group_id, agenda=[{"kind": "lecture", "title": "Oplæg", "minutes": 30}])), 422)
         assert_problem(await client.get(f"/meetings/{uuid.uuid4()}"), 404)
         assert_problem(await client.get(f"/groups/{uuid.uuid4()}/meetings"), 404)
         assert (await client.get(f"/groups/{group_id}/meetings")).json() == []
         assert_problem(await client.get(f"/groups/{group_id}", headers={"Authorization": "Bearer wrong"}), 401)
-        assert (await client.get(f"/members/{uuid.uuid4()}/export")).json()["group_memberships"] == []
+        assert_problem(await client.get(f"/members/{uuid.uuid4()}/export"), 404)  # one rule for every service
 
         async with runtime.engine.connect() as conn:
             outbox = (await conn.execute(select(func.count()).select_from(runtime.tables.outbox))).scalar_one()
@@ -257,6 +257,8 @@ async def test_bad_requests_are_problems_not_500s(database_url, clean_nats):
 
 async def _export_rows(client, member_id):
     response = await client.get(f"/members/{member_id}/export")
+    if response.status_code == 404:  # this service holds nothing about the member
+        return []
     assert response.status_code == 200, response.text
     return response.json()["group_memberships"]
 

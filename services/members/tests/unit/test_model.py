@@ -65,9 +65,16 @@ def test_a_bad_slug_is_refused(slug):
         group(slug=slug)
 
 
-def test_a_name_with_nothing_to_slug_is_refused_rather_than_given_an_empty_slug():
-    with pytest.raises(Invalid, match="slug"):
-        group(name="!!!")
+@pytest.mark.parametrize("name", ["!!!", "🙂🙂", "日本語"])
+def test_a_name_with_nothing_to_slug_gets_a_generated_slug_never_an_empty_one(name):
+    created = group(name=name)
+    assert created.slug == f"gruppe-{created.id.hex[:8]}"
+
+
+def test_a_long_name_gets_a_slug_within_the_limit_that_does_not_end_in_a_hyphen():
+    created = group(name="Offentlig digitalisering " * 10)
+    assert len(created.slug) <= 100 and not created.slug.endswith("-")
+    assert created.slug.startswith("offentlig-digitalisering-")
 
 
 @pytest.mark.parametrize("capacity", [0, -5])

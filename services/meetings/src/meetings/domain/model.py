@@ -18,6 +18,8 @@ DEFAULT_TIMEZONE = "Europe/Copenhagen"
 AGENDA_KINDS = ("check_in", "talk", "discussion", "break", "other")
 MAX_ITEM_MINUTES = 600
 MAX_TITLE = 200
+MAX_AGENDA_ITEMS = 50
+MAX_TAGS = 10
 
 
 @dataclass(frozen=True)
@@ -78,9 +80,11 @@ class Meeting:
             raise Invalid("The online link must be an http(s) address.")
         if capacity is not None and capacity < 1:
             raise Invalid("Capacity must be at least 1.")
+        agenda = _placed(agenda)
+        _fits(agenda, starts_at, ends_at)
         meeting = cls(id=uuid.uuid4(), group_id=group_id, title=title, starts_at=starts_at, ends_at=ends_at,
                       timezone=timezone, scheduled_at=now, venue=_clean_venue(venue), online_url=online_url,
-                      capacity=capacity, agenda=_placed(agenda))
+                      capacity=capacity, agenda=agenda)
         meeting.events.append(events.MeetingScheduled(meeting.id))
         return meeting
 
@@ -107,7 +111,17 @@ def _clean_venue(venue: Venue | None) -> Venue | None:
                  host_organisation=_blank_to_none(venue.host_organisation))
 
 
+def _fits(agenda: tuple[AgendaItem, ...], starts_at: datetime, ends_at: datetime) -> None:
+    planned = sum(item.minutes for item in agenda)
+    available = (ends_at - starts_at).total_seconds() / 60
+    if planned > available:
+        raise Invalid(f"The agenda takes {planned} minutes, but the meeting lasts only {available:g} minutes: "
+                      "shorten the items or let the meeting end later.")
+
+
 def _placed(agenda) -> tuple[AgendaItem, ...]:
+    if len(agenda) > MAX_AGENDA_ITEMS:
+        raise Invalid(f"An agenda may hold at most {MAX_AGENDA_ITEMS} items.")
     placed = []
     for position, item in enumerate(agenda, start=1):
         if item.kind not in AGENDA_KINDS:
@@ -116,6 +130,8 @@ def _placed(agenda) -> tuple[AgendaItem, ...]:
             raise Invalid(f"Agenda item {position} needs a title.")
         if not 0 <= item.minutes <= MAX_ITEM_MINUTES:
             raise Invalid(f"Agenda item {position}: minutes must be between 0 and {MAX_ITEM_MINUTES}.")
+        if len(item.tags) > MAX_TAGS:
+            raise Invalid(f"Agenda item {position}: at most {MAX_TAGS} tags.")
         placed.append(replace(item, position=position, title=item.title.strip(),
                               speaker=_blank_to_none(item.speaker),
                               speaker_organisation=_blank_to_none(item.speaker_organisation),

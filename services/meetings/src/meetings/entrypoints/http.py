@@ -2,95 +2,173 @@
 Routes only translate to commands and queries."""
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Annotated, Literal
 from uuid import UUID
+from zoneinfo import available_timezones
 
-from fastapi import APIRouter
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from netvaerk_shared.contracts import AgendaKind
-from netvaerk_shared.http import Problem, bearer_auth, service_app
+from netvaerk_shared.http import Problem, Runtime, problems, protected_router, service_app
+from netvaerk_shared.inputs import Line, OptionalLine
 
 from .. import views
 from ..bootstrap import bootstrap
 from ..domain import commands
 from ..domain.errors import DomainError
-from ..domain.model import DEFAULT_TIMEZONE, AgendaItem, Venue
+from ..domain.model import DEFAULT_TIMEZONE, MAX_AGENDA_ITEMS, MAX_ITEM_MINUTES, MAX_TAGS, AgendaItem, Venue
 from ..service_layer.handlers import handle
+
+# Limits chosen so the largest valid meeting makes an event of about 250 kB, well below NATS's 1 MiB.
+TimeZone = Literal[tuple(sorted(available_timezones()))]  # type: ignore[valid-type]
+Url = Annotated[str, Field(max_length=2000, pattern=r"^https?://[^\x00-\x20\x7f-\x9f<>\"]+$",
+                           examples=["https://meet.example.org/offentlig-digitalisering"])]
 
 
 class VenueIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200, examples=["Eksempel Kommune, Rådhuset"])
-    address: str | None = Field(default=None, max_length=500, examples=["Rådhuspladsen 1, 1550 København V"])
-    host_organisation: str | None = Field(default=None, max_length=200, examples=["Eksempel Kommune"])
+    name: Line(200, examples=["Eksempel Kommune, Rådhuset"])
+    address: OptionalLine(500, examples=["Rådhuspladsen 1, 1550 København V"]) | None = None
+    host_organisation: OptionalLine(200, examples=["Eksempel Kommune"]) | None = None
 
 
 class AgendaItemIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: AgendaKind
-    title: str = Field(min_length=1, max_length=200, examples=["AI i sagsbehandlingen"])
-    speaker: str | None = Field(default=None, max_length=200)
-    speaker_organisation: str | None = Field(default=None, max_length=200)
-    minutes: int = Field(ge=0, le=600)
-    tags: list[str] = Field(default_factory=list, max_length=20)
+    title: Line(200, examples=["AI i sagsbehandlingen"])
+    speaker: OptionalLine(200) | None = None
+    speaker_organisation: OptionalLine(200) | None = None
+    minutes: int = Field(ge=0, le=MAX_ITEM_MINUTES)
+    tags: list[Line(50, examples=["databeskyttelse"])] = Field(default_factory=list, max_length=MAX_TAGS)
 
 
 class MeetingIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     group_id: UUID
-    title: str = Field(min_length=1, max_length=200, examples=["Forårsmøde: data, AI og ansvar"])
-    starts_at: AwareDatetime = Field(description="ISO 8601 with a UTC offset", examples=["2027-03-11T16:00:00+01:00"])
-    ends_at: AwareDatetime = Field(description="ISO 8601 with a UTC offset", examples=["2027-03-11T18:00:00+01:00"])
-    timezone: str = Field(default=DEFAULT_TIMEZONE, max_length=64, description="IANA zone the meeting is held in")
+    title: Line(200, examples=["Forårsmøde: data, AI og ansvar"])
+    starts_at: AwareDatetime = Field(description="ISO 8601 with a UTC offset, in the future",
+                                     examples=["2027-03-11T16:00:00+01:00"])
+    ends_at: AwareDatetime = Field(description="ISO 8601 with a UTC offset, after starts_at",
+                                   examples=["2027-03-11T18:00:00+01:00"])
+    timezone: TimeZone = Field(default=DEFAULT_TIMEZONE, description="IANA zone the meeting is held in")
     venue: VenueIn | None = None
-    online_url: str | None = Field(default=None, max_length=2000)
+    online_url: Url | None = None
     capacity: int | None = Field(default=None, ge=1, le=10_000)
-    agenda: list[AgendaItemIn] = Field(default_factory=list, max_length=100)
+    agenda: list[AgendaItemIn] = Field(default_factory=list, max_length=MAX_AGENDA_ITEMS,
+                                       description="In order; the items' minutes together must fit in the meeting")
 
 
-def api(runtime) -> APIRouter:
-    router = APIRouter(dependencies=[bearer_auth(runtime.settings.api_token)])
+class VenueOut(BaseModel):
+    name: str
+    address: str | None
+    host_organisation: str | None
 
-    @router.post("/meetings", status_code=201, tags=["meetings"], summary="Schedule a meeting of a network group")
-    async def schedule(body: MeetingIn):
-        meeting = await handle(commands.ScheduleMeeting(
-            group_id=body.group_id, title=body.title, starts_at=body.starts_at, ends_at=body.ends_at,
-            timezone=body.timezone, venue=Venue(**body.venue.model_dump()) if body.venue else None,
-            online_url=body.online_url, capacity=body.capacity,
-            agenda=tuple(AgendaItem(kind=i.kind.value, title=i.title, minutes=i.minutes, speaker=i.speaker,
-                                    speaker_organisation=i.speaker_organisation, tags=tuple(i.tags))
-                         for i in body.agenda)),
-            runtime.uow())
-        return await views.get_meeting(runtime.engine, meeting.id)
 
-    @router.get("/meetings/{meeting_id}", tags=["meetings"], summary="One meeting with its agenda")
-    async def get_meeting(meeting_id: UUID):
-        meeting = await views.get_meeting(runtime.engine, meeting_id)
-        if meeting is None:
-            raise Problem(404, "Not found", f"No meeting {meeting_id}.")
-        return meeting
+class AgendaItemOut(BaseModel):
+    position: int
+    kind: AgendaKind
+    title: str
+    speaker: str | None
+    speaker_organisation: str | None
+    minutes: int
+    tags: list[str]
 
-    @router.get("/groups/{group_id}", tags=["groups"],
-                summary="This service's copy of a group and its members (404 until the group's creation arrived)")
-    async def get_group(group_id: UUID):
-        group = await views.get_group(runtime.engine, group_id)
-        if group is None:
-            raise Problem(404, "Not found", _unknown_group(group_id))
-        return group
 
-    @router.get("/groups/{group_id}/meetings", tags=["groups"], summary="A group's meetings, by start time")
-    async def group_meetings(group_id: UUID):
-        meetings = await views.group_meetings(runtime.engine, group_id)
-        if meetings is None:
-            raise Problem(404, "Not found", _unknown_group(group_id))
-        return meetings
+class MeetingOut(BaseModel):
+    meeting_id: UUID
+    group_id: UUID
+    title: str
+    starts_at: datetime
+    ends_at: datetime
+    timezone: str
+    venue: VenueOut | None
+    online_url: str | None
+    capacity: int | None
+    agenda: list[AgendaItemOut]
+    sequence: int
+    scheduled_at: datetime
 
-    @router.get("/members/{member_id}/export", tags=["members"],
-                summary="GDPR: everything this service stores about a member")
-    async def export(member_id: UUID):
-        return await views.member_export(runtime.engine, member_id)
 
-    return router
+class RosterEntry(BaseModel):
+    member_id: UUID
+    role: str
+    joined_at: datetime
+
+
+class GroupCopy(BaseModel):
+    group_id: UUID
+    name: str
+    slug: str
+    region: str
+    member_ids: list[UUID]
+    members: list[RosterEntry]
+
+
+class GroupMembershipOut(BaseModel):
+    group_id: UUID
+    group_name: str | None
+    role: str
+    joined_at: datetime
+
+
+class MemberExport(BaseModel):
+    service: str
+    member_id: UUID
+    group_memberships: list[GroupMembershipOut]
+
+
+router = protected_router()
+
+
+@router.post("/meetings", status_code=201, tags=["meetings"], summary="Schedule a meeting of a network group",
+             response_model=MeetingOut, responses=problems(404))
+async def schedule(body: MeetingIn, runtime: Runtime):
+    meeting = await handle(commands.ScheduleMeeting(
+        group_id=body.group_id, title=body.title, starts_at=body.starts_at, ends_at=body.ends_at,
+        timezone=body.timezone, venue=Venue(**body.venue.model_dump()) if body.venue else None,
+        online_url=body.online_url, capacity=body.capacity,
+        agenda=tuple(AgendaItem(kind=i.kind.value, title=i.title, minutes=i.minutes, speaker=i.speaker,
+                                speaker_organisation=i.speaker_organisation, tags=tuple(i.tags))
+                     for i in body.agenda)),
+        runtime.uow())
+    return await views.get_meeting(runtime.engine, meeting.id)
+
+
+@router.get("/meetings/{meeting_id}", tags=["meetings"], summary="One meeting with its agenda",
+            response_model=MeetingOut, responses=problems(404))
+async def get_meeting(meeting_id: UUID, runtime: Runtime):
+    meeting = await views.get_meeting(runtime.engine, meeting_id)
+    if meeting is None:
+        raise Problem(404, f"No meeting {meeting_id}.")
+    return meeting
+
+
+@router.get("/groups/{group_id}", tags=["groups"], response_model=GroupCopy, responses=problems(404),
+            summary="This service's copy of a group and its members (404 until the group's creation arrived)")
+async def get_group(group_id: UUID, runtime: Runtime):
+    group = await views.get_group(runtime.engine, group_id)
+    if group is None:
+        raise Problem(404, _unknown_group(group_id))
+    return group
+
+
+@router.get("/groups/{group_id}/meetings", tags=["groups"], summary="A group's meetings, by start time",
+            response_model=list[MeetingOut], responses=problems(404))
+async def group_meetings(group_id: UUID, runtime: Runtime):
+    meetings = await views.group_meetings(runtime.engine, group_id)
+    if meetings is None:
+        raise Problem(404, _unknown_group(group_id))
+    return meetings
+
+
+@router.get("/members/{member_id}/export", tags=["members"], response_model=MemberExport, responses=problems(404),
+            summary="GDPR: everything this service stores about a member (404 when it stores nothing)")
+async def export(member_id: UUID, runtime: Runtime):
+    data = await views.member_export(runtime.engine, member_id)
+    if not data["group_memberships"]:
+        raise Problem(404, f"This service holds nothing about member {member_id}.")
+    return data
 
 
 def _unknown_group(group_id: UUID) -> str:
@@ -103,7 +181,7 @@ def create_app():
         runtime_factory=bootstrap, title="Netværk meetings",
         description="Meetings of network groups and their agendas. Keeps a copy of the group rosters from MEMBERS "
                     "events; publishes MEETINGS events (meetings.>) through an outbox.",
-        routers=[api], domain_error=DomainError)
+        routers=[router], domain_error=DomainError)
 
 
 app = create_app()

@@ -41,7 +41,7 @@ class Repository:
                      topics=tuple(row.topics or ()), capacity=row.capacity, requires_approval=row.requires_approval)
 
     async def organisation(self, name: str, kind: str, cvr: str | None, new_id) -> Organisation:
-        key = " ".join(name.lower().split())
+        key = " ".join(name.lower().split())[:200]  # lower() can lengthen a few letters (İ -> i̇)
         row = (await self.conn.execute(_ORG_BY_KEY, {"key": key})).first()
         if row is not None:
             return Organisation(id=row.id, name=row.name, kind=row.kind, cvr=row.cvr)

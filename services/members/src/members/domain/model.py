@@ -16,11 +16,13 @@ ROLES = ("member", "coordinator")
 LOCALES = ("da", "en")
 _DANISH = str.maketrans({"æ": "ae", "ø": "oe", "å": "aa", "Æ": "ae", "Ø": "oe", "Å": "aa"})
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+MAX_SLUG = 100
 
 
 def slugify(name: str) -> str:
+    """'Offentlig digitalisering øst' -> 'offentlig-digitalisering-oest'; at most MAX_SLUG characters."""
     text = unicodedata.normalize("NFKD", name.translate(_DANISH)).encode("ascii", "ignore").decode().lower()
-    return re.sub(r"[^a-z0-9]+", "-", text).strip("-")
+    return re.sub(r"[^a-z0-9]+", "-", text).strip("-")[:MAX_SLUG].strip("-")
 
 
 @dataclass
@@ -41,12 +43,14 @@ class Group:
         name = name.strip()
         if not name:
             raise Invalid("A group needs a name.")
-        slug = (slug or slugify(name)).strip()
-        if not SLUG.match(slug):
+        group_id = uuid.uuid4()
+        # a name with no letter or digit in ASCII (say "ÆØÅ!" or all emoji) still gets a usable slug
+        slug = (slug or slugify(name) or f"gruppe-{group_id.hex[:8]}").strip()
+        if len(slug) > MAX_SLUG or not SLUG.match(slug):
             raise Invalid(f"The slug {slug!r} may hold only lower-case letters, digits and single hyphens.")
         if capacity is not None and capacity < 1:
             raise Invalid("Capacity must be at least 1.")
-        group = cls(id=uuid.uuid4(), name=name, slug=slug, region=region.strip(), description=description.strip(),
+        group = cls(id=group_id, name=name, slug=slug, region=region.strip(), description=description.strip(),
                     topics=tuple(t.strip() for t in topics if t.strip()), capacity=capacity,
                     requires_approval=requires_approval)
         group.events.append(events.GroupCreated(group.id))

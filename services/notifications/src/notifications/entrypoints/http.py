@@ -1,38 +1,79 @@
 """HTTP API of the notifications service: the delivery log and GDPR export. Its real work is event-driven."""
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import Query
+from pydantic import BaseModel
 
-from netvaerk_shared.http import Problem, bearer_auth, service_app
+from netvaerk_shared.http import Problem, Runtime, problems, protected_router, service_app
 
 from .. import views
 from ..bootstrap import bootstrap
 from ..domain.errors import DomainError
 
+Status = Literal["pending", "sent", "failed"]
+Kind = Literal["welcome", "invitation"]
 
-def api(runtime) -> APIRouter:
-    router = APIRouter(dependencies=[bearer_auth(runtime.settings.api_token)])
 
-    @router.get("/deliveries", tags=["deliveries"], summary="The delivery log (newest first)")
-    async def delivery_log(member_id: UUID | None = None,
-                           status: Literal["pending", "sent", "failed"] | None = None,
-                           kind: Literal["welcome", "invitation"] | None = None,
-                           limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0)):
-        return await views.deliveries(runtime.engine, member_id=member_id, status=status, kind=kind, limit=limit,
-                                      offset=offset)
+class Delivery(BaseModel):
+    notification_id: UUID
+    member_id: UUID
+    kind: str
+    channel: str
+    cause_event_id: UUID
+    status: str
+    attempts: int
+    subject: str | None
+    message_id: str | None
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+    next_attempt_at: datetime
 
-    @router.get("/members/{member_id}/export", tags=["members"],
-                summary="GDPR: everything this service stores about a member")
-    async def export(member_id: UUID):
-        data = await views.member_export(runtime.engine, member_id)
-        if data is None:
-            raise Problem(404, "Not found", f"This service holds nothing about member {member_id}.")
-        return data
 
-    return router
+class Contact(BaseModel):
+    member_id: UUID
+    name: str
+    email: str
+    locale: str
+    updated_at: datetime
+
+
+class GroupMembership(BaseModel):
+    group_id: UUID
+    member_id: UUID
+    role: str
+
+
+class MemberExport(BaseModel):
+    service: str
+    contact: Contact | None
+    groups: list[GroupMembership]
+    deliveries: list[Delivery]
+
+
+router = protected_router()
+
+
+@router.get("/deliveries", tags=["deliveries"], summary="The delivery log (newest first)",
+            response_model=list[Delivery])
+async def delivery_log(runtime: Runtime, member_id: UUID | None = None, status: Status | None = None,
+                       kind: Kind | None = None, limit: int = Query(100, ge=1, le=1000),
+                       offset: int = Query(0, ge=0, le=1_000_000)):
+    return await views.deliveries(runtime.engine, member_id=member_id, status=status, kind=kind, limit=limit,
+                                  offset=offset)
+
+
+@router.get("/members/{member_id}/export", tags=["members"], response_model=MemberExport, responses=problems(404),
+            summary="GDPR: everything this service stores about a member (404 when it stores nothing)")
+async def export(member_id: UUID, runtime: Runtime):
+    data = await views.member_export(runtime.engine, member_id)
+    if data is None:
+        raise Problem(404, f"This service holds nothing about member {member_id}.")
+    return data
 
 
 def create_app():
@@ -40,7 +81,7 @@ def create_app():
         runtime_factory=bootstrap, title="Netværk notifications",
         description="Welcome emails and meeting invitations (with ICS) for members, from MEMBERS and MEETINGS "
                     "events. Publishes NOTIFICATIONS events (notifications.>) through an outbox.",
-        routers=[api], domain_error=DomainError)
+        routers=[router], domain_error=DomainError)
 
 
 app = create_app()

@@ -1,0 +1,115 @@
+"""The one input policy for text at every service's edge (STYLE 15): every string a client sends goes through one of
+these Pydantic types, so no handler has to defend itself and PostgreSQL and SQLite see the same world.
+
+- Unicode NFC, then trimmed of (Unicode) spaces at both ends.
+- Control characters are refused, naming the field and the character: C0 (NUL, CR, LF, TAB, ...), DEL and C1, the
+  line and paragraph separators U+2028/U+2029, and lone surrogates (which no database can store). Multi-line fields
+  (descriptions, minutes) keep line breaks and tabs; CRLF and CR become LF.
+- A required field that is blank after trimming is refused; an optional one becomes None (or its default).
+- Every string has a maximum length and every list a maximum count. The JSON Schema (and so the OpenAPI document)
+  says all of this with `minLength`/`maxLength`/`pattern`, so a client can know the rules without trying.
+"""
+from __future__ import annotations
+
+import unicodedata
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field, WithJsonSchema
+from pydantic_core import PydanticCustomError
+
+# Spaces trimmed at both ends: ECMAScript's \s without the control characters, so the schema's pattern and the code
+# agree whichever regex dialect a client uses.
+_SPACES = " \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u202f\u205f\u3000\ufeff"
+_SPACES_RE = r" \u00a0\u1680\u2000-\u200a\u202f\u205f\u3000\ufeff"
+_LINE_FORBIDDEN_RE = r"\u0000-\u001f\u007f-\u009f\u2028\u2029\ud800-\udfff"
+_MULTI_FORBIDDEN_RE = r"\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\ud800-\udfff"
+_MULTI_SPACES = _SPACES + "\t\n\r\u2028\u2029"
+_MULTI_SPACES_RE = _SPACES_RE + r"\t\n\r\u2028\u2029"
+
+LINE_PATTERN = f"^[^{_LINE_FORBIDDEN_RE}]*$"
+LINE_REQUIRED_PATTERN = f"^[{_SPACES_RE}]*[^{_LINE_FORBIDDEN_RE}{_SPACES_RE}][^{_LINE_FORBIDDEN_RE}]*$"
+MULTI_PATTERN = f"^[^{_MULTI_FORBIDDEN_RE}]*$"
+
+
+def _forbidden_line(ch: str) -> bool:
+    o = ord(ch)
+    return o < 0x20 or 0x7F <= o <= 0x9F or o in (0x2028, 0x2029) or 0xD800 <= o <= 0xDFFF
+
+
+def _forbidden_multi(ch: str) -> bool:
+    o = ord(ch)
+    return (o < 0x20 and ch not in "\t\n\r") or 0x7F <= o <= 0x9F or 0xD800 <= o <= 0xDFFF
+
+
+def _refuse(text: str, forbidden) -> None:
+    for index, ch in enumerate(text):
+        if forbidden(ch):
+            raise PydanticCustomError(
+                "control_character",
+                "Control characters are not allowed (found U+{code} at position {position}).",
+                {"code": f"{ord(ch):04X}", "position": index},
+            )
+
+
+def clean_line(text: str, *, required: bool, max_length: int) -> str | None:
+    """One line of text by the policy; '' or None (as `required` says) for an optional blank."""
+    _refuse(text, _forbidden_line)
+    text = unicodedata.normalize("NFC", text).strip(_SPACES)
+    return _finish(text, required=required, max_length=max_length)
+
+
+def clean_multiline(text: str, *, required: bool, max_length: int) -> str | None:
+    _refuse(text, _forbidden_multi)
+    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n")).strip(_MULTI_SPACES)
+    return _finish(text, required=required, max_length=max_length)
+
+
+def _finish(text: str, *, required: bool, max_length: int) -> str | None:
+    if not text:
+        if required:
+            raise PydanticCustomError("blank", "This field must not be blank.")
+        return None
+    if len(text) > max_length:  # NFC can lengthen a few rare characters
+        raise PydanticCustomError("too_long", "At most {max} characters.", {"max": max_length})
+    return text
+
+
+def Line(max_length: int, *, examples: list[str] | None = None, description: str | None = None) -> Any:
+    """A required single line of at most `max_length` characters."""
+    return Annotated[
+        str,
+        Field(max_length=max_length, examples=examples, description=description),
+        AfterValidator(lambda v: clean_line(v, required=True, max_length=max_length)),
+        WithJsonSchema(_schema(max_length, LINE_REQUIRED_PATTERN, 1, examples, description)),
+    ]
+
+
+def OptionalLine(max_length: int, *, examples: list[str] | None = None, description: str | None = None) -> Any:
+    """An optional single line: blank becomes None. Use as `OptionalLine(200) | None = None`."""
+    return Annotated[
+        str,
+        Field(max_length=max_length, examples=examples, description=description),
+        AfterValidator(lambda v: clean_line(v, required=False, max_length=max_length)),
+        WithJsonSchema(_schema(max_length, LINE_PATTERN, 0, examples, description)),
+    ]
+
+
+def Multiline(max_length: int, *, description: str | None = None) -> Any:
+    """Optional text that may hold several lines (line breaks kept as \\n); blank becomes ''."""
+    return Annotated[
+        str,
+        Field(max_length=max_length, description=description),
+        AfterValidator(lambda v: clean_multiline(v, required=False, max_length=max_length) or ""),
+        WithJsonSchema(_schema(max_length, MULTI_PATTERN, 0, None, description)),
+    ]
+
+
+def _schema(max_length: int, pattern: str, min_length: int, examples, description) -> dict:
+    schema: dict[str, Any] = {"type": "string", "maxLength": max_length, "pattern": pattern}
+    if min_length:
+        schema["minLength"] = min_length
+    if examples:
+        schema["examples"] = examples
+    if description:
+        schema["description"] = description
+    return schema
