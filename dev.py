@@ -1,8 +1,19 @@
 #!/usr/bin/env python3
-"""Netværk on one machine: `python3 dev.py run` starts NATS, an SMTP sink and the three services;
-`python3 dev.py test [pytest args...]` runs the tests.
+"""Netværk on one machine. Usage:
 
-Standard library only until it has made .venv and re-executed itself with it (then it may use netvaerk_shared).
+    python3 dev.py run                          NATS, an SMTP sink and the three services, kept running until Ctrl-C
+    python3 dev.py test [pytest args...]        the tests
+    python3 dev.py mail [--wait N] [--timeout S]
+                                                the mail the SMTP sink received (var/mail); --wait N waits until there
+                                                are at least N messages (default timeout 30 s), non-zero on timeout
+
+`run` starts its own nats-server (store var/nats) unless NATS_URL is set; when 4222, 8222 or the sink's 1025 are
+taken it uses free ports and says which. A child that exits is restarted with backoff; the others keep serving.
+NETVAERK_VAR moves var/ elsewhere and NETVAERK_PORT_BASE (default 8000) the service ports (base+1 .. base+3), so a
+second checkout can run beside the first.
+
+Standard library only until it has made .venv and re-executed itself with it (then it may use netvaerk_shared);
+`mail` needs no .venv.
 """
 
 import contextlib
@@ -18,7 +29,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections import deque, namedtuple
+from collections import deque
 from pathlib import Path
 
 if sys.version_info < (3, 11):
@@ -29,10 +40,18 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 VENV_PY = VENV / "bin" / "python"
 STAMP = VENV / ".netvaerk-install-stamp"
-VAR = ROOT / "var"
-SERVICES = {"members": 8001, "meetings": 8002, "notifications": 8003}
-SINK_HOST, SINK_PORT = "127.0.0.1", 1025
+VAR = Path(os.environ.get("NETVAERK_VAR") or ROOT / "var").resolve()
+try:
+    PORT_BASE = int(os.environ.get("NETVAERK_PORT_BASE") or 8000)
+except ValueError:
+    sys.exit(f"dev: NETVAERK_PORT_BASE must be a number, not {os.environ['NETVAERK_PORT_BASE']!r}")
+SERVICES = {"members": PORT_BASE + 1, "meetings": PORT_BASE + 2, "notifications": PORT_BASE + 3}
+HOST = "127.0.0.1"
+SINK_PORT, NATS_PORT, NATS_MONITOR_PORT = 1025, 4222, 8222  # preferred; free ones when these are taken
 READY_TIMEOUT = 30.0
+START_ATTEMPTS = 3  # during the initial start: a child that exits this often before it is ready aborts the run
+BACKOFF_MIN, BACKOFF_MAX, STABLE_AFTER = 0.5, 10.0, 30.0  # restart delay doubles; resets once a child stayed up
+TAIL_LINES = 30
 DEMO_GROUPS = [
     {"name": f"Offentlig digitalisering {side}", "slug": f"offentlig-digitalisering-{slug}", "region": region,
      "description": f"Netværk for it- og digitaliseringsfolk i kommuner, regioner og staten {side} for Storebælt. "
@@ -41,8 +60,6 @@ DEMO_GROUPS = [
     for side, slug, region in (("øst", "oest", "Øst"), ("vest", "vest", "Vest"))
 ]
 
-Child = namedtuple("Child", "name proc tail log_file pump")
-
 
 class Abort(Exception):
     """Something the developer must fix; the message says what."""
@@ -50,6 +67,14 @@ class Abort(Exception):
 
 def say(message, err=False):
     print(f"dev: {message}", file=sys.stderr if err else sys.stdout, flush=True)
+
+
+def show(path):
+    """A path as the developer should read it: relative to the checkout when inside it."""
+    try:
+        return str(Path(path).relative_to(ROOT))
+    except ValueError:
+        return str(path)
 
 
 # ---------------------------------------------------------------------------------------------------------- bootstrap
@@ -104,10 +129,22 @@ def http_json(method, url, token, body=None):
         raise RuntimeError(f"{method} {url} -> {error.code}: {error.read()[:300].decode(errors='replace')}") from None
 
 
-def port_taken(port, host="127.0.0.1"):
+def port_taken(port, host=HOST):
+    """Something accepts connections on the port (what "is it up yet?" asks)."""
     with socket.socket() as sock:
         sock.settimeout(0.3)
         return sock.connect_ex((host, port)) == 0
+
+
+def port_free(port, host=HOST):
+    """We could listen on the port (SO_REUSEADDR, as the servers do: a closed port's TIME_WAIT does not count)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
 
 
 def without_credentials(url):
@@ -124,77 +161,147 @@ def api_token():
         with os.fdopen(fd, "w") as token_file:
             token_file.write(secrets.token_urlsafe(32) + "\n")
     os.chmod(path, 0o600)
-    return path.read_text().strip(), str(path.relative_to(ROOT))
+    return path.read_text().strip(), show(path)
+
+
+def file_tail(path, lines=TAIL_LINES):
+    try:
+        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:]) or "(empty log)"
+    except OSError:
+        return "(no log)"
 
 
 # ----------------------------------------------------------------------------------------------------------- children
 
-def pump(name, proc, log_file, tail, lock):
+class Child:
+    """A process dev.py keeps running: how to start it, how to tell it is ready, its output and its restart backoff.
+
+    `launch(child)` starts the process and returns its Popen; `probe()` says whether it serves yet.
+    """
+
+    def __init__(self, name, launch, probe, what, log_file):
+        self.name, self.launch, self.probe, self.what, self.log_file = name, launch, probe, what, log_file
+        self.proc, self.pump, self.tail = None, None, deque(maxlen=TAIL_LINES)
+        self.ready, self.started_at, self.restart_at = False, 0.0, None
+        self.delay, self.failed_starts, self.restarted = BACKOFF_MIN, 0, False
+
+    def start(self):
+        self.ready, self.restart_at = False, None
+        self.proc = self.launch(self)
+        self.started_at = time.monotonic()
+
+    def last_lines(self):
+        if self.pump is None:  # its output goes straight to its log file (nats-server)
+            return file_tail(self.log_file)
+        self.pump.join(2)
+        return "\n".join(self.tail) or "(no output)"
+
+
+def pump(child, proc, lock):
     """Copy a child's output to the terminal (prefixed with its name) and to its log file."""
-    with open(log_file, "ab") as log:
+    with open(child.log_file, "ab") as log:
         for raw in iter(proc.stdout.readline, b""):
             log.write(raw)
             log.flush()
             line = raw.decode(errors="replace").rstrip("\r\n")
-            tail.append(line)
+            child.tail.append(line)
             with lock:
-                print(f"{name:<13}| {line}", flush=True)
+                print(f"{child.name:<13}| {line}", flush=True)
 
 
-def spawn(name, cmd, env, lock, preexec):
-    log_file = VAR / "log" / f"{name}.log"
-    with open(log_file, "ab") as log:
+def spawn(child, cmd, env, lock, preexec):
+    with open(child.log_file, "ab") as log:
         log.write(f"--- dev.py run {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode())
     # own session: Ctrl-C reaches only dev.py, which stops the children in order
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=preexec)
-    tail = deque(maxlen=30)
-    thread = threading.Thread(target=pump, args=(name, proc, log_file, tail, lock), daemon=True)
-    thread.start()
-    return Child(name, proc, tail, log_file, thread)
+    child.pump = threading.Thread(target=pump, args=(child, proc, lock), daemon=True)
+    child.pump.start()
+    return proc
 
 
-def died(child, what):
-    child.pump.join(2)
-    tail = "\n".join(child.tail) or "(no output)"
-    return Abort(f"{child.name} {what} (exit code {child.proc.returncode}). "
-                 f"Last lines of {child.log_file.relative_to(ROOT)}:\n{tail}")
+def tick(children, starting):
+    """One round of supervision: note who became ready, restart (with backoff) who exited or is due.
+
+    While `starting`, a child that exits START_ATTEMPTS times before it was ever ready aborts the run.
+    """
+    now = time.monotonic()
+    for child in children:
+        if child.proc is None:
+            if child.restart_at is not None and now >= child.restart_at:
+                try:
+                    child.start()
+                except (OSError, RuntimeError) as error:  # RuntimeError: infra.start_nats gave up
+                    child.proc = None
+                    schedule_restart(child, now, f"could not be started ({str(error).splitlines()[0]})", starting)
+            continue
+        code = child.proc.poll()
+        if code is None:
+            if not child.ready and child.probe():
+                child.ready, child.failed_starts = True, 0
+                if child.restarted:
+                    child.restarted = False
+                    say(f"{child.name} is back (ready)")
+            continue
+        if now - child.started_at >= STABLE_AFTER:
+            child.delay = BACKOFF_MIN
+        was_ready, child.proc = child.ready, None
+        if child.pump is not None:
+            child.pump.join(1)  # its last words reach the terminal before ours
+        schedule_restart(child, now, f"exited (code {code})" if was_ready or not starting else
+                         f"exited before it was {child.what} (code {code})", starting)
 
 
-def wait_until(child, probe, what, deadline):
-    """Poll `probe` until it holds; fail with the child's last lines if it dies or `deadline` (monotonic) passes."""
+def schedule_restart(child, now, what, starting):
+    if not child.ready:
+        child.failed_starts += 1
+    if starting and child.failed_starts >= START_ATTEMPTS:
+        raise Abort(f"{child.name} {what}, {child.failed_starts} times. "
+                    f"Last lines of {show(child.log_file)}:\n{child.last_lines()}")
+    child.ready, child.restarted, child.restart_at = False, True, now + child.delay
+    say(f"{child.name} {what}; restarting in {child.delay:g} s", err=True)
+    child.delay = min(child.delay * 2, BACKOFF_MAX)
+
+
+def bring_up(children, everyone, timeout=READY_TIMEOUT):
+    """Start `children` together and wait until each is ready, restarting any that die (a few times) and keeping
+    `everyone` (them included) supervised meanwhile."""
+    for child in children:
+        child.start()
+    deadline = time.monotonic() + timeout
     while True:
-        if child.proc.poll() is not None:
-            raise died(child, f"exited before it was {what}")
-        if probe():
+        tick(everyone, starting=True)
+        if all(child.ready for child in children):
             return
         if time.monotonic() > deadline:
-            raise Abort(f"{child.name} was not {what}. "
-                        f"Last lines of {child.log_file.relative_to(ROOT)}:\n" + "\n".join(child.tail))
+            late = next(child for child in children if not child.ready)
+            raise Abort(f"{late.name} was not {late.what} within {timeout:.0f} s. "
+                        f"Last lines of {show(late.log_file)}:\n{late.last_lines()}")
         time.sleep(0.1)
 
 
-def stop_all(services, sink, nats_server, stop_process):
-    """Services first (SIGTERM, 10 s, then kill), then the sink, then NATS if we started it."""
+def stop_all(services, others, stop_process):
+    """Services first (SIGTERM, 10 s, then kill), then the others in order (the sink, then NATS if we started it)."""
     for child in services:
-        if child.proc.poll() is None:
+        if child.proc is not None and child.proc.poll() is None:
             child.proc.terminate()  # all at once: they share the 10 s
     deadline = time.monotonic() + 10
     for child in services:
-        stop_process(child.proc, timeout=max(0.0, deadline - time.monotonic()))
-    if sink:
-        stop_process(sink.proc)
-    if nats_server:
-        nats_server.stop()
-    for child in [*services, *([sink] if sink else [])]:
-        child.pump.join(1)
+        if child.proc is not None:
+            stop_process(child.proc, timeout=max(0.0, deadline - time.monotonic()))
+    for child in others:
+        if child.proc is not None:
+            stop_process(child.proc)
+    for child in [*services, *others]:
+        if child.pump is not None:
+            child.pump.join(1)
 
 
 # ---------------------------------------------------------------------------------------------------------- commands
 
 def seed(token):
     """The two demo groups, unless they exist already. Tolerant: the run goes on without them."""
-    base = f"http://127.0.0.1:{SERVICES['members']}"
+    base = f"http://{HOST}:{SERVICES['members']}"
     try:
         listing = http_json("GET", f"{base}/groups", token)
         if isinstance(listing, dict):
@@ -210,34 +317,59 @@ def seed(token):
         say(f"seeding demo data failed, running on without it: {error}", err=True)
 
 
-def pick_nats(infra):
-    """env NATS_URL, else a server already answering on 4222, else our own (its store in var/nats survives runs)."""
-    if os.environ.get("NATS_URL"):
-        return os.environ["NATS_URL"], None, "from env NATS_URL"
-    if infra.nats_answers("nats://127.0.0.1:4222"):
-        return "nats://127.0.0.1:4222", None, "already running, not managed by dev.py"
-    server = infra.start_nats(VAR / "nats", port=4222, monitor_port=8222, log_file=VAR / "log" / "nats.log")
-    return server.url, server, "started by dev.py, store var/nats, log var/log/nats.log"
+def preferred_or_free(port, infra):
+    """`port` when we can have it, else a free one; and a note for the banner when it had to be another."""
+    if port_free(port):
+        return port, ""
+    return infra.free_port(HOST), f"{port} was taken"
 
 
-def start_sink(env, lock, infra):
-    if port_taken(SINK_PORT):
-        raise Abort(f"port {SINK_PORT} (SMTP sink) is already in use: another dev.py run? Or set SMTP_HOST.")
-    cmd = [sys.executable, "-m", "netvaerk_shared.testing.smtp_sink", "--host", SINK_HOST, "--port", str(SINK_PORT),
+def nats_child(infra):
+    """Our own nats-server, store var/nats (it survives runs). Restarts keep its ports: the services know them."""
+    port, port_note = preferred_or_free(NATS_PORT, infra)
+    monitor_port, monitor_note = preferred_or_free(NATS_MONITOR_PORT, infra)
+    log_file = VAR / "log" / "nats.log"
+
+    def launch(child):
+        try:
+            server = infra.start_nats(VAR / "nats", host=HOST, port=child.port, monitor_port=child.monitor_port,
+                                      log_file=log_file)
+        except RuntimeError as error:
+            if child.restarted or "address already in use" not in str(error):
+                raise
+            # a port we found free was taken before the server bound it: pick again, once, on the first start
+            child.port, child.monitor_port = infra.free_port(HOST), infra.free_port(HOST)
+            child.notes.append("the first ports were taken")
+            server = infra.start_nats(VAR / "nats", host=HOST, port=child.port, monitor_port=child.monitor_port,
+                                      log_file=log_file)
+        return server.process
+
+    child = Child("nats", launch, lambda: True, "healthy", log_file)  # start_nats returns once /healthz says so
+    child.port, child.monitor_port = port, monitor_port
+    child.notes = [note for note in (port_note, monitor_note) if note]
+    return child
+
+
+def sink_child(env, lock, infra):
+    port, note = preferred_or_free(SINK_PORT, infra)
+    cmd = [sys.executable, "-m", "netvaerk_shared.testing.smtp_sink", "--host", HOST, "--port", str(port),
            "--maildir", str(VAR / "mail")]
-    sink = spawn("smtp-sink", cmd, env, lock, infra.child_preexec())
-    wait_until(sink, lambda: port_taken(SINK_PORT), f"listening on {SINK_HOST}:{SINK_PORT} within 10 s",
-               time.monotonic() + 10)
-    return sink
+    child = Child("smtp-sink", lambda c: spawn(c, cmd, env, lock, infra.child_preexec()),
+                  lambda: port_taken(port), f"listening on {HOST}:{port}", VAR / "log" / "smtp-sink.log")
+    child.port, child.note = port, note
+    return child
 
 
-def start_service(svc, port, env, lock, infra):
-    if port_taken(port):
-        raise Abort(f"port {port} ({svc}) is already in use: another dev.py run?")
+def service_child(svc, port, env, lock, infra):
+    if not port_free(port):
+        raise Abort(f"port {port} ({svc}) is already in use: another dev.py run? "
+                    "NETVAERK_PORT_BASE moves the service ports.")
     env = dict(env, DATABASE_URL=os.environ.get(f"{svc.upper()}_DATABASE_URL") or infra.sqlite_url(VAR / f"{svc}.db"))
-    cmd = [sys.executable, "-m", "uvicorn", f"{svc}.entrypoints.http:app", "--host", "127.0.0.1", "--port", str(port),
+    cmd = [sys.executable, "-m", "uvicorn", f"{svc}.entrypoints.http:app", "--host", HOST, "--port", str(port),
            "--no-access-log"]
-    return spawn(svc, cmd, env, lock, infra.child_preexec())
+    url = f"http://{HOST}:{port}/readyz"
+    return Child(svc, lambda c: spawn(c, cmd, env, lock, infra.child_preexec()), lambda: http_status(url) == 200,
+                 f"ready at {url}", VAR / "log" / f"{svc}.log")
 
 
 def run():
@@ -248,51 +380,52 @@ def run():
         (VAR / sub).mkdir(parents=True, exist_ok=True)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # all end the run like Ctrl-C (even if SIGINT
         signal.signal(sig, signal.default_int_handler)            # came in ignored, as in a background job)
-    lock, services, sink, nats_server, code = threading.Lock(), [], None, None, 0
+    lock, services, others, code = threading.Lock(), [], [], 0  # others: what stops after the services, in order
     try:
-        nats_url, nats_server, nats_note = pick_nats(infra)
-        monitor = nats_server.monitor_url if nats_server else None
-        if not monitor and "127.0.0.1:4222" in nats_url and http_status("http://127.0.0.1:8222/healthz") == 200:
-            monitor = "http://127.0.0.1:8222"
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if os.environ.get("NATS_URL"):
+            nats_url, nats_note = os.environ["NATS_URL"], "from env NATS_URL"
+        else:
+            nats = nats_child(infra)
+            others.insert(0, nats)
+            bring_up([nats], others)
+            nats_url = f"nats://{HOST}:{nats.port}"
+            nats_note = "; ".join([f"monitor http://{HOST}:{nats.monitor_port}", "started by dev.py",
+                                   f"store {show(VAR / 'nats')}", f"log {show(nats.log_file)}", *nats.notes])
         if os.environ.get("SMTP_HOST"):
             smtp = (os.environ["SMTP_HOST"], os.environ.get("SMTP_PORT", "1025"))
             mail_note = f"SMTP {smtp[0]}:{smtp[1]} (from env SMTP_HOST)"
         else:
-            sink, smtp = start_sink(env, lock, infra), (SINK_HOST, str(SINK_PORT))
-            mail_note = f"SMTP sink {SINK_HOST}:{SINK_PORT} -> Maildir var/mail"
+            sink = sink_child(env, lock, infra)
+            others.insert(0, sink)
+            bring_up([sink], others)
+            smtp = (HOST, str(sink.port))
+            mail_note = (f"SMTP sink {HOST}:{sink.port} -> Maildir {show(VAR / 'mail')}   "
+                         f"(list it: python3 dev.py mail{'; ' + sink.note if sink.note else ''})")
         token, token_note = api_token()
 
         env.update(NATS_URL=nats_url, API_TOKEN=token, ENVIRONMENT="development")
         mail_env = dict(env, SMTP_HOST=smtp[0], SMTP_PORT=smtp[1],
                         MAIL_FROM=env.get("MAIL_FROM", "netvaerk@example.org"))
         for svc, port in SERVICES.items():
-            services.append(start_service(svc, port, mail_env if svc == "notifications" else env, lock, infra))
-        deadline = time.monotonic() + READY_TIMEOUT
-        for child, port in zip(services, SERVICES.values(), strict=True):
-            url = f"http://127.0.0.1:{port}/readyz"
-            wait_until(child, lambda u=url: http_status(u) == 200, f"ready at {url} within {READY_TIMEOUT:.0f} s",
-                       deadline)
+            services.append(service_child(svc, port, mail_env if svc == "notifications" else env, lock, infra))
+        bring_up(services, [*services, *others])
         say(f"all services ready {time.time() - started:.1f} s after the command started")
 
         seed(token)
-        lines = [f"  {svc:<14} http://127.0.0.1:{port}   docs http://127.0.0.1:{port}/docs"
-                 for svc, port in SERVICES.items()]
-        lines += [f"  {'NATS':<14} {without_credentials(nats_url)}   monitor {monitor or '(unknown)'}   ({nats_note})",
+        lines = [f"  {svc:<14} http://{HOST}:{port}   docs http://{HOST}:{port}/docs" for svc, port in SERVICES.items()]
+        lines += [f"  {'NATS':<14} {without_credentials(nats_url)}   ({nats_note})",
                   f"  {'mail':<14} {mail_note}",
                   f"  {'API token':<14} {token_note}   (header: Authorization: Bearer <token>)",
-                  f"  {'logs':<14} var/log/<name>.log   databases: *_DATABASE_URL or var/<service>.db"]
+                  f"  {'logs':<14} {show(VAR / 'log')}/<name>.log   databases: *_DATABASE_URL or "
+                  f"{show(VAR)}/<service>.db"]
         with lock:
             print("\nNetværk is running:\n" + "\n".join(lines) + "\nCtrl-C stops everything.\n", flush=True)
 
+        children = [*services, *others]
         while True:
-            for child in [*services, *([sink] if sink else [])]:
-                if child.proc.poll() is not None:
-                    raise died(child, "stopped unexpectedly")
-            if nats_server and nats_server.process.poll() is not None:
-                raise Abort(f"nats-server stopped unexpectedly (exit code {nats_server.process.returncode}); "
-                            f"see {nats_server.log_file}")
-            time.sleep(0.5)
+            tick(children, starting=False)
+            time.sleep(0.2)
     except KeyboardInterrupt:
         say("stopping")
     except (Abort, RuntimeError) as error:  # RuntimeError: infra.start_nats could not start NATS (log tail included)
@@ -301,7 +434,7 @@ def run():
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)  # let the shutdown finish
-        stop_all(services, sink, nats_server, infra.stop_process)
+        stop_all(services, others, infra.stop_process)
         say("stopped" + (" (with errors, see above)" if code else ""))
     return code
 
@@ -318,6 +451,68 @@ def test(args):
     return code
 
 
+# --------------------------------------------------------------------------------------------------------------- mail
+
+def read_mail(maildir):
+    """(received, To, Subject, attachment names) of every message in the Maildir's new/ and cur/, oldest first."""
+    import email
+    import email.policy
+    from datetime import datetime, timezone
+
+    found = []
+    for sub in ("new", "cur"):
+        folder = maildir / sub
+        for path in sorted(folder.iterdir()) if folder.is_dir() else ():
+            try:
+                with open(path, "rb") as file:
+                    message = email.message_from_binary_file(file, policy=email.policy.default)
+                mtime = path.stat().st_mtime
+            except FileNotFoundError:  # a reader moved it from new/ to cur/ meanwhile: seen there, or next round
+                continue
+            when = None
+            with contextlib.suppress(TypeError, ValueError, AttributeError):
+                when = datetime.fromisoformat(str(message["X-Netvaerk-Received-At"]))  # the sink's stamp (UTC)
+            if when is None:
+                with contextlib.suppress(TypeError, ValueError, AttributeError):
+                    when = message["Date"].datetime
+            when = when or datetime.fromtimestamp(mtime, timezone.utc)
+            if when.tzinfo is None:
+                when = when.astimezone()
+            attachments = [part.get_filename() or "(unnamed)" for part in message.walk()
+                           if part.get_content_disposition() == "attachment"]
+            found.append((when, str(message["To"] or "(no To)"), str(message["Subject"] or "(no subject)"),
+                          attachments))
+    return sorted(found, key=lambda item: item[0])
+
+
+def mail(args):
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python3 dev.py mail",
+                                     description=f"List the messages the SMTP sink stored in {show(VAR / 'mail')}.")
+    parser.add_argument("--wait", type=int, default=0, metavar="N", help="wait until there are at least N messages")
+    parser.add_argument("--timeout", type=float, default=30.0, metavar="S",
+                        help="how long --wait waits, in seconds (default 30)")
+    options = parser.parse_args(args)
+    maildir = VAR / "mail"
+    deadline = time.monotonic() + options.timeout
+    while True:
+        messages = read_mail(maildir)
+        if len(messages) >= options.wait or time.monotonic() >= deadline:
+            break
+        time.sleep(0.2)
+    for when, to, subject, attachments in messages:
+        extra = f"   [{', '.join(attachments)}]" if attachments else ""
+        print(f"{when.astimezone():%Y-%m-%d %H:%M:%S}  {to}  {subject}{extra}", flush=True)
+    if len(messages) < options.wait:
+        say(f"timed out after {options.timeout:g} s waiting for {options.wait} message(s) in {show(maildir)}: "
+            f"{len(messages)} there", err=True)
+        return 1
+    if not messages:
+        say(f"no messages in {show(maildir)}")
+    return 0
+
+
 def main(argv):
     command, args = (argv[0] if argv else ""), argv[1:]
     if command in ("run", "test"):
@@ -326,7 +521,12 @@ def main(argv):
         return run()
     if command == "_test":
         return test(args)
-    print(__doc__.strip() + "\n\nusage: python3 dev.py run | python3 dev.py test [pytest args...]", file=sys.stderr)
+    if command == "mail":
+        try:
+            return mail(args)
+        except KeyboardInterrupt:
+            return 130
+    print(__doc__.strip(), file=sys.stderr)
     return 2
 
 

@@ -40,7 +40,8 @@ class OrganisationIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Line(200, examples=["Eksempel Kommune"])
     kind: OrganisationKind
-    cvr: str | None = Field(default=None, pattern=r"^[0-9]{8}$", description="Danish CVR number, 8 digits")
+    cvr: str | None = Field(default=None, min_length=8, max_length=8, pattern=r"^[0-9]{8}$",
+                            description="Danish CVR number, 8 digits")
 
 
 class MemberIn(BaseModel):
