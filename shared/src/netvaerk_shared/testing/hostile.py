@@ -65,8 +65,8 @@ def _walk(value: Any, schema: dict, document: dict, path: tuple) -> Iterator[tup
                 yield from _walk(value[name], sub, document, (*path, name))
     elif kind == "array" and isinstance(value, list):
         yield path, schema, "array"
-        if value:
-            yield from _walk(value[0], schema.get("items") or {}, document, (*path, 0))
+        for index, item in enumerate(value):
+            yield from _walk(item, schema.get("items") or {}, document, (*path, index))
     elif kind == "string" and isinstance(value, str) and "enum" not in schema and schema.get("format") in (None, "email"):
         yield path, schema, "string"
 

@@ -1,0 +1,36 @@
+"""The notifications service's edge against hostile input (its API only reads): every query parameter with control
+characters or absurd lengths, and hostile ids in paths → 4xx problem+json, never a 5xx, on PostgreSQL and SQLite."""
+from __future__ import annotations
+
+import pytest
+
+from netvaerk_shared.testing import hostile
+from netvaerk_shared.testing.plugin import running_app, service_settings
+from notifications.bootstrap import bootstrap
+from notifications.config import Settings
+from notifications.entrypoints.http import create_app
+
+
+@pytest.fixture
+async def service(clean_nats, database_url):
+    runtime = bootstrap(service_settings(Settings, database_url, clean_nats))
+    app = create_app()
+    async with running_app(app, runtime) as client:
+        yield client, app.openapi()
+
+
+async def test_hostile_query_parameters_and_paths_are_problems_not_500s(service):
+    client, document = service
+    cases = hostile.query_variants(document, "/deliveries")
+    assert {name for _, name, _ in cases} >= {"member_id", "status", "kind", "limit", "offset"}
+    for label, name, query in cases:
+        response = await client.get("/deliveries", params=query)
+        assert response.status_code == 422, (label, name, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["errors"][0]["field"] == name
+    for query in ({"offset": str(2 ** 63)}, {"limit": "0"}, {"limit": "1001"}, {"offset": "-1"}):
+        assert (await client.get("/deliveries", params=query)).status_code == 422, query
+    for path in ("/members/%00/export", "/members/" + "f" * 5000 + "/export"):
+        response = await client.get(path)
+        assert response.status_code == 422, path
+    assert (await client.get("/members/0b0b0b0b-0000-4000-8000-000000000000/export")).status_code == 404
