@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from netvaerk_shared import contracts
+from netvaerk_shared.contracts.notifications import NotificationFailed
 
 
 @pytest.fixture
@@ -26,5 +27,7 @@ def sample_events() -> dict[str, contracts.EventData]:
             agenda=(contracts.AgendaItem(position=1, kind="check_in", title="Runden", minutes=30),)),
         contracts.NotificationSent(notification_id=uuid.uuid4(), member_id=member, kind="welcome", channel="email",
                                    cause_event_id=uuid.uuid4(), sent_at=now),
+        NotificationFailed(notification_id=uuid.uuid4(), member_id=member, kind="welcome", channel="email",
+                           cause_event_id=uuid.uuid4(), reason="smtp 550 5.1.1", permanent=True),
     ]
     return {e.event_type(): e for e in events}

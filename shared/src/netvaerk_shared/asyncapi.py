@@ -19,7 +19,7 @@ from .contracts import EventData
 PRODUCES: dict[str, tuple[type[EventData], ...]] = {
     "members": (contracts.GroupCreated, contracts.MemberRegistered, contracts.MemberJoined),
     "meetings": (contracts.MeetingScheduled,),
-    "notifications": (contracts.NotificationSent,),
+    "notifications": (contracts.NotificationSent, contracts.NotificationFailed),
 }
 
 

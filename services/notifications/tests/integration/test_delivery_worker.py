@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select, update
 
 from netvaerk_shared import contracts
+from netvaerk_shared.contracts.notifications import NotificationFailed
 from netvaerk_shared.envelope import make_event, parse_event
 from netvaerk_shared.migrate import upgrade
 from netvaerk_shared.testing.plugin import service_settings
@@ -22,6 +23,7 @@ from notifications.service_layer.delivery import DeliveryWorker, LeaseLost
 
 d = orm.deliveries
 SENT_TYPE = "dk.danskit.notification.sent.v1"
+FAILED_TYPE = "dk.danskit.notification.failed.v1"
 
 
 class FakeMailer:
@@ -219,12 +221,42 @@ async def test_a_permanent_refusal_before_the_commit_point_fails_the_delivery_an
     assert statuses == [("failed", 1), ("sent", 1)]
     failed = next(r for r in by_member.values() if r.status == "failed")
     assert failed.last_error.startswith("550 ") and failed.sent_at is None and failed.lease_owner is None
-    [out] = await outbox(runtime)  # only the one that went
-    assert parse_event(bytes(out.body))[1].notification_id != failed.id
+    sent_out, failed_out = sorted(await outbox(runtime), key=lambda o: o.type != SENT_TYPE)
+    assert sent_out.type == SENT_TYPE and parse_event(bytes(sent_out.body))[1].notification_id != failed.id
+    assert failed_out.type == FAILED_TYPE
+    assert failed_out.subject == f"notifications.notification.failed.v1.{failed.id}"
+    event, data = parse_event(bytes(failed_out.body))
+    assert isinstance(data, NotificationFailed)
+    assert (data.notification_id, data.member_id, data.kind, data.channel) == (
+        failed.id, failed.member_id, contracts.NotificationKind.welcome, contracts.Channel.email)
+    assert (data.reason, data.permanent) == ("smtp 550 5.1.1", True)
+    assert event.causationid == str(failed.cause_event_id) and b"@" not in failed_out.body
 
     await make_due(runtime)
     assert await runtime.delivery_worker.run_once() == 0  # failed is final: never tried again
     assert len(mailer.tried) == 2
+
+
+async def test_a_message_the_mailer_cannot_put_on_the_wire_fails_alone(runtime, mailer):
+    """Anything but SmtpError from the mailer before the commit point (here: what aiosmtplib's flatten raises for a
+    header it cannot write) means this message never goes: failed, announced, and the batch goes on."""
+    await welcomes_owed(runtime, [("Ukendt Modtager", "ukendt@example.org"), ("Mette Eksempel", "mette@example.org")])
+
+    async def cannot_flatten(message, commit):
+        if recipient(message) == "ukendt@example.org":
+            raise UnicodeEncodeError("ascii", "ø", 0, 1, "ordinal not in range(128)")
+        await commit()
+
+    mailer.outcome = cannot_flatten
+    assert await runtime.delivery_worker.run_once() == 2
+
+    assert [recipient(m) for m in mailer.delivered] == ["mette@example.org"]
+    rows = await deliveries(runtime)
+    [failed] = [r for r in rows if r.status == "failed"]
+    assert failed.attempts == 1 and failed.last_error.startswith("UnicodeEncodeError: ")
+    [out] = [o for o in await outbox(runtime) if o.type == FAILED_TYPE]
+    data = parse_event(bytes(out.body))[1]
+    assert (data.notification_id, data.reason, data.permanent) == (failed.id, "send: UnicodeEncodeError", True)
 
 
 # -- (d) refused at the final "." after "sent" committed ---------------------------------------------------------
@@ -250,8 +282,16 @@ async def test_a_refusal_after_the_commit_point_undoes_sent_but_notification_sen
     assert row.last_error.startswith(f"{code} ")
     assert row.next_attempt_at >= before + timedelta(seconds=2)
     assert runtime.delivery_worker.sent == 0
-    [out] = await outbox(runtime)
+    out, *failed_out = await outbox(runtime)
     assert out.type == SENT_TYPE and parse_event(bytes(out.body))[1].notification_id == row.id
+    if status == "failed":  # the NotificationSent is corrected by a NotificationFailed
+        [failed_out] = failed_out
+        assert failed_out.type == FAILED_TYPE
+        assert parse_event(bytes(failed_out.body))[1] == NotificationFailed(
+            notification_id=row.id, member_id=row.member_id, kind="welcome", channel="email",
+            cause_event_id=row.cause_event_id, reason=f"smtp {code}", permanent=True)
+    else:
+        assert failed_out == []
 
     # pending really means "will be sent again"; failed means never again
     mailer.outcome = accept
@@ -262,7 +302,7 @@ async def test_a_refusal_after_the_commit_point_undoes_sent_but_notification_sen
         assert row.status == "sent" and row.attempts == 2 and len(mailer.delivered) == 1
         assert [parse_event(bytes(o.body))[1].notification_id for o in await outbox(runtime)] == [row.id, row.id]
     else:
-        assert row.status == "failed" and mailer.delivered == [] and len(await outbox(runtime)) == 1
+        assert row.status == "failed" and mailer.delivered == [] and len(await outbox(runtime)) == 2
 
 
 async def test_no_reply_to_the_final_dot_keeps_sent(runtime, mailer):

@@ -81,7 +81,8 @@ def invitation(n: int = 1, to: str = "mette.jensen@kommune.example.org"):
     )
     return build_message(
         message_id=f"delivery-{n}",
-        from_addr="Dansk IT Netværk <netvaerk@danskit.example.org>",
+        from_addr="netvaerk@danskit.example.org",
+        from_name="Dansk IT Netværk",
         to_addr=to,
         to_name="Mette Jensen",
         subject="Invitation: Forårsmøde – 10. juni 2026",

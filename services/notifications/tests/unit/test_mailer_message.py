@@ -18,7 +18,8 @@ ICS = (
 def message(**overrides):
     args = dict(
         message_id="delivery-42",
-        from_addr="Dansk IT Netværk <netvaerk@danskit.example.org>",
+        from_addr="netvaerk@danskit.example.org",
+        from_name="Dansk IT Netværk",
         to_addr="mette.jensen@kommune.example.org",
         to_name="Mette Jænsen",
         subject="Invitation: Forårsmøde – 10. juni 2026",

@@ -6,7 +6,7 @@ fails when the two drift apart. Regenerate with `python -m netvaerk_shared.contr
 from .base import EVENT_TYPES, EventData, register
 from .meetings import AgendaItem, AgendaKind, MeetingScheduled, Venue
 from .members import GroupCreated, Locale, MemberJoined, MemberRegistered, Organisation, OrganisationKind, Role
-from .notifications import Channel, NotificationKind, NotificationSent
+from .notifications import Channel, NotificationFailed, NotificationKind, NotificationSent
 
 # Events whose data may hold personal contact data. Everything else carries ids only.
 PERSONAL_DATA_EVENTS = frozenset({MemberRegistered.event_type()})
@@ -14,5 +14,5 @@ PERSONAL_DATA_EVENTS = frozenset({MemberRegistered.event_type()})
 __all__ = [
     "EVENT_TYPES", "EventData", "register", "AgendaItem", "AgendaKind", "MeetingScheduled", "Venue", "GroupCreated",
     "Locale", "MemberJoined", "MemberRegistered", "Organisation", "OrganisationKind", "Role", "Channel",
-    "NotificationKind", "NotificationSent", "PERSONAL_DATA_EVENTS",
+    "NotificationFailed", "NotificationKind", "NotificationSent", "PERSONAL_DATA_EVENTS",
 ]

@@ -6,6 +6,8 @@ from enum import StrEnum
 from typing import ClassVar
 from uuid import UUID
 
+from pydantic import Field
+
 from .base import EventData, register
 
 
@@ -33,3 +35,27 @@ class NotificationSent(EventData):
     channel: Channel
     cause_event_id: UUID
     sent_at: datetime
+
+
+@register
+class NotificationFailed(EventData):
+    """A notification owed to a member will not be sent: it could not be built, or the mail server refused it.
+
+    `permanent` is true when retrying cannot help (the message cannot be built, a 5xx reply, an invalid address) and
+    false when we gave up after retrying a temporary cause. `reason` is short and free of personal data (e.g.
+    "smtp 550 5.1.1", "invalid address", "build: ZoneInfoNotFoundError"); the full error stays in the notifications
+    database. Ids only, as for NotificationSent.
+    """
+
+    service: ClassVar[str] = "notifications"
+    aggregate: ClassVar[str] = "notification"
+    event: ClassVar[str] = "failed"
+    subject_field: ClassVar[str] = "notification_id"
+
+    notification_id: UUID
+    member_id: UUID
+    kind: NotificationKind
+    channel: Channel
+    cause_event_id: UUID
+    reason: str = Field(min_length=1, max_length=200)
+    permanent: bool

@@ -11,6 +11,9 @@ from zoneinfo import ZoneInfo
 
 from icalendar import Calendar, Event, vCalAddress
 
+from .mailer import make_address
+from .safe_text import ics_text, one_line, uri_text
+
 PRODID = "-//Dansk IT//Netvaerk//DA"
 UID_DOMAIN = "netvaerk.danskit.example.org"
 
@@ -48,6 +51,12 @@ def build_invitation_ics(
     `starts_at`, `ends_at` and `dtstamp` are aware instants (normally UTC); DTSTART/DTEND are written as wall time in
     `timezone` with a TZID and a matching VTIMEZONE, so clients show the meeting at the local time it is held.
     LOCATION is `location`, or the online link when the meeting is online only.
+
+    Text may come from anyone (meeting title, venue, agenda, names): TEXT values (SUMMARY, LOCATION, DESCRIPTION)
+    go through `ics_text` and are then escaped by the icalendar package as RFC 5545 3.3.11 asks (backslash,
+    semicolon, comma, line break as '\\n'); CN parameters, which have no escapes in RFC 5545, go through
+    `one_line`; the online link through `uri_text`. So no value can add a line or a property, and none makes
+    building fail. The two e-mail addresses must each be one valid address (`InvalidAddress` otherwise).
     """
     for name, value in (("starts_at", starts_at), ("ends_at", ends_at), ("dtstamp", dtstamp)):
         _require_aware(name, value)
@@ -58,11 +67,15 @@ def build_invitation_ics(
     zone = ZoneInfo(timezone)  # raises ZoneInfoNotFoundError for an unknown zone
     local_start = starts_at.astimezone(zone)
     local_end = ends_at.astimezone(zone)
+    title, description = ics_text(title), ics_text(description)
+    online_url = uri_text(online_url)
+    location = ics_text(location) or online_url
 
-    organizer = vCalAddress.new(organizer_email, cn=organizer_name)
+    # make_address refuses anything but one addr-spec, so a mailto: URI cannot carry more than the address
+    organizer = vCalAddress.new(make_address(organizer_email).addr_spec, cn=one_line(organizer_name) or None)
     attendee = vCalAddress.new(
-        attendee_email,
-        cn=attendee_name,
+        make_address(attendee_email).addr_spec,
+        cn=one_line(attendee_name) or None,
         cutype="INDIVIDUAL",
         role="REQ-PARTICIPANT",
         partstat="NEEDS-ACTION",
@@ -76,7 +89,7 @@ def build_invitation_ics(
         end=local_end,
         summary=title,
         description=description or None,
-        location=location or online_url or None,
+        location=location or None,
         url=online_url or None,
         organizer=organizer,
         attendees=[attendee],

@@ -24,10 +24,14 @@ from aiosmtplib.email import extract_recipients, extract_sender, flatten_message
 from aiosmtplib.protocol import SMTPProtocol
 from aiosmtplib.response import SMTPResponse
 
+from .safe_text import one_line
+
 log = logging.getLogger(__name__)
 
 MESSAGE_ID_DOMAIN = "netvaerk.danskit.example.org"
 ICS_FILENAME = "invitation.ics"
+# Longer display names are cut: a name without spaces cannot be folded, and RFC 5322 allows 998 octets a line.
+MAX_DISPLAY_NAME = 200
 
 # As aiosmtplib's protocol does for DATA (RFC 5321 4.5.2): every line ends in CRLF, a leading "." is doubled.
 _LINE_ENDINGS = re.compile(rb"(?:\r\n|\n|\r(?!\n))")
@@ -49,10 +53,32 @@ def format_message_id(message_id: str) -> str:
     return f"<{message_id}@{MESSAGE_ID_DOMAIN}>"
 
 
+class InvalidAddress(ValueError):
+    """An address the email package cannot take as one addr-spec ("local@domain"): no message can be built for it."""
+
+
+def make_address(addr_spec: str, display_name: str | None = None) -> Address:
+    """One mailbox as the email package's own `Address` object, so it is quoted and encoded, never string-joined.
+
+    The display name goes through `one_line` (control characters become a space; nothing left means no display
+    name at all) and is cut to MAX_DISPLAY_NAME characters. `addr_spec` must be exactly one address; anything else
+    raises `InvalidAddress`.
+    """
+    display_name = one_line(display_name)[:MAX_DISPLAY_NAME].rstrip()
+    try:
+        address = Address(display_name=display_name, addr_spec=addr_spec)
+    except Exception as exc:  # ValueError, HeaderParseError, header defects, IndexError ('' or 'a@'), ...
+        raise InvalidAddress(f"not a single e-mail address ({type(exc).__name__}: {exc})") from exc
+    if not address.username or not address.domain:
+        raise InvalidAddress("not a single e-mail address (local part or domain missing)")
+    return address
+
+
 def build_message(
     *,
     message_id: str,
     from_addr: str,
+    from_name: str = "",
     to_addr: str,
     to_name: str,
     subject: str,
@@ -72,15 +98,21 @@ def build_message(
           text/calendar; method=REQUEST; charset=UTF-8; name=invitation.ics   (the same, as an attachment)
 
     Every part is quoted-printable or base64 and the headers are RFC 2047-encoded, so the message is 7-bit clean and
-    needs no 8BITMIME. `from_addr` may carry a display name ("Dansk IT Netværk <netvaerk@danskit.example.org>").
+    needs no 8BITMIME. `from_addr`/`to_addr` are bare addresses, `from_name`/`to_name` their display names.
     `message_id` is the caller's stable id for this delivery (see `format_message_id`).
+
+    Header text may come from anyone (member names, group names, meeting titles): it is cleaned with `one_line`
+    and handed to the email package as `Address` objects and header values, so no header can be split or added
+    and a name can never make building fail. An address that is not one valid addr-spec raises `InvalidAddress`.
     """
+    recipient = make_address(to_addr, to_name)
+    sender = make_address(from_addr, from_name)
     message = EmailMessage()
-    message["Message-ID"] = format_message_id(message_id)
+    message["Message-ID"] = format_message_id(one_line(message_id))
     message["Date"] = format_datetime((date or datetime.now(timezone.utc)).astimezone(timezone.utc))
-    message["From"] = from_addr
-    message["To"] = Address(display_name=to_name or "", addr_spec=to_addr)
-    message["Subject"] = subject
+    message["From"] = sender
+    message["To"] = recipient
+    message["Subject"] = one_line(subject)
     message.set_content(text_body, subtype="plain", charset="utf-8", cte="quoted-printable")
     if ics is not None:
         calendar_params = {"method": "REQUEST", "charset": "UTF-8"}
@@ -93,6 +125,7 @@ def build_message(
             filename=ICS_FILENAME,
             params={**calendar_params, "name": ICS_FILENAME},
         )
+    locale = one_line(locale)
     if locale:
         # Set last: turning the message multipart moves every Content-* header down into the first part.
         message["Content-Language"] = locale

@@ -2,6 +2,8 @@
 
 Plain functions over small tables: month and weekday names are our own, so the output never depends on the
 process locale. A locale we do not know ("de", "", None) gets Danish, as does any "da-*" variant; "en-*" gets English.
+Every name, title and place put into a text goes through `one_line` first, so whatever a member or organiser typed
+stays on its own line: it cannot end a header, start a paragraph of its own or break the layout.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
+
+from .safe_text import one_line, uri_text
 
 DEFAULT_LOCALE = "da"
 LOCALES = ("da", "en")
@@ -162,10 +166,10 @@ def _agenda_lines(locale: str, agenda: Iterable[Any], starts_at_local: datetime 
     by = "v/" if locale == "da" else "–"
     for number, item in enumerate(items, start=1):
         minutes = int(_field(item, "minutes") or 0)
-        line = f"{agenda_kind_name(locale, _field(item, 'kind'))}: {_field(item, 'title')}"
-        speaker = _field(item, "speaker")
+        line = f"{agenda_kind_name(locale, _field(item, 'kind'))}: {one_line(_field(item, 'title'))}"
+        speaker = one_line(_field(item, "speaker"))
         if speaker:
-            organisation = _field(item, "speaker_organisation")
+            organisation = one_line(_field(item, "speaker_organisation"))
             line += f" {by} {speaker}" + (f", {organisation}" if organisation else "")
         if minutes:
             line += f" ({minutes} min)"
@@ -192,6 +196,7 @@ def agenda_description(locale: str | None, agenda: Iterable[Any], *, starts_at_l
 def render_welcome(locale: str | None, *, member_name: str, group_name: str) -> tuple[str, str]:
     """(subject, text body) of the mail a member gets on joining a group."""
     text = _TEXT[normalize_locale(locale)]
+    member_name, group_name = one_line(member_name), one_line(group_name)
     subject = text["welcome_subject"].format(group=group_name)
     return subject, text["welcome_body"].format(name=member_name, group=group_name)
 
@@ -211,6 +216,8 @@ def render_invitation(
     """(subject, text body) of a meeting invitation; times are already in the meeting's local time zone."""
     loc = normalize_locale(locale)
     text = _TEXT[loc]
+    member_name, group_name, title = one_line(member_name), one_line(group_name), one_line(title)
+    location, online_url = one_line(location), uri_text(online_url)
     subject = text["invitation_subject"].format(title=title, date=format_date(loc, starts_at_local))
 
     parts = [text["invitation_intro"].format(name=member_name, group=group_name), ""]

@@ -5,26 +5,46 @@ mailer: the message body goes out inside DATA, then "sent" and the NotificationS
 only then does the final "." make the server take the message. A crash before that commit leaves nothing delivered
 and the lease runs out, so another attempt follows; the worst case left is a lost message in the microseconds between
 the commit and the ".", never a duplicate.
+
+Each delivery is its own unit: whatever goes wrong with one (it cannot be built, the server refuses it) is recorded on
+that row and the batch goes on. Temporary trouble (what it needs has not arrived, the SMTP server is away or answers
+4xx) is retried with backoff; a delivery that can never go (building it raises, a 5xx, an invalid address) ends
+`failed` with its reason and is announced by a NotificationFailed, written to the outbox in the same transaction.
+Only trouble that is no delivery's own stops a batch (the SMTP server away, our database failing): the rest of it
+is given back untried.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from netvaerk_shared import contracts, tracing
+from netvaerk_shared.contracts.notifications import NotificationFailed
 from netvaerk_shared.db import is_sqlite
 from netvaerk_shared.envelope import make_event
 from netvaerk_shared.outbox import enqueue, notify_channel
 
 from ..adapters import orm
 from ..adapters.calendar import build_invitation_ics
-from ..adapters.mailer import SmtpError, SmtpOutcomeUnknown, SmtpRejected, build_message
+from ..adapters.mailer import (
+    InvalidAddress,
+    SmtpError,
+    SmtpOutcomeUnknown,
+    SmtpRejected,
+    SmtpTransient,
+    build_message,
+    make_address,
+)
+from ..adapters.safe_text import error_text, one_line
 from ..adapters.templates import agenda_description, render_invitation, render_welcome
 from ..domain import model
 
@@ -32,8 +52,25 @@ log = logging.getLogger(__name__)
 d = orm.deliveries
 
 
+# Trouble with our own database (or the network under it), not with one delivery: it stops the batch.
+INFRASTRUCTURE_ERRORS = (SQLAlchemyError, OSError, asyncio.TimeoutError)
+_ENHANCED_STATUS = re.compile(r"(?<![\w.@])[245]\.\d{1,3}\.\d{1,3}(?![\w.@])")  # RFC 3463, e.g. 5.1.1
+
+
 class NotReady(Exception):
     """What the message needs (contact, group, meeting) has not arrived yet: try again later."""
+
+    def __init__(self, missing: str, detail: str) -> None:
+        super().__init__(detail)
+        self.missing = missing  # "contact", "group", "meeting": goes into NotificationFailed.reason when we give up
+
+
+class Undeliverable(Exception):
+    """This delivery can never be built: retrying cannot help. `reason` is short and holds no personal data."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
 
 
 class LeaseLost(Exception):
@@ -42,6 +79,8 @@ class LeaseLost(Exception):
 
 class DeliveryWorker:
     def __init__(self, runtime, settings, mailer, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        # A MAIL_FROM that is not one valid address would fail every delivery: refuse it here, at start-up.
+        make_address(settings.mail_from, settings.mail_from_name)
         self.runtime = runtime
         self.engine = runtime.engine
         self.settings = settings
@@ -76,7 +115,15 @@ class DeliveryWorker:
     async def run_once(self) -> int:
         rows = await self._claim()
         for i, row in enumerate(rows):
-            if not await self._deliver(row):
+            try:
+                smtp_up = await self._deliver(row)
+            except BaseException:
+                # Our database failed us (or we are cancelled): give the rest back for any instance and let run()
+                # back off. This row keeps its lease until it runs out, which spaces out its next attempt.
+                with contextlib.suppress(Exception):
+                    await self._release(rows[i + 1:])
+                raise
+            if not smtp_up:
                 # the SMTP server is away: give the rest back instead of knocking on a closed door for each
                 await self._release(rows[i + 1:])
                 return 0
@@ -109,18 +156,26 @@ class DeliveryWorker:
         return sorted(rows, key=lambda r: r.created_at)
 
     async def _deliver(self, row) -> bool:
-        """False when the SMTP server could not be reached (the caller stops the batch)."""
+        """Try one delivery and record the outcome on its row. False when the SMTP server could not be reached (the
+        caller stops the batch). Raises only for trouble with our own database (INFRASTRUCTURE_ERRORS)."""
         token = tracing.current_traceparent.set(tracing.child_of((row.payload or {}).get("traceparent")))
         try:
             try:
                 message, subject, to_email = await self._render(row)
             except NotReady as exc:
-                await self._retry(row, str(exc), permanent=False, counts=True)
+                await self._retry(row, str(exc), f"not ready: no {exc.missing}", permanent=False, counts=True)
+                return True
+            except Undeliverable as exc:
+                log.error("delivery %s cannot be built: %s", row.id, exc)
+                await self._retry(row, str(exc), exc.reason, permanent=True, counts=True)
                 return True
 
             pending: list[asyncio.Future] = []
+            committing = False
 
             async def commit_point() -> None:
+                nonlocal committing
+                committing = True
                 await self._mark_sent(row, subject, to_email, message["Message-ID"], pending)
 
             try:
@@ -143,11 +198,24 @@ class DeliveryWorker:
             except SmtpError as exc:
                 permanent = isinstance(exc, SmtpRejected) and exc.permanent
                 if exc.committed:
-                    await self._undo_sent(row, str(exc), permanent)
+                    await self._undo_sent(row, str(exc), smtp_reason(exc), permanent)
                 else:
                     # SMTP trouble that is not the message's fault is retried until it passes: never given up on
-                    await self._retry(row, str(exc), permanent, counts=permanent)
+                    await self._retry(row, str(exc), smtp_reason(exc), permanent=permanent, counts=permanent)
                 return isinstance(exc, SmtpRejected)
+            except Exception as exc:
+                if committing and isinstance(exc, INFRASTRUCTURE_ERRORS):
+                    raise  # our own commit failed: the database's trouble, not this delivery's
+                detail = f"{type(exc).__name__}: {exc}"
+                if not committing and isinstance(exc, (OSError, asyncio.TimeoutError)):
+                    # network trouble the mailer let through: as SmtpTransient
+                    await self._retry(row, detail, "smtp unreachable", permanent=False, counts=False)
+                    return False
+                # The mailer could not put this message on the wire at all (it cannot be flattened, has no
+                # recipient, its "sent" cannot even be written, ...): nothing went out, and nothing ever will.
+                log.error("delivery %s cannot be sent: %s", row.id, detail)
+                await self._retry(row, detail, f"send: {type(exc).__name__}", permanent=True, counts=True)
+                return True
             self.sent += 1
             log.info("sent %s to member %s", row.kind, row.member_id, extra={"delivery_id": str(row.id)})
             return True
@@ -155,31 +223,52 @@ class DeliveryWorker:
             tracing.current_traceparent.reset(token)
 
     async def _render(self, row):
+        """(message, subject, recipient address). Raises NotReady, Undeliverable, or INFRASTRUCTURE_ERRORS."""
+        try:
+            contact, group, meeting = await self._load(row)
+        except (NotReady, *INFRASTRUCTURE_ERRORS):
+            raise
+        except Exception as exc:  # a payload we cannot read (no group_id, not a UUID): it will not get better
+            raise Undeliverable(f"payload: {type(exc).__name__}", f"{type(exc).__name__}: {exc}") from exc
+        try:
+            return self._build(row, contact, group, meeting)
+        except InvalidAddress as exc:
+            raise Undeliverable("invalid recipient address", f"{type(exc).__name__}: {exc}") from exc
+        except Exception as exc:  # building is pure: what fails once fails every time
+            raise Undeliverable(f"build: {type(exc).__name__}", f"{type(exc).__name__}: {exc}") from exc
+
+    async def _load(self, row):
+        """What the message is made of: (contact, group or None, meeting or None)."""
         async with self.engine.connect() as conn:
             contact = (await conn.execute(
                 select(orm.contacts).where(orm.contacts.c.member_id == row.member_id))).first()
             if contact is None:
-                raise NotReady(f"no contact yet for member {row.member_id}")
+                raise NotReady("contact", f"no contact yet for member {row.member_id}")
             if row.kind == model.WELCOME:
                 group = (await conn.execute(select(orm.groups).where(
                     orm.groups.c.group_id == uuid.UUID(row.payload["group_id"])))).first()
                 if group is None:
-                    raise NotReady(f"group {row.payload['group_id']} not known yet")
-                subject, body = render_welcome(contact.locale, member_name=contact.name, group_name=group.name)
-                ics = None
-            else:
-                meeting = (await conn.execute(select(orm.meetings).where(
-                    orm.meetings.c.meeting_id == uuid.UUID(row.payload["meeting_id"])))).first()
-                if meeting is None:
-                    raise NotReady(f"meeting {row.payload['meeting_id']} not known yet")
-                group = (await conn.execute(select(orm.groups).where(
-                    orm.groups.c.group_id == meeting.group_id))).first()
-                subject, body, ics = self._invitation(contact, meeting.data, group.name if group else "")
+                    raise NotReady("group", f"group {row.payload['group_id']} not known yet")
+                return contact, group, None
+            meeting = (await conn.execute(select(orm.meetings).where(
+                orm.meetings.c.meeting_id == uuid.UUID(row.payload["meeting_id"])))).first()
+            if meeting is None:
+                raise NotReady("meeting", f"meeting {row.payload['meeting_id']} not known yet")
+            group = (await conn.execute(select(orm.groups).where(
+                orm.groups.c.group_id == meeting.group_id))).first()
+            return contact, group, meeting
+
+    def _build(self, row, contact, group, meeting):
+        if meeting is None:
+            subject, body = render_welcome(contact.locale, member_name=contact.name, group_name=group.name)
+            ics = None
+        else:
+            subject, body, ics = self._invitation(contact, meeting.data, group.name if group else "")
         message = build_message(
-            message_id=str(row.id), from_addr=f"{self.settings.mail_from_name} <{self.settings.mail_from}>",
+            message_id=str(row.id), from_addr=self.settings.mail_from, from_name=self.settings.mail_from_name,
             to_addr=contact.email, to_name=contact.name, subject=subject, text_body=body, ics=ics,
             locale=contact.locale)
-        return message, subject, contact.email
+        return message, str(message["Subject"]), contact.email
 
     def _invitation(self, contact, data: dict, group_name: str):
         meeting = contracts.MeetingScheduled.model_validate(data)
@@ -243,28 +332,64 @@ class DeliveryWorker:
         pending.append(task)
         await asyncio.sleep(0)  # one step: asyncpg has written the COMMIT to its socket
 
-    async def _retry(self, row, error: str, permanent: bool, counts: bool) -> None:
+    def _failed(self, row, reason: str, permanent: bool):
+        """The NotificationFailed CloudEvent for `row` and its subject."""
+        data = NotificationFailed(
+            notification_id=row.id, member_id=row.member_id, kind=row.kind, channel="email",
+            cause_event_id=row.cause_event_id, reason=one_line(reason)[:200] or "unknown", permanent=permanent)
+        return make_event(data, causationid=str(row.cause_event_id)), data.nats_subject()
+
+    async def _announce_failed(self, conn, row, reason: str, permanent: bool) -> None:
+        event, subject = self._failed(row, reason, permanent)
+        await enqueue(conn, orm.messaging, [event], [subject],
+                      notify=notify_channel("notifications") if self.runtime.relay is None else None)
+
+    async def _retry(self, row, error: str, reason: str, *, permanent: bool, counts: bool) -> None:
+        """Record an attempt that did not send: back to pending with backoff, or, when `permanent` or (if `counts`)
+        out of attempts, `failed` together with its NotificationFailed. `error` is the full story for our own
+        database; `reason` the short one, without personal data, for the event."""
         attempts = row.attempts + 1
         give_up = counts and model.gives_up(attempts, self.settings.delivery_max_attempts, permanent)
+        error = error_text(error)
         async with self.engine.begin() as conn:
             # Only while the lease is ours: after a slow attempt another instance may have taken over (or sent it).
             result = await conn.execute(update(d).where(and_(d.c.id == row.id, d.c.status == "pending",
                                                              d.c.lease_owner == self.owner)).values(
-                status="failed" if give_up else "pending", attempts=attempts, last_error=error[:2000],
+                status="failed" if give_up else "pending", attempts=attempts, last_error=error,
                 next_attempt_at=self.clock() + model.retry_delay(attempts), lease_owner=None, lease_until=None))
-        if result.rowcount != 1:
+            ours = result.rowcount == 1
+            if ours and give_up:
+                await self._announce_failed(conn, row, reason, permanent)
+        if not ours:
             log.info("delivery %s taken over by another instance; leaving it alone (%s)", row.id, error)
             return
+        if give_up:
+            self.runtime.wake_relay()
         (log.error if give_up else log.warning)("delivery %s %s: %s", row.id,
                                                 "failed for good" if give_up else "will be retried", error)
 
-    async def _undo_sent(self, row, error: str, permanent: bool) -> None:
-        """The server refused at the final dot, after we committed "sent": put the delivery back (or fail it)."""
+    async def _undo_sent(self, row, error: str, reason: str, permanent: bool) -> None:
+        """The server refused at the final dot, after we committed "sent": put the delivery back (or fail it, with a
+        NotificationFailed after the NotificationSent that already went out)."""
         attempts = row.attempts + 1
         give_up = permanent  # a 4xx at the dot is the server's trouble, not the message's: retried until it passes
         async with self.engine.begin() as conn:
             await conn.execute(update(d).where(d.c.id == row.id).values(
-                status="failed" if give_up else "pending", sent_at=None, last_error=error[:2000],
+                status="failed" if give_up else "pending", sent_at=None, last_error=error_text(error),
                 next_attempt_at=self.clock() + model.retry_delay(attempts)))
+            if give_up:
+                await self._announce_failed(conn, row, reason, permanent=True)
+        if give_up:
+            self.runtime.wake_relay()
         log.error("delivery %s refused after commit (%s); NotificationSent for it was already published", row.id,
                   error)
+
+
+def smtp_reason(exc: SmtpError) -> str:
+    """'smtp 550 5.1.1', 'smtp 451', 'smtp unreachable': the reply code (and RFC 3463 status), never the reply text,
+    which may quote the address."""
+    code = getattr(exc, "code", None)
+    if code is None:
+        return "smtp unreachable" if isinstance(exc, SmtpTransient) else f"smtp {type(exc).__name__}"
+    enhanced = _ENHANCED_STATUS.search(getattr(exc, "message", None) or str(exc))
+    return f"smtp {code}" + (f" {enhanced.group()}" if enhanced else "")
