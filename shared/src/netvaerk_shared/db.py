@@ -5,6 +5,7 @@ from pathlib import Path
 
 from datetime import UTC
 
+import sqlalchemy.exc as sa_exc
 from sqlalchemy import DateTime, TypeDecorator, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -89,3 +90,57 @@ class UtcDateTime(TypeDecorator):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# SQLSTATE classes: 08 connection exception, 53 insufficient resources (too many connections, disk full, out of
+# memory), 57 operator intervention (admin/crash shutdown, cannot connect now, database dropped, statement timeout),
+# 58 system error (I/O). Plus single codes: 3D000 database does not exist, 55P03 lock timeout.
+_OUTAGE_SQLSTATE_CLASSES = ("08", "53", "57", "58")
+_OUTAGE_SQLSTATES = {"3D000", "55P03"}
+# asyncpg's (and SQLAlchemy's adapted) errors for a connection that is gone or was never made; InternalClientError
+# ("cannot switch to state ...; another operation is in progress") is what a connection killed mid-statement leaves
+_OUTAGE_DRIVER_ERRORS = {"InterfaceError", "ConnectionDoesNotExistError", "ConnectionFailureError",
+                         "PostgresConnectionError", "CannotConnectNowError", "TooManyConnectionsError",
+                         "InternalClientError"}
+_OUTAGE_MESSAGES = (
+    "not currently accepting connections", "does not allow connections", "too many connections",
+    "remaining connection slots", "the database system is", "terminating connection", "connection is closed",
+    "connection was closed", "server closed the connection", "could not connect", "connection refused",
+    "connection reset", "connection timed out",
+    # SQLite: the file is away, locked past busy_timeout, or the disk is full
+    "database is locked", "unable to open database file", "disk i/o error", "database or disk is full",
+)
+
+
+def is_outage(exc: BaseException | None) -> bool:
+    """Does `exc` say the database is unreachable or unusable (rather than that one event is at fault)?
+
+    True for: OSError (connection refused/reset, DNS) and timeouts; SQLAlchemy's DisconnectionError, pool TimeoutError,
+    OperationalError and InterfaceError; any DBAPIError whose connection was invalidated; a driver error whose SQLSTATE
+    is 08xxx, 53xxx (too many connections), 57xxx (shutdown, cannot connect now, statement timeout), 58xxx, 3D000 or
+    55P03; and the messages PostgreSQL and SQLite give for the same ("database ... is not currently accepting
+    connections", "too many connections", "database is locked", ...). The exception's chain (`orig`, `__cause__`,
+    `__context__`) is looked at too. A handler's error that passes this test is still checked with a probe: an SMTP
+    `ConnectionRefusedError` is an OSError too."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen or len(seen) > 20:
+            continue
+        seen.add(id(e))
+        if isinstance(e, (OSError, TimeoutError, sa_exc.DisconnectionError, sa_exc.TimeoutError,
+                          sa_exc.OperationalError, sa_exc.InterfaceError)):
+            return True
+        if isinstance(e, sa_exc.DBAPIError) and e.connection_invalidated:
+            return True
+        state = getattr(e, "sqlstate", None) or getattr(e, "pgcode", None)
+        if isinstance(state, str) and (state.startswith(_OUTAGE_SQLSTATE_CLASSES) or state in _OUTAGE_SQLSTATES):
+            return True
+        if type(e).__name__ in _OUTAGE_DRIVER_ERRORS:
+            return True
+        message = str(e).lower()
+        if any(m in message for m in _OUTAGE_MESSAGES):
+            return True
+        todo += [getattr(e, "orig", None), e.__cause__, e.__context__]
+    return False

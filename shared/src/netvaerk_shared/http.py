@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import os
 import time
 from datetime import datetime
 from http import HTTPStatus
@@ -17,10 +18,11 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import metrics, tracing
+from .db import is_outage
 from .outbox import EventTooLarge
 
 log = logging.getLogger(__name__)
@@ -151,19 +153,23 @@ def install_problem_handlers(app: FastAPI, domain_error: type[Exception] | None 
         return problem_response(503, "The service's database is unavailable; nothing was changed. Try again shortly.",
                                 instance=request.url.path, retry_after=DATABASE_RETRY_AFTER)
 
-    for exc_class in (OperationalError, InterfaceError, ConnectionError, TimeoutError):
-        app.add_exception_handler(exc_class, _database_away)
+    async def _database_error(request: Request, exc: Exception):
+        if is_outage(exc):
+            return await _database_away(request, exc)
+        log.error("database error on %s", request.url.path, exc_info=exc)
+        return problem_response(500, "Something went wrong on our side; it has been logged.",
+                                instance=request.url.path)
+
+    for exc_class in (DBAPIError, ConnectionError, TimeoutError, OSError):
+        app.add_exception_handler(exc_class, _database_error)
 
     if domain_error is not None:
         @app.exception_handler(domain_error)
         async def _domain(request: Request, exc):
             return problem_response(exc.status, exc.detail, instance=request.url.path)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception):
-        log.exception("unhandled error on %s", request.url.path)
-        return problem_response(500, "Something went wrong on our side; it has been logged.",
-                                instance=request.url.path)
+    # Anything else is answered by EdgeMiddleware: one JSON log line, a 500 problem, and nothing re-raised to the
+    # server (Starlette's ServerErrorMiddleware would re-raise it, and uvicorn print a second, plain-text traceback).
 
 
 # ------------------------------------------------------------------------------------------------- authentication
@@ -267,6 +273,7 @@ class EdgeMiddleware:
         async def _send(message):
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
+                status_holder["started"] = True
                 message.setdefault("headers", [])
                 message["headers"] = list(message["headers"]) + [(b"traceparent", traceparent.encode())]
             await send(message)
@@ -275,7 +282,15 @@ class EdgeMiddleware:
             refusal, receive = await self._check(scope, path, headers, receive)
             if refusal is not None:
                 return await refusal(scope, receive, _send)
-            await self.app(scope, receive, _send)
+            try:
+                await self.app(scope, receive, _send)
+            except Exception:
+                log.exception("unhandled error on %s %s", scope.get("method"), path)
+                if status_holder.get("started"):
+                    return  # too late for a problem response; the server closes the connection
+                response = problem_response(500, "Something went wrong on our side; it has been logged.",
+                                            instance=path)
+                await response(scope, receive, _send)
         finally:
             route = scope.get("route")
             route_path = getattr(route, "path", None) or ("unmatched" if status_holder["status"] == 404 else path)
@@ -437,9 +452,49 @@ class ReplayOutcome(BaseModel):
     outcome: str
 
 
+class ReplayedDeadLetter(BaseModel):
+    id: str
+    event_id: str | None
+    stream_seq: int | None
+    outcome: str = Field(description="`processed`, or `duplicate` when the event had been done already")
+
+
+class ReplayStop(BaseModel):
+    id: str
+    event_id: str | None
+    stream_seq: int | None
+    error: str = Field(description="Why it failed again (exception class and message)")
+
+
+class ReplayBatch(BaseModel):
+    replayed: list[ReplayedDeadLetter] = Field(description="Replayed, in the order they were done (stream order)")
+    failed: ReplayStop | None = Field(description="The dead letter that failed again; nothing after it was tried")
+    remaining: int = Field(description="Dead letters still open (of the consumer asked for, if any)")
+
+
+class ParkedEvent(BaseModel):
+    """An outbox row the relay gave up on: it can never be published as it is. The body is left out (personal data)."""
+
+    position: int = Field(description="Place in the outbox: the relay publishes in this order")
+    event_id: str
+    type: str
+    subject: str
+    attempts: int = Field(description="Failed attempts to publish it")
+    last_error: str | None = Field(description="Why it was parked (and any earlier failure)")
+    created_at: datetime
+    parked_at: datetime
+
+
 class OutboxState(BaseModel):
-    unpublished: int
-    oldest_age_seconds: float
+    unpublished: int = Field(description="Rows waiting for the relay (parked rows not included)")
+    oldest_age_seconds: float = Field(description="Age of the oldest row waiting for the relay; 0 when none")
+    parked: int = Field(description="Rows parked because they can never be published as they are")
+    parked_events: list[ParkedEvent] = Field(description="The parked rows, oldest first (at most `limit`)")
+
+
+class RetryOutcome(BaseModel):
+    event_id: str
+    outcome: str = Field(description="`retried`: no longer parked; the relay publishes it next")
 
 
 def operations_router() -> APIRouter:
@@ -450,17 +505,18 @@ def operations_router() -> APIRouter:
     async def healthz(runtime: Runtime):
         return {"status": "ok", "service": runtime.service}
 
-    @router.get("/readyz", summary="Database and NATS reachable", response_model=Readiness,
+    @router.get("/readyz", response_model=Readiness,
+                summary="Can this instance serve its API? 200 while its database answers (\"degraded: nats\" while "
+                        "NATS is away: the outbox holds every change); 503 while the database is away",
                 responses={503: {"description": "Not ready", "content": {PROBLEM: {"schema": {
                     "$ref": "#/components/schemas/Problem"}}}}})
     async def readyz(runtime: Runtime):
         checks = await runtime.readiness()
-        ok = all(checks.values())
-        body = {"status": "ready" if ok else "not ready", "checks": checks}
-        if ok:
-            return body
-        return problem_response(503, ", ".join(k for k, v in checks.items() if not v) + " unreachable",
-                                checks=checks)
+        if not checks.get("database"):
+            return problem_response(503, "database unreachable", checks=checks,
+                                    retry_after=DATABASE_RETRY_AFTER)
+        degraded = [name for name, ok in checks.items() if not ok]
+        return {"status": "degraded: " + ", ".join(degraded) if degraded else "ready", "checks": checks}
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse,
                 responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
@@ -503,12 +559,45 @@ def operations_router() -> APIRouter:
             raise Problem(422, error or "The consumer failed again.")
         return {"id": dead_letter_id, "outcome": outcome}
 
-    @admin.get("/admin/outbox", summary="Outbox backlog", response_model=OutboxState)
-    async def outbox_state(runtime: Runtime):
-        from .outbox import backlog
+    @admin.post("/admin/dead-letters/replay", response_model=ReplayBatch,
+                summary="Replay the open dead letters (of one consumer) in their original stream order, stopping at "
+                        "the first that fails again",
+                responses=problems(404))
+    async def replay_many(runtime: Runtime,
+                          consumer: Annotated[str | None, Query(max_length=100, pattern=r"^[a-z0-9-]{1,100}$")] = None,
+                          limit: int = Query(1000, ge=1, le=10000)):
+        from .consumer import UnknownConsumer, replay_dead_letters
+
+        try:
+            return await replay_dead_letters(runtime.engine, runtime.tables, runtime.consumers, consumer=consumer,
+                                             limit=limit)
+        except UnknownConsumer:
+            raise Problem(404, f"No consumer {consumer} in this service.") from None
+
+    @admin.get("/admin/outbox", summary="Outbox backlog and parked events", response_model=OutboxState)
+    async def outbox_state(runtime: Runtime, limit: int = Query(100, ge=1, le=1000)):
+        from .outbox import backlog, parked
 
         count, age = await backlog(runtime.engine, runtime.tables)
-        return {"unpublished": count, "oldest_age_seconds": round(age, 3)}
+        parked_count, parked_rows = await parked(runtime.engine, runtime.tables, limit=limit)
+        return {"unpublished": count, "oldest_age_seconds": round(age, 3), "parked": parked_count,
+                "parked_events": parked_rows}
+
+    @admin.post("/admin/outbox/{event_id}/retry", response_model=RetryOutcome,
+                summary="Put a parked event back for the relay, once its cause is fixed (e.g. max_payload raised)",
+                responses=problems(404, 409))
+    async def retry_outbox_event(runtime: Runtime, event_id: Annotated[str, Path(
+            max_length=64, pattern=r"^[0-9A-Za-z._:-]{1,64}$")]):
+        from .outbox import notify_channel, retry_parked
+
+        outcome = await retry_parked(runtime.engine, runtime.tables, event_id,
+                                     notify=notify_channel(runtime.service))
+        if outcome == "not_found":
+            raise Problem(404, f"No event {event_id} in the outbox.")
+        if outcome == "not_parked":
+            raise Problem(409, f"Event {event_id} is not parked (it is published or waiting for the relay).")
+        runtime.wake_relay()
+        return {"event_id": event_id, "outcome": outcome}
 
     router.include_router(admin)
     return router
@@ -545,6 +634,8 @@ def service_app(*, runtime_factory, title: str, description: str, routers, domai
         finally:
             await runtime.stop()
 
+    # JSON lines from the first line uvicorn writes (the lifespan applies the service's own settings again)
+    configure(runtime_factory.__module__.split(".")[0], os.environ.get("LOG_LEVEL", "INFO"))
     # Swagger UI from the installed fastapi-offline package: /docs works without reaching a CDN
     app = FastAPIOffline(title=title, description=description, version=version, lifespan=lifespan,
                          static_url="/docs/static", redoc_url=None)

@@ -7,22 +7,29 @@ these Pydantic types, so no handler has to defend itself and PostgreSQL and SQLi
   (descriptions, minutes) keep line breaks and tabs; CRLF and CR become LF.
 - A required field that is blank after trimming is refused; an optional one becomes None (or its default).
 - Every string has a maximum length and every list a maximum count. The JSON Schema (and so the OpenAPI document)
-  says all of this with `minLength`/`maxLength`/`pattern`, so a client can know the rules without trying.
+  says all of this with `minLength`/`maxLength`/`pattern`, so a client can know the rules without trying. The patterns
+  name no surrogate code points: a lone surrogate is no Unicode character (JSON Schema's strings are made of those),
+  and regex engines without them, such as Rust's `regex` (jsonschema-rs, and with it schemathesis), reject the whole
+  pattern, and then a validator checks nothing and a generator ignores it. The code still refuses lone surrogates.
+- Scalars are JSON-strict where Pydantic's lax mode would read more than the schema says: `Flag` is true/false only
+  (not 0, 1 or "yes"), `Integer` refuses strings and booleans ("5", true), `Moment` is an RFC 3339 string, never a
+  number of seconds.
 """
 from __future__ import annotations
 
 import unicodedata
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, WithJsonSchema
+import annotated_types
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, EmailStr, Field, Strict, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 # Spaces trimmed at both ends: ECMAScript's \s without the control characters, so the schema's pattern and the code
 # agree whichever regex dialect a client uses.
 _SPACES = " \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u202f\u205f\u3000\ufeff"
 _SPACES_RE = r" \u00a0\u1680\u2000-\u200a\u202f\u205f\u3000\ufeff"
-_LINE_FORBIDDEN_RE = r"\u0000-\u001f\u007f-\u009f\u2028\u2029\ud800-\udfff"
-_MULTI_FORBIDDEN_RE = r"\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\ud800-\udfff"
+_LINE_FORBIDDEN_RE = r"\u0000-\u001f\u007f-\u009f\u2028\u2029"
+_MULTI_FORBIDDEN_RE = r"\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f"
 _MULTI_SPACES = _SPACES + "\t\n\r\u2028\u2029"
 _MULTI_SPACES_RE = _SPACES_RE + r"\t\n\r\u2028\u2029"
 
@@ -113,3 +120,66 @@ def _schema(max_length: int, pattern: str, min_length: int, examples, descriptio
     if description:
         schema["description"] = description
     return schema
+
+
+# ------------------------------------------------------------------------------------------- JSON-strict scalars
+
+Flag = Annotated[bool, Strict()]
+"""A JSON boolean: true or false, nothing Pydantic would read as one (0, 1, "yes", "on")."""
+
+
+def _json_integer(value: Any) -> Any:
+    # bool is an int in Python; a string is not a JSON number. 5.0 stays: JSON Schema counts it as the integer 5.
+    if isinstance(value, (bool, str)):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
+
+
+def Integer(*, ge: int | None = None, le: int | None = None) -> Any:
+    """A JSON integer within [ge, le]: "5" and true are refused, not converted. (annotated_types' Interval, not
+    Field(ge=, le=): inside `Integer(...) | None` a Field's bounds would reach the schema as unknown `ge`/`le` keys
+    while still being enforced.)"""
+    return Annotated[int, annotated_types.Interval(ge=ge, le=le), BeforeValidator(_json_integer)]
+
+
+def _json_string(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise PydanticCustomError("datetime_type", "Input should be an ISO 8601 date and time string")
+    return value
+
+
+Moment = Annotated[AwareDatetime, BeforeValidator(_json_string)]
+"""An ISO 8601 / RFC 3339 date-time string with a UTC offset; a number (Unix seconds) is refused, not converted."""
+
+
+# ------------------------------------------------------------------------------------------------------ email
+
+# email-validator (behind EmailStr) refuses what `format: email` alone allows: a domain without a period and the
+# special-use names it can never deliver to (RFC 6761/6762/7686: .arpa, .invalid, .local, .localhost, .onion, .test),
+# a domain label over 63 characters, a top-level domain ending in a digit. A local part over 64 characters it takes,
+# but no mail server has to: refused here as well (and JSON Schema's `format: email` refuses it too).
+# The schema says so (in any letter case) with a pattern and a `not` pattern: plain regular expressions without
+# look-around, so every JSON Schema validator can check them.
+_SPECIAL_USE = ("arpa", "invalid", "local", "localhost", "onion", "test")
+_ANY_CASE = "|".join("".join(f"[{c}{c.upper()}]" for c in name) for name in _SPECIAL_USE)
+# at most 64 characters before the @ (RFC 5321), 63 in a domain label; the top-level domain ends with a letter
+EMAIL_PATTERN = r"^[^@]{1,64}@(?:[^@.]{1,63}\.)+[^@.]{0,62}[A-Za-z\u0080-\uffff]$"
+EMAIL_SPECIAL_USE_PATTERN = f"[@.](?:{_ANY_CASE})$"
+
+
+def Email(max_length: int = 254, *, examples: list[str] | None = None) -> Any:
+    """An email address a message can be sent to: email-validator decides (EmailStr), the schema tells."""
+    schema: dict[str, Any] = {
+        "type": "string", "format": "email", "maxLength": max_length, "pattern": EMAIL_PATTERN,
+        "not": {"pattern": EMAIL_SPECIAL_USE_PATTERN},
+        "description": "An address on a public domain (not .test, .local, .invalid, .localhost, .onion or .arpa)"}
+    if examples:
+        schema["examples"] = examples
+    return Annotated[EmailStr, Field(max_length=max_length), AfterValidator(_local_part_fits), WithJsonSchema(schema)]
+
+
+def _local_part_fits(address: str) -> str:
+    if len(address.rpartition("@")[0]) > 64:
+        raise PydanticCustomError("value_error", "value is not a valid email address: at most 64 characters "
+                                                 "before the @-sign.")
+    return address

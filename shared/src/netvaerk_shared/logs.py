@@ -39,6 +39,8 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(service: str, level: str = "INFO") -> None:
+    """Every line a JSON object, uvicorn's own included: its loggers lose the plain-text handlers it installed and
+    hand their records to ours (uvicorn's access log is left at WARNING: the edge writes one access line itself)."""
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter(service))
     root = logging.getLogger()
@@ -46,5 +48,7 @@ def configure(service: str, level: str = "INFO") -> None:
     root.setLevel(level.upper())
     for noisy in ("uvicorn.access", "aiosqlite", "asyncio"):
         logging.getLogger(noisy).setLevel("WARNING")
-    logging.getLogger("uvicorn.error").handlers[:] = []
-    logging.getLogger("uvicorn.error").propagate = True
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-from sqlalchemy import JSON, BigInteger, Column, Index, Integer, LargeBinary, MetaData, String, Table, Text
+from sqlalchemy import JSON, BigInteger, Column, Index, Integer, LargeBinary, MetaData, String, Table, Text, and_
 
 from .db import UtcDateTime
 
@@ -31,13 +31,16 @@ def add_messaging_tables(metadata: MetaData) -> MessagingTables:
         Column("published_at", UtcDateTime(), nullable=True),
         Column("attempts", Integer, nullable=False, default=0),
         Column("last_error", Text, nullable=True),
+        # set when the relay gave up on the row because it can never be published as it is (too large, a subject
+        # this service may not publish to): the relay goes on without it; POST /admin/outbox/{id}/retry clears it
+        Column("parked_at", UtcDateTime(), nullable=True),
     )
-    Index(
-        "ix_outbox_unpublished",
-        outbox.c.position,
-        postgresql_where=outbox.c.published_at.is_(None),
-        sqlite_where=outbox.c.published_at.is_(None),
-    )
+    pending = and_(outbox.c.published_at.is_(None), outbox.c.parked_at.is_(None))
+    # what the relay takes, in order (the where clause must match Relay._select's for the index to be used)
+    Index("ix_outbox_pending", outbox.c.position, postgresql_where=pending, sqlite_where=pending)
+    # parked rows, few or none: listed by GET /admin/outbox and counted for the outbox_parked gauge
+    parked = outbox.c.parked_at.is_not(None)
+    Index("ix_outbox_parked", outbox.c.position, postgresql_where=parked, sqlite_where=parked)
     Index("ix_outbox_published_at", outbox.c.published_at)
     inbox = Table(
         "inbox",

@@ -14,7 +14,7 @@ from . import metrics, topology
 from .consumer import EventConsumer, Subscription
 from .messaging import MessagingTables
 from .migrate import upgrade
-from .outbox import DEFAULT_MAX_EVENT_BYTES, HEADER_ROOM, Relay, backlog
+from .outbox import DEFAULT_MAX_EVENT_BYTES, HEADER_ROOM, Relay, backlog, parked
 from .settings import ServiceSettings
 from .uow import UnitOfWork
 
@@ -61,6 +61,7 @@ class ServiceRuntime:
         self.consumers: dict[str, EventConsumer] = {}
         self._workers: dict[str, Callable[[asyncio.Event], Awaitable[None]]] = {}
         self._wakers: list[Callable[[], None]] = []
+        self._gauges: list[Callable[[], Awaitable[None]]] = []
         for sub in subscriptions:
             consumer = EventConsumer(
                 service=service, subscription=sub, engine=engine, tables=tables,
@@ -89,6 +90,10 @@ class ServiceRuntime:
         if self.relay is not None:
             self.relay.wake()
 
+    def add_gauges(self, refresh: Callable[[], Awaitable[None]]) -> None:
+        """A service's own gauges, refreshed on every /metrics scrape with the shared ones."""
+        self._gauges.append(refresh)
+
     def add_worker(self, name: str, run: Callable[[asyncio.Event], Awaitable[None]],
                    wake: Callable[[], None] | None = None) -> None:
         """A service's own background loop (e.g. email delivery), woken after each consumer commit."""
@@ -112,10 +117,16 @@ class ServiceRuntime:
         while not self._stop.is_set():
             try:
                 self.nc = await topology.connect(self.settings.nats_url, user=self.settings.nats_user,
-                                                 password=self.settings.nats_password, name=self.service)
+                                                 password=self.settings.nats_password, name=self.service,
+                                                 on_reconnect=self._nats_reconnected, on_error=self._nats_error)
+                if delay > 0.2:
+                    log.warning("NATS reachable: connected")
                 break
             except Exception as exc:
-                log.warning("NATS not reachable yet (%s); retrying in %.1fs", type(exc).__name__, delay)
+                # one line when it starts, not one per attempt: the HTTP side serves meanwhile
+                (log.warning if delay == 0.2 else log.debug)(
+                    "NATS not reachable yet (%s: %s); retrying with backoff up to 5 s", type(exc).__name__,
+                    str(exc) or "no message")
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         if self._stop.is_set():
@@ -131,14 +142,29 @@ class ServiceRuntime:
                     log.warning("could not declare stream %s: %s", topology.stream_for(self.service), exc)
                     await asyncio.sleep(1.0)
         if self.settings.run_relay and self.produces:
-            self.relay = Relay(engine=self.engine, tables=self.tables, js=self.js, service=self.service,
-                               batch_size=self.settings.relay_batch_size, fault_hook=_fault_hook())
+            self.relay = Relay(engine=self.engine, tables=self.tables, js=self.js, nc=self.nc, service=self.service,
+                               batch_size=self.settings.relay_batch_size, fault_hook=_fault_hook(),
+                               ensure_stream=self._declare_stream)
             self._tasks.append(asyncio.create_task(self._guard(self.relay.run(self._stop), "relay")))
         if self.settings.run_consumers:
             for consumer in self.consumers.values():
                 self._tasks.append(asyncio.create_task(self._guard(consumer.run(self.js, self._stop), consumer.name)))
         for name, run in self._workers.items():
             self._tasks.append(asyncio.create_task(self._guard(run(self._stop), name)))
+
+    def _nats_reconnected(self) -> None:
+        """NATS is back: the relay ends its backoff now (and stops waiting for PubAcks the old connection lost)."""
+        if self.relay is not None:
+            self.relay.nats_reconnected()
+
+    def _nats_error(self, exc: Exception) -> None:
+        """A permissions violation names a subject this service may not publish to: the relay parks those rows."""
+        if self.relay is not None:
+            self.relay.nats_error(exc)
+
+    async def _declare_stream(self) -> None:
+        """The relay calls this when no stream answered for this service's subjects (NATS lost its store)."""
+        await topology.ensure_stream(self.js, self.service, replicas=int(os.environ.get("STREAM_REPLICAS", "1")))
 
     async def _guard(self, coro, name: str) -> None:
         """A background loop that dies is logged and restarted, never silently lost."""
@@ -194,9 +220,12 @@ class ServiceRuntime:
             count, age = await backlog(self.engine, self.tables)
             metrics.outbox_backlog.set(count)
             metrics.outbox_oldest_age.set(age)
+            metrics.outbox_parked.set((await parked(self.engine, self.tables, limit=0))[0])
             d = self.tables.dead_letters
             async with self.engine.connect() as conn:
                 open_ = (await conn.execute(select(func.count()).where(d.c.replayed_at.is_(None)))).scalar_one()
             metrics.dead_letters_open.set(open_)
+            for refresh in self._gauges:
+                await refresh()
         except Exception as exc:
-            log.warning("could not refresh gauges: %s", exc)
+            log.warning("could not refresh gauges (database: %s: %s)", type(exc).__name__, exc)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import nats
 from nats.js import JetStreamContext
@@ -39,6 +40,9 @@ def durable_name(consumer_service: str, contract: type[EventData]) -> str:
     return f"{consumer_service}-{contract.aggregate}-{contract.event}-v{contract.version}".replace("_", "-")
 
 
+ACK_WAIT_SECONDS = 10
+
+
 def consumer_config(durable: str, contract: type[EventData], *, max_ack_pending: int = 5000) -> ConsumerConfig:
     return ConsumerConfig(
         durable_name=durable,
@@ -46,16 +50,52 @@ def consumer_config(durable: str, contract: type[EventData], *, max_ack_pending:
         filter_subject=f"{contract.subject_prefix()}.>",
         deliver_policy=DeliverPolicy.ALL,
         ack_policy=AckPolicy.EXPLICIT,
-        ack_wait=30,
+        # How long a message fetched by a process that then died waits before JetStream hands it out again: a batch
+        # commits in milliseconds, so 10 s is ample, and a kill -9 delays the messages it held by at most that.
+        ack_wait=ACK_WAIT_SECONDS,
         max_ack_pending=max_ack_pending,
         # The consumer dead-letters an event itself after settings.consumer_max_deliver; this is only a backstop.
         max_deliver=-1,
     )
 
 
-async def connect(url: str, *, user: str | None = None, password: str | None = None, name: str = "netvaerk"):
-    """Connect and keep reconnecting forever; callers decide what to do while the server is away."""
-    return await nats.connect(
+async def connect(url: str, *, user: str | None = None, password: str | None = None, name: str = "netvaerk",
+                  on_reconnect: Callable[[], None] | None = None,
+                  on_error: Callable[[Exception], None] | None = None):
+    """Connect and keep reconnecting forever; callers decide what to do while the server is away.
+
+    The log gets one line per change of the connection's state (disconnected, each new kind of error while away,
+    reconnected, closed), never nats-py's traceback per reconnect attempt. `on_reconnect` is called when the
+    connection is back (the relay cuts its backoff short with it); `on_error` with every asynchronous error the server
+    or nats-py reports (the relay learns of a permissions violation only this way: no PubAck ever comes for it)."""
+    seen: set[str] = set()
+    holder: dict = {}
+
+    async def error_cb(exc: Exception) -> None:
+        if on_error is not None:
+            on_error(exc)
+        kind = type(exc).__name__
+        if kind in seen:
+            log.debug("NATS: %s again: %s", kind, exc)
+            return
+        seen.add(kind)
+        log.warning("NATS error: %s: %s", kind, str(exc) or "(no message)")
+
+    async def disconnected_cb() -> None:
+        log.warning("NATS disconnected; reconnecting every 0.5 s while the outbox holds new events")
+
+    async def reconnected_cb() -> None:
+        seen.clear()
+        nc = holder.get("nc")
+        server = getattr(getattr(nc, "connected_url", None), "netloc", "?")
+        log.warning("NATS reconnected to %s", server.rsplit("@", 1)[-1])
+        if on_reconnect is not None:
+            on_reconnect()
+
+    async def closed_cb() -> None:
+        log.info("NATS connection closed")
+
+    nc = await nats.connect(
         url,
         user=user,
         password=password,
@@ -64,7 +104,13 @@ async def connect(url: str, *, user: str | None = None, password: str | None = N
         reconnect_time_wait=0.5,
         connect_timeout=2,
         allow_reconnect=True,
+        error_cb=error_cb,
+        disconnected_cb=disconnected_cb,
+        reconnected_cb=reconnected_cb,
+        closed_cb=closed_cb,
     )
+    holder["nc"] = nc
+    return nc
 
 
 async def ensure_stream(js: JetStreamContext, service: str, *, replicas: int = 1) -> None:

@@ -12,6 +12,7 @@ from .adapters.mailer import SmtpMailer
 from .config import Settings
 from .service_layer.delivery import DeliveryWorker
 from .service_layer.handlers import SUBSCRIPTIONS
+from .views import refresh_delivery_gauges
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -31,4 +32,5 @@ def bootstrap(settings: Settings | None = None, mailer=None) -> ServiceRuntime:
     runtime.delivery_worker = worker
     if settings.run_deliveries:
         runtime.add_worker("deliveries", worker.run, worker.wake)
+    runtime.add_gauges(lambda: refresh_delivery_gauges(engine))
     return runtime

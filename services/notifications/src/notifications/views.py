@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from sqlalchemy import select
+from prometheus_client import Gauge
+from sqlalchemy import func, select
+
+from netvaerk_shared import metrics
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .adapters import orm
@@ -43,3 +46,17 @@ async def member_export(engine: AsyncEngine, member_id: UUID) -> dict | None:
         return None
     return {"service": "notifications", "contact": dict(contact) if contact else None,
             "groups": [dict(g) for g in groups], "deliveries": sent}
+
+
+deliveries_failed = Gauge("deliveries_failed", "Deliveries that ended failed (GET /deliveries?status=failed; "
+                          "POST /admin/deliveries/{notification_id}/retry sends one again)", registry=metrics.REGISTRY)
+deliveries_pending = Gauge("deliveries_pending", "Deliveries owed and not yet sent", registry=metrics.REGISTRY)
+
+
+async def refresh_delivery_gauges(engine: AsyncEngine) -> None:
+    d = orm.deliveries
+    async with engine.connect() as conn:
+        counts = dict((await conn.execute(select(d.c.status, func.count()).where(d.c.status.in_(("failed", "pending")))
+                                          .group_by(d.c.status))).all())
+    deliveries_failed.set(counts.get("failed", 0))
+    deliveries_pending.set(counts.get("pending", 0))

@@ -3,6 +3,8 @@ real database (PostgreSQL and SQLite). A delivery that cannot be built or is ref
 reason and a NotificationFailed, alone; the rest of its batch is delivered; temporary trouble is retried."""
 from __future__ import annotations
 
+import asyncio
+
 import email
 import email.policy
 import mailbox
@@ -280,20 +282,47 @@ async def test_an_unreachable_server_is_retried_and_never_given_up_on(make_runti
 
 
 async def test_a_contact_that_never_arrives_is_given_up_on_and_announced_as_not_permanent(make_runtime, sink):
-    runtime = await make_runtime(sink[1], delivery_max_attempts=2)
+    runtime = await make_runtime(sink[1], delivery_max_attempts=2, delivery_wait_seconds=1)
     try:
         group = await a_group(runtime)
         member_id = uuid.uuid4()
         await handle(runtime, handlers.on_member_joined, contracts.MemberJoined(
             member_id=member_id, group_id=group.group_id, role="member", joined_at=datetime.now(UTC)))
-        assert await runtime.delivery_worker.run_once() == 1
-        await make_due(runtime)
+        for _ in range(3):  # waiting for the contact burns no attempt
+            assert await runtime.delivery_worker.run_once() == 1
+            row = (await by_member(runtime))[member_id]
+            assert (row.status, row.attempts) == ("pending", 0) and "waiting" in row.last_error
+            await make_due(runtime)
+        await asyncio.sleep(1.1)  # past delivery_wait_seconds
         assert await runtime.delivery_worker.run_once() == 1
         row = (await by_member(runtime))[member_id]
-        assert (row.status, row.attempts) == ("failed", 2) and "no contact yet" in row.last_error
+        assert (row.status, row.attempts) == ("failed", 1) and "no contact yet" in row.last_error
         [data] = await failed_events(runtime)
         assert (data.member_id, data.reason, data.permanent) == (member_id, "not ready: no contact", False)
         assert received(sink) == []
     finally:
         await runtime.delivery_worker.mailer.close()
         await runtime.engine.dispose()
+
+
+async def test_an_operator_retries_a_failed_delivery_and_it_is_sent_once(runtime, sink):
+    from datetime import UTC, datetime
+
+    from notifications.service_layer.delivery import retry_failed
+
+    sink[0].refuse["ukendt@example.org"] = "550 5.1.1 <ukendt@example.org>: Recipient address rejected"
+    group = await a_group(runtime)
+    unknown = await joins(runtime, group, "Ukendt Modtager", "ukendt@example.org")
+    assert await runtime.delivery_worker.run_once() == 1
+    failed = (await by_member(runtime))[unknown]
+    assert failed.status == "failed"
+
+    sink[0].refuse.clear()  # the operator had the mailbox created
+    assert await retry_failed(runtime.engine, failed.id, datetime.now(UTC)) == "retried"
+    row = (await by_member(runtime))[unknown]
+    assert (row.status, row.attempts) == ("pending", 0)
+    assert await runtime.delivery_worker.run_once() == 1
+    assert (await by_member(runtime))[unknown].status == "sent"
+    assert [m["To"].addresses[0].addr_spec for m in received(sink)] == ["ukendt@example.org"]
+    assert await retry_failed(runtime.engine, failed.id, datetime.now(UTC)) == "not_failed"  # sent: never again
+    assert await retry_failed(runtime.engine, uuid.uuid4(), datetime.now(UTC)) == "not_found"

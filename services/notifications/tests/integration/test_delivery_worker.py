@@ -371,18 +371,17 @@ async def test_a_welcome_without_its_contact_waits_and_goes_once_the_contact_arr
     after_first = datetime.now(UTC)
     assert mailer.tried == []
     [row] = await deliveries(runtime)
-    assert (row.status, row.attempts, row.lease_owner) == ("pending", 1, None)
+    assert (row.status, row.attempts, row.lease_owner) == ("pending", 0, None)  # waiting is not an attempt
     assert "no contact yet" in row.last_error
     assert row.next_attempt_at > after_first
-    assert await runtime.delivery_worker.run_once() == 0  # not due yet: backing off
+    assert await runtime.delivery_worker.run_once() == 0  # not due yet: it looks again shortly
 
-    await handle(runtime, handlers.on_member_registered, member)
-    await make_due(runtime)
+    await handle(runtime, handlers.on_member_registered, member)  # the contact arrives: due at once
     assert await runtime.delivery_worker.run_once() == 1
     [message] = mailer.delivered
     assert recipient(message) == "sen@example.org"
     [row] = await deliveries(runtime)
-    assert (row.status, row.attempts, row.last_error) == ("sent", 2, None)
+    assert (row.status, row.attempts, row.last_error) == ("sent", 1, None)
     assert len(await outbox(runtime)) == 1
 
 

@@ -163,10 +163,17 @@ async def test_joined_before_registered_waits_for_the_contact(app, js, smtp):
     m = member("Sen Registrering", "sen@example.org")
     await publish(js, g)
     await publish(js, joined(m, g))
-    await wait_until(lambda: _status(app, "pending", attempts=1), message="delivery waiting for its contact")
+    await wait_until(lambda: _waiting(app), message="delivery waiting for its contact")
     assert mails(smtp["path"]) == []
+    [row] = (await app.get("/deliveries")).json()
+    assert row["attempts"] == 0  # waiting for data burns no attempt
     await publish(js, m)
     await wait_until(lambda: len(mails(smtp["path"])) == 1, timeout=15, message="welcome after contact arrived")
+
+
+async def _waiting(app):
+    log = (await app.get("/deliveries")).json()
+    return log and log[0]["status"] == "pending" and (log[0]["last_error"] or "").startswith("waiting")
 
 
 async def _status(app, status, attempts=0):

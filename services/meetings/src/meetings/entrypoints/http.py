@@ -3,15 +3,15 @@ Routes only translate to commands and queries."""
 from __future__ import annotations
 
 from datetime import datetime
+from importlib import resources
 from typing import Annotated, Literal
 from uuid import UUID
-from zoneinfo import available_timezones
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from netvaerk_shared.contracts import AgendaKind
 from netvaerk_shared.http import Problem, Runtime, problems, protected_router, service_app
-from netvaerk_shared.inputs import Line, OptionalLine
+from netvaerk_shared.inputs import Integer, Line, Moment, OptionalLine
 
 from .. import views
 from ..bootstrap import bootstrap
@@ -21,7 +21,11 @@ from ..domain.model import DEFAULT_TIMEZONE, MAX_AGENDA_ITEMS, MAX_ITEM_MINUTES,
 from ..service_layer.handlers import handle
 
 # Limits chosen so the largest valid meeting makes an event of about 250 kB, well below NATS's 1 MiB.
-TimeZone = Literal[tuple(sorted(available_timezones()))]  # type: ignore[valid-type]
+# The zones of the pinned tzdata package, not zoneinfo.available_timezones(): that one also reads the machine's
+# /usr/share/zoneinfo, so the document (and what the service accepts) changed from host to host, and it offered
+# "localtime", the server's own zone, as a meeting's time zone.
+_ZONES = tuple(sorted(resources.files("tzdata").joinpath("zones").read_text(encoding="utf-8").split()))
+TimeZone = Literal[_ZONES]  # type: ignore[valid-type]
 Url = Annotated[str, Field(max_length=2000, pattern=r"^https?://[^\x00-\x20\x7f-\x9f<>\"]+$",
                            examples=["https://meet.example.org/offentlig-digitalisering"])]
 
@@ -39,7 +43,7 @@ class AgendaItemIn(BaseModel):
     title: Line(200, examples=["AI i sagsbehandlingen"])
     speaker: OptionalLine(200) | None = None
     speaker_organisation: OptionalLine(200) | None = None
-    minutes: int = Field(ge=0, le=MAX_ITEM_MINUTES)
+    minutes: Integer(ge=0, le=MAX_ITEM_MINUTES)
     tags: list[Line(50, examples=["databeskyttelse"])] = Field(default_factory=list, max_length=MAX_TAGS)
 
 
@@ -47,14 +51,14 @@ class MeetingIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     group_id: UUID
     title: Line(200, examples=["Forårsmøde: data, AI og ansvar"])
-    starts_at: AwareDatetime = Field(description="ISO 8601 with a UTC offset, in the future",
-                                     examples=["2027-03-11T16:00:00+01:00"])
-    ends_at: AwareDatetime = Field(description="ISO 8601 with a UTC offset, after starts_at",
-                                   examples=["2027-03-11T18:00:00+01:00"])
+    starts_at: Moment = Field(description="ISO 8601 with a UTC offset, in the future",
+                              examples=["2030-03-11T16:00:00+01:00"])
+    ends_at: Moment = Field(description="ISO 8601 with a UTC offset, after starts_at",
+                            examples=["2030-03-11T18:00:00+01:00"])
     timezone: TimeZone = Field(default=DEFAULT_TIMEZONE, description="IANA zone the meeting is held in")
     venue: VenueIn | None = None
     online_url: Url | None = None
-    capacity: int | None = Field(default=None, ge=1, le=10_000)
+    capacity: Integer(ge=1, le=10_000) | None = None
     agenda: list[AgendaItemIn] = Field(default_factory=list, max_length=MAX_AGENDA_ITEMS,
                                        description="In order; the items' minutes together must fit in the meeting")
 
@@ -122,7 +126,9 @@ router = protected_router()
 
 
 @router.post("/meetings", status_code=201, tags=["meetings"], summary="Schedule a meeting of a network group",
-             response_model=MeetingOut, responses=problems(404))
+             response_model=MeetingOut, responses={**problems(404), 422: {"description": (
+                 "A field is invalid, or a rule the schema cannot state is broken: the meeting must start in the "
+                 "future and end after it starts, and the agenda's minutes must fit between the two")}})
 async def schedule(body: MeetingIn, runtime: Runtime):
     meeting = await handle(commands.ScheduleMeeting(
         group_id=body.group_id, title=body.title, starts_at=body.starts_at, ends_at=body.ends_at,

@@ -5,11 +5,11 @@ from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from netvaerk_shared.contracts import Locale, OrganisationKind, Role
 from netvaerk_shared.http import Problem, Runtime, problems, protected_router, service_app
-from netvaerk_shared.inputs import Line, Multiline, OptionalLine
+from netvaerk_shared.inputs import Email, Flag, Integer, Line, Multiline, OptionalLine
 
 from .. import views
 from ..bootstrap import bootstrap
@@ -22,7 +22,6 @@ from ..service_layer.handlers import handle
 MAX_TOPICS = 50
 Slug = Annotated[str, Field(max_length=MAX_SLUG, pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$",
                             examples=["offentlig-digitalisering-oest"])]
-Email = Annotated[EmailStr, Field(max_length=254, examples=["mette@example.org"])]
 
 
 class GroupIn(BaseModel):
@@ -32,8 +31,8 @@ class GroupIn(BaseModel):
     region: Line(100, examples=["Øst"])
     description: Multiline(5000) = ""
     topics: list[Line(100, examples=["SKI-aftaler"])] = Field(default_factory=list, max_length=MAX_TOPICS)
-    capacity: int | None = Field(default=None, ge=1, le=10_000)
-    requires_approval: bool = False
+    capacity: Integer(ge=1, le=10_000) | None = None
+    requires_approval: Flag = False
 
 
 class OrganisationIn(BaseModel):
@@ -47,7 +46,7 @@ class OrganisationIn(BaseModel):
 class MemberIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Line(200, examples=["Mette Eksempel"])
-    email: Email
+    email: Email(examples=["mette@example.org"])
     phone: OptionalLine(40, examples=["+45 12 34 56 78"]) | None = None
     organisation: OrganisationIn
     job_title: Line(200, examples=["Kontorchef"])

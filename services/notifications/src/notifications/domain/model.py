@@ -41,6 +41,11 @@ def retry_delay(attempts: int) -> timedelta:
     return timedelta(seconds=min(600, 2 ** max(1, attempts)))
 
 
+def wait_delay(waited_seconds: float) -> timedelta:
+    """How soon a delivery waiting for its data looks again: soon at first, every 10 s at most after a while."""
+    return timedelta(seconds=min(10.0, max(0.5, waited_seconds / 10)))
+
+
 def gives_up(attempts: int, max_attempts: int, permanent: bool) -> bool:
     return permanent or attempts >= max_attempts
 

@@ -1,18 +1,19 @@
 """HTTP API of the notifications service: the delivery log and GDPR export. Its real work is event-driven."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 from uuid import UUID
 
 from fastapi import Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from netvaerk_shared.http import Problem, Runtime, problems, protected_router, service_app
 
 from .. import views
 from ..bootstrap import bootstrap
 from ..domain.errors import DomainError
+from ..service_layer.delivery import retry_failed
 
 Status = Literal["pending", "sent", "failed"]
 Kind = Literal["welcome", "invitation"]
@@ -74,6 +75,23 @@ async def export(member_id: UUID, runtime: Runtime):
     if data is None:
         raise Problem(404, f"This service holds nothing about member {member_id}.")
     return data
+
+
+class RetryOutcome(BaseModel):
+    notification_id: UUID
+    outcome: str = Field(description="`retried`: pending again with fresh attempts; the worker sends it next")
+
+
+@router.post("/admin/deliveries/{notification_id}/retry", tags=["operations"], response_model=RetryOutcome,
+             summary="Send a failed delivery again (after its cause was fixed)", responses=problems(404, 409))
+async def retry_delivery(notification_id: UUID, runtime: Runtime):
+    outcome = await retry_failed(runtime.engine, notification_id, datetime.now(UTC))
+    if outcome == "not_found":
+        raise Problem(404, f"No delivery {notification_id}.")
+    if outcome == "not_failed":
+        raise Problem(409, f"Delivery {notification_id} has not failed: only failed deliveries can be retried.")
+    runtime.delivery_worker.wake()
+    return {"notification_id": notification_id, "outcome": outcome}
 
 
 def create_app():

@@ -163,7 +163,7 @@ class DeliveryWorker:
             try:
                 message, subject, to_email = await self._render(row)
             except NotReady as exc:
-                await self._retry(row, str(exc), f"not ready: no {exc.missing}", permanent=False, counts=True)
+                await self._wait_for_data(row, exc)
                 return True
             except Undeliverable as exc:
                 log.error("delivery %s cannot be built: %s", row.id, exc)
@@ -344,7 +344,25 @@ class DeliveryWorker:
         await enqueue(conn, orm.messaging, [event], [subject],
                       notify=notify_channel("notifications") if self.runtime.relay is None else None)
 
-    async def _retry(self, row, error: str, reason: str, *, permanent: bool, counts: bool) -> None:
+    async def _wait_for_data(self, row, exc: NotReady) -> None:
+        """What the message needs has not arrived from the other services yet: look again soon, without counting an
+        attempt, and fail (not permanently) only once it has waited `delivery_wait_seconds`. The consumers also
+        bring a waiting delivery forward when its contact arrives."""
+        now = self.clock()
+        created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+        waited = (now - created).total_seconds()
+        if waited >= self.settings.delivery_wait_seconds:
+            await self._retry(row, f"{exc} after {waited:.0f} s", f"not ready: no {exc.missing}", permanent=True,
+                              counts=True, announce_permanent=False)
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(update(d).where(and_(d.c.id == row.id, d.c.status == "pending",
+                                                    d.c.lease_owner == self.owner)).values(
+                last_error=error_text(f"waiting: {exc}"), lease_owner=None, lease_until=None,
+                next_attempt_at=now + model.wait_delay(waited)))
+
+    async def _retry(self, row, error: str, reason: str, *, permanent: bool, counts: bool,
+                     announce_permanent: bool | None = None) -> None:
         """Record an attempt that did not send: back to pending with backoff, or, when `permanent` or (if `counts`)
         out of attempts, `failed` together with its NotificationFailed. `error` is the full story for our own
         database; `reason` the short one, without personal data, for the event."""
@@ -359,7 +377,8 @@ class DeliveryWorker:
                 next_attempt_at=self.clock() + model.retry_delay(attempts), lease_owner=None, lease_until=None))
             ours = result.rowcount == 1
             if ours and give_up:
-                await self._announce_failed(conn, row, reason, permanent)
+                await self._announce_failed(conn, row, reason,
+                                            permanent if announce_permanent is None else announce_permanent)
         if not ours:
             log.info("delivery %s taken over by another instance; leaving it alone (%s)", row.id, error)
             return
@@ -393,3 +412,19 @@ def smtp_reason(exc: SmtpError) -> str:
         return "smtp unreachable" if isinstance(exc, SmtpTransient) else f"smtp {type(exc).__name__}"
     enhanced = _ENHANCED_STATUS.search(getattr(exc, "message", None) or str(exc))
     return f"smtp {code}" + (f" {enhanced.group()}" if enhanced else "")
+
+
+async def retry_failed(engine, notification_id, now: datetime) -> str:
+    """An operator sends a failed delivery again (after fixing an address, a template, the SMTP account): it goes back
+    to pending with fresh attempts. Returns "retried", "not_found" or "not_failed". Still at most once: the row's
+    unique key is unchanged, and a delivery that was sent can never be retried."""
+    async with engine.begin() as conn:
+        row = (await conn.execute(select(d.c.status).where(d.c.id == notification_id))).first()
+        if row is None:
+            return "not_found"
+        if row.status != "failed":
+            return "not_failed"
+        await conn.execute(update(d).where(and_(d.c.id == notification_id, d.c.status == "failed")).values(
+            status="pending", attempts=0, next_attempt_at=now, lease_owner=None, lease_until=None,
+            created_at=now))  # a fresh wait for its data, too
+    return "retried"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import and_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from netvaerk_shared import contracts, tracing
@@ -29,6 +29,7 @@ async def on_member_registered(conn: AsyncConnection, event: CloudEvent, data: c
               "updated_at": datetime.now(UTC)}
     stmt = dialect_insert(conn, orm.contacts).values(member_id=data.member_id, **values)
     await conn.execute(stmt.on_conflict_do_update(index_elements=["member_id"], set_=values))
+    await _bring_forward(conn, [data.member_id])
 
 
 async def on_member_joined(conn: AsyncConnection, event: CloudEvent, data: contracts.MemberJoined) -> None:
@@ -51,6 +52,17 @@ async def on_members_registered(conn: AsyncConnection,
         await conn.execute(stmt.on_conflict_do_update(index_elements=["member_id"], set_={
             "name": stmt.excluded.name, "email": stmt.excluded.email, "locale": stmt.excluded.locale,
             "updated_at": stmt.excluded.updated_at}))
+    await _bring_forward(conn, list(latest))
+
+
+async def _bring_forward(conn: AsyncConnection, member_ids: list) -> None:
+    """Deliveries that were waiting for these members' contacts are due now (not at their next look)."""
+    d = orm.deliveries
+    now = datetime.now(UTC)
+    for i in range(0, len(member_ids), 500):
+        await conn.execute(update(d).where(and_(d.c.member_id.in_(member_ids[i:i + 500]), d.c.status == "pending",
+                                                d.c.attempts == 0, d.c.next_attempt_at > now))
+                           .values(next_attempt_at=now))
 
 
 async def on_members_joined(conn: AsyncConnection, batch: list[tuple[CloudEvent, contracts.MemberJoined]]) -> None:
