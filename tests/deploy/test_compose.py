@@ -130,7 +130,7 @@ def test_postgres_runs_the_init_script_with_the_service_passwords(compose: dict)
 @pytest.mark.parametrize("svc", APPS)
 def test_app_service_is_built_configured_and_health_checked(compose: dict, svc: str) -> None:
     app = compose["services"][svc]
-    assert app["build"] == {"context": ".", "dockerfile": f"services/{svc}/Dockerfile"}
+    assert app["build"] == {"context": ".", "dockerfile": "deploy/Dockerfile", "args": {"SERVICE": svc}}
     assert (ROOT / app["build"]["dockerfile"]).is_file()
     assert app["ports"] == [f"{APPS[svc]}:8000"]
     assert app["depends_on"]["nats"] == {"condition": "service_healthy"}
@@ -172,25 +172,29 @@ def test_every_secret_is_required_from_env_and_listed_in_env_example() -> None:
                 assert REQUIRED_VAR.fullmatch(str(value)), f"{name}.{key} must come from .env"
 
 
-@pytest.mark.parametrize("svc", APPS)
-def test_dockerfile_installs_the_packages_and_runs_uvicorn_as_non_root(svc: str) -> None:
-    text = (ROOT / "services" / svc / "Dockerfile").read_text()
+def test_one_dockerfile_installs_the_packages_and_runs_uvicorn_as_non_root() -> None:
+    text = (ROOT / "deploy" / "Dockerfile").read_text()
     instructions = [line for line in text.splitlines() if line and not line.startswith(("#", " "))]
     assert instructions[0] == "FROM python:3.11-slim"
-    assert "COPY shared/ /build/shared/" in text and f"COPY services/{svc}/ /build/{svc}/" in text
-    assert "pip install /build/shared" in text and f"pip install /build/{svc}" in text
+    assert "ARG SERVICE" in instructions
+    for svc in APPS:  # the build refuses anything but the three services
+        assert svc in instructions[instructions.index("ARG SERVICE") + 1]
+    assert "COPY shared/ /build/shared/" in text and "COPY services/${SERVICE}/ /build/${SERVICE}/" in text
+    assert "pip install /build/shared" in text and "pip install /build/${SERVICE}" in text
     assert " -e " not in text and "--editable" not in text
     user = [line.split()[1] for line in instructions if line.startswith("USER ")]
     assert user and user[-1] not in ("root", "0")
     assert "EXPOSE 8000" in instructions
     assert any(line.startswith("HEALTHCHECK") for line in instructions) and "/healthz" in text
-    assert instructions[-1] == (f'CMD ["uvicorn", "{svc}.entrypoints.http:app", "--host", "0.0.0.0", '
-                                f'"--port", "8000"]')
+    assert instructions[-1] == ('CMD ["sh", "-c", "exec uvicorn \\"${SERVICE}.entrypoints.http:app\\" '
+                                '--host 0.0.0.0 --port 8000 --no-access-log"]')
     # a non-editable install has no services/<svc>/migrations next to the package: the image ships them itself
-    assert f"COPY services/{svc}/migrations/ /app/migrations/" in instructions
+    assert "COPY services/${SERVICE}/migrations/ /app/migrations/" in instructions
     assert "ENV MIGRATIONS_DIR=/app/migrations" in instructions
     assert "ln -s" not in text
-    assert (ROOT / "services" / svc / "migrations" / "env.py").is_file()
+    for svc in APPS:
+        assert (ROOT / "services" / svc / "migrations" / "env.py").is_file()
+        assert not (ROOT / "services" / svc / "Dockerfile").exists(), "one Dockerfile for all: deploy/Dockerfile"
 
 
 _BOOTSTRAP_CHECK = """
