@@ -47,7 +47,7 @@ def main(argv: list[str]) -> int:
     if stale and not write:
         print(f"OpenAPI documents out of date (run {REGENERATE}): " + ", ".join(stale), file=sys.stderr)
         return 1
-    print(("wrote " if write else "up to date: ") + ", ".join(stale or services))
+    print(("wrote " + ", ".join(stale)) if stale else ("up to date: " + ", ".join(services)))
     return 0
 
 

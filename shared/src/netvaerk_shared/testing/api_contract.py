@@ -1,0 +1,302 @@
+"""Test helpers for "the OpenAPI document is the contract, and it is true".
+
+- `assert_document_current(service)`: the checked-in services/<svc>/openapi.json is what `create_app().openapi()` says
+  today, and it is a valid OpenAPI 3.1 document whose schemas are valid JSON Schema 2020-12 with portable patterns.
+- `load_schema(app, token, ...)`: the app's own document loaded by schemathesis with the bearer token configured, every
+  check on, and generation bounded and deterministic (CI sees the same cases on every run, no example database).
+- `running_service(...)`: a module-scoped fixture that serves the app in-process on a real runtime (a fresh
+  PostgreSQL or SQLite database, the session's NATS) for the whole module, see `served`.
+- `check`/`eventually`/`publish`: cases chosen by hand, checked like the generated ones, for the 2xx answers random
+  data cannot reach (a group that exists, a member who joined it).
+
+Two things about schemathesis 4.32 under pytest 9.2 shape this: its `pytest.from_fixture` fails (pytest renamed
+`Node._nodeid`), so the schema is built at import from `app.openapi()`; and its pytest plugin ends every ASGI lifespan
+after each test item, so the app is wrapped to keep its runtime up (see `_KeepAlive`).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from netvaerk_shared.openapi_dump import REGENERATE, path_for, render
+
+# Hypothesis keeps its caches in ./.hypothesis (and its example database, but none is configured here): not in the
+# tree. Set before the first case runs, which is when Hypothesis first looks.
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", str(Path(tempfile.gettempdir()) / "netvaerk-hypothesis"))
+
+TOKEN = "test-token-0123456789"
+BACKENDS = ("postgresql", "sqlite")
+
+# The generation budget: PostgreSQL (what production runs) gets every phase and MAX_EXAMPLES fuzzed cases an
+# operation; SQLite (tests and small installs) the examples and fuzzing phases with fewer, so that the three services
+# on both stay around a minute and a half on 2 cores.
+MAX_EXAMPLES = 30
+SQLITE = {"max_examples": 10, "coverage": False}
+# schemathesis's default for positive_data_acceptance (the answers schema-valid data may get), which `expected` extends
+POSITIVE_DATA_ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]
+
+
+def assert_document_current(service: str) -> None:
+    path = path_for(service)
+    assert path.exists(), f"{path} is missing: run {REGENERATE} {service}"
+    text = render(service)
+    assert path.read_text(encoding="utf-8") == text, (
+        f"{path} drifted from the service's routes and models: run {REGENERATE} {service} and review the diff")
+    validate_openapi(json.loads(text))
+
+
+def validate_openapi(document: dict[str, Any]) -> None:
+    """The OpenAPI 3.1 meta-schema (through schemathesis's validator) and, for every schema in it, JSON Schema
+    2020-12 (OpenAPI 3.1's dialect), which the meta-schema leaves unchecked."""
+    import jsonschema
+    import schemathesis
+
+    assert document["openapi"].startswith("3.1."), document["openapi"]
+    schemathesis.openapi.from_dict(document).validate()
+    for name, schema in document.get("components", {}).get("schemas", {}).items():
+        try:
+            jsonschema.Draft202012Validator.check_schema(schema)
+        except jsonschema.SchemaError as exc:  # pragma: no cover - the message is the point
+            raise AssertionError(f"components.schemas.{name} is not valid JSON Schema 2020-12: {exc.message}")
+    for where, pattern in _patterns(document):
+        # Python's `re` accepts patterns that ECMA-262 (unicode mode) and Rust's `regex` refuse, and a validator
+        # or generator that cannot compile a pattern ignores it: every pattern must compile in jsonschema-rs
+        assert _portable(pattern), f"{where}: pattern {pattern!r} is not a portable ECMA-262 regular expression"
+
+
+def _patterns(node: Any, where: str = "#") -> Iterator[tuple[str, str]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "pattern" and isinstance(value, str):
+                yield where, value
+            else:
+                yield from _patterns(value, f"{where}/{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _patterns(value, f"{where}/{index}")
+
+
+def _portable(pattern: str) -> bool:
+    import jsonschema_rs
+
+    try:
+        jsonschema_rs.validator_for({"type": "string", "pattern": pattern}, validate_formats=True)
+    except Exception:
+        return False
+    return True
+
+
+def config(token: str, *, expected: dict[tuple[str, str], list[int]] | None = None,
+           max_examples: int = MAX_EXAMPLES, coverage: bool = True):
+    """Every check on; `expected` widens positive_data_acceptance for operations whose documented business rules
+    refuse some schema-valid requests: {(METHOD, path): [status, ...]} (added to schemathesis's defaults).
+    `coverage=False` leaves out the coverage phase (the deterministic boundary cases of every keyword: most of the
+    cases, and all about the edge's validation, which does not depend on the database)."""
+    from schemathesis.config import SchemathesisConfig
+
+    operations = [
+        {"include-method": method, "include-path": path,
+         "checks": {"positive_data_acceptance": {
+             "expected-statuses": POSITIVE_DATA_ACCEPTED + [str(s) for s in statuses]}}}
+        for (method, path), statuses in (expected or {}).items()
+    ]
+    return SchemathesisConfig.from_dict({
+        "seed": 20270311,
+        "generation": {"max-examples": max_examples, "deterministic": True, "database": "none"},
+        "checks": {"enabled": True},
+        "auth": {"openapi": {"bearer": {"bearer": token}}},
+        "operations": operations,
+        "phases": {"coverage": {"enabled": coverage}},
+        "cache": {"enabled": False},
+    })
+
+
+def load_schema(app, token: str, **config_kwargs):
+    """The app's document (no need to start it) as a schemathesis schema whose cases are sent to `app` in-process.
+    Start the app with `served` before the cases run."""
+    import schemathesis
+
+    schema = schemathesis.openapi.from_dict(app.openapi(), config=config(token, **config_kwargs))
+    schema.app = kept_alive(app)
+    return schema
+
+
+class _KeepAlive:
+    """ASGI wrapper around a service app for schemathesis's in-process transport, which starts an app's lifespan on
+    the first request and (its pytest plugin) ends every lifespan after each test item: that would stop the runtime
+    (relay, consumers, NATS connection) after the first operation and leave the rest to a half-stopped service.
+    The first lifespan startup starts the app's own lifespan; later startups and shutdowns leave it running, until
+    `served` asks for the real shutdown."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.closing = False
+        self._task: asyncio.Task | None = None
+        self._to_app: asyncio.Queue | None = None
+        self._from_app: asyncio.Queue | None = None
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "lifespan":
+            return await self.app(scope, receive, send)
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    if self._task is None:
+                        await self._start()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": repr(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self.closing and self._task is not None:
+                    await self._stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _start(self) -> None:
+        self._to_app, self._from_app = asyncio.Queue(), asyncio.Queue()
+        scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+        self._task = asyncio.create_task(self.app(scope, self._to_app.get, self._from_app.put))
+        await self._to_app.put({"type": "lifespan.startup"})
+        reply = await self._from_app.get()
+        if reply["type"] != "lifespan.startup.complete":
+            self._task = None
+            raise RuntimeError(reply.get("message") or "the app failed to start")
+
+    async def _stop(self) -> None:
+        await self._to_app.put({"type": "lifespan.shutdown"})
+        reply = await self._from_app.get()
+        await self._task
+        self._task = None
+        if reply["type"] != "lifespan.shutdown.complete":
+            raise RuntimeError(reply.get("message") or "the app failed to stop")
+
+
+def kept_alive(app) -> _KeepAlive:
+    """The one _KeepAlive of `app` (every schema loaded for it sends its cases through the same one)."""
+    keep = getattr(app.state, "contract_keep_alive", None)
+    if keep is None:
+        keep = app.state.contract_keep_alive = _KeepAlive(app)
+    return keep
+
+
+@contextmanager
+def served(app, runtime):
+    """Start `app` (lifespan and all) on `runtime` in schemathesis's ASGI event loop, where its cases will run (an
+    engine or NATS connection cannot cross event loops), and keep it running across test items; stop it afterwards."""
+    from schemathesis.python import asgi
+
+    keep = kept_alive(app)
+    app.state.runtime_holder["runtime"] = runtime
+    try:
+        # entering starts the lifespan; NATS connects in the background, and until it has the service truthfully
+        # answers /readyz with 503: the cases start once it is ready
+        with asgi.get_client(keep) as client:
+            deadline = time.monotonic() + 30
+            while (status := client.get("/readyz").status_code) != 200:
+                assert time.monotonic() < deadline, f"{runtime.service} not ready after 30 s (/readyz {status})"
+                time.sleep(0.05)
+        yield app
+    finally:
+        keep.closing = True
+        try:
+            with asgi.get_client(keep):  # a lifespan to end, if the plugin ended the last one already
+                pass
+            asgi.shutdown_lifespans()  # now it stops the runtime: relay, consumers, engine
+        finally:
+            keep.closing = False
+
+
+@contextmanager
+def contract_database(backend: str, pg_admin_url: str | None, directory) -> Iterator[str]:
+    """A fresh database for a whole module of contract cases (the plugin's `make_database_url` is per test)."""
+    from . import infra
+
+    if backend == "postgresql" and pg_admin_url is not None:
+        name = f"t_contract_{uuid.uuid4().hex[:10]}"
+        url = asyncio.run(infra.create_database(pg_admin_url, name))
+        try:
+            yield url
+        finally:
+            asyncio.run(infra.drop_database(pg_admin_url, name))
+    else:
+        yield infra.sqlite_url(Path(directory) / f"contract-{uuid.uuid4().hex[:6]}.db")
+
+
+def running_service(app, bootstrap, settings_cls, **overrides):
+    """A module-scoped fixture, parametrised over BACKENDS: `app` served on a fresh database and the session's NATS
+    (streams emptied first), with the rate limiter off (the edge's own test covers it) and TOKEN as the API token."""
+    import pytest
+
+    from .plugin import reset_streams, service_settings
+
+    @pytest.fixture(scope="module", params=BACKENDS)
+    def running(request, nats_url, pg_admin_url, tmp_path_factory):
+        asyncio.run(reset_streams(nats_url))
+        with contract_database(request.param, pg_admin_url, tmp_path_factory.mktemp("contract")) as url:
+            settings = service_settings(settings_cls, url, nats_url, api_token=TOKEN, rate_limit_per_minute=0,
+                                        **overrides)
+            runtime = bootstrap(settings)
+            with served(app, runtime):
+                yield runtime
+
+    return running
+
+
+# --------------------------------------------------------------------------------------- cases chosen by hand
+
+def _case(schema, method: str, path: str, case: dict):
+    headers = {"Authorization": f"Bearer {TOKEN}", **case.pop("headers", {})}
+    return schema[path][method].Case(headers=headers, **case)
+
+
+def check(schema, method: str, path: str, expect: int, **case):
+    """One case chosen by hand (path_parameters=, query=, body=), sent with the token, checked by every check like
+    the generated ones, and answered with `expect`: for the answers random data cannot reach (a group that exists, a
+    member who joined it)."""
+    response = _case(schema, method, path, case).call_and_validate()
+    assert response.status_code == expect, f"{method} {path}: {response.status_code} {response.text[:500]}"
+    return response
+
+
+def publish(nats_url: str, *events) -> None:
+    """Publish event contracts into JetStream as their producer's relay would (its stream declared first)."""
+    import nats
+
+    from netvaerk_shared.envelope import make_event, to_bytes
+    from netvaerk_shared.topology import ensure_stream
+
+    async def _publish():
+        nc = await nats.connect(nats_url)
+        try:
+            js = nc.jetstream()
+            for data in events:
+                await ensure_stream(js, data.subject_prefix().split(".", 1)[0])
+                event = make_event(data)
+                await js.publish(data.nats_subject(), to_bytes(event), headers={"Nats-Msg-Id": event.id})
+        finally:
+            await nc.close()
+
+    asyncio.run(_publish())
+
+
+def eventually(schema, method: str, path: str, expect: int = 200, *, until=None, timeout: float = 15.0, **case):
+    """`check` once the service has caught up with its events: retried until it answers `expect` (and
+    `until(response)` holds), then checked."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = _case(schema, method, path, dict(case)).call()
+        if response.status_code == expect and (until is None or until(response)):
+            break
+        assert time.monotonic() < deadline, f"{method} {path} still {response.status_code} after {timeout} s"
+        time.sleep(0.05)
+    return check(schema, method, path, expect, **case)
