@@ -199,7 +199,7 @@ def protected_router(**kwargs: Any) -> APIRouter:
     return APIRouter(dependencies=[Depends(require_token)], **kwargs)
 
 
-def get_runtime(request: Request):
+async def get_runtime(request: Request):  # async: a sync dependency would cost a thread hop per request
     return request.app.state.runtime
 
 
