@@ -3,6 +3,7 @@
 
     python3 dev.py run                          NATS, an SMTP sink and the three services, kept running until Ctrl-C
     python3 dev.py test [pytest args...]        the tests
+    python3 dev.py lint                         ruff over the whole tree (CI runs it too)
     python3 dev.py mail [--wait N] [--timeout S]
                                                 the mail the SMTP sink received (var/mail); --wait N waits until there
                                                 are at least N messages (default timeout 30 s), non-zero on timeout
@@ -30,6 +31,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import deque
+from datetime import UTC
 from pathlib import Path
 
 if sys.version_info < (3, 11):
@@ -457,7 +459,7 @@ def read_mail(maildir):
     """(received, To, Subject, attachment names) of every message in the Maildir's new/ and cur/, oldest first."""
     import email
     import email.policy
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     found = []
     for sub in ("new", "cur"):
@@ -475,7 +477,7 @@ def read_mail(maildir):
             if when is None:
                 with contextlib.suppress(TypeError, ValueError, AttributeError):
                     when = message["Date"].datetime
-            when = when or datetime.fromtimestamp(mtime, timezone.utc)
+            when = when or datetime.fromtimestamp(mtime, UTC)
             if when.tzinfo is None:
                 when = when.astimezone()
             attachments = [part.get_filename() or "(unnamed)" for part in message.walk()
@@ -515,8 +517,10 @@ def mail(args):
 
 def main(argv):
     command, args = (argv[0] if argv else ""), argv[1:]
-    if command in ("run", "test"):
+    if command in ("run", "test", "lint"):
         bootstrap(command, args)
+    if command == "_lint":
+        return subprocess.run([sys.executable, "-m", "ruff", "check", str(ROOT), *args], cwd=ROOT).returncode
     if command == "_run":
         return run()
     if command == "_test":

@@ -153,7 +153,7 @@ class LeanHttp:
         self.port, self.token = port, token
         self.reader = self.writer = None
 
-    async def __aenter__(self) -> "LeanHttp":
+    async def __aenter__(self) -> LeanHttp:
         self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
         return self
 
@@ -365,7 +365,7 @@ async def drain_raw(nats_url: str, n: int, size: int) -> dict:
         while received < n:
             try:
                 msgs = await sub.fetch(500, timeout=1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
             for m in msgs:
                 await m.ack()
@@ -669,7 +669,8 @@ async def figure_accept(infra_: Infra, backend: str, requests: int, concurrency:
     norelay = await accept_http(infra_, backend, requests, concurrency, run_relay=False)
     out(f"  accept (relay off): {fmt_rate(norelay['rate'])} req/s, p50 {norelay['p50_ms']:.1f} ms "
         f"p99 {norelay['p99_ms']:.1f} ms, server CPU {norelay['server_cpu_share']:.0%}")
-    out(f"  diagnostic: HTTP stack alone (GET /healthz on the same server): {fmt_rate(http['healthz_floor_rate'])} req/s")
+    out("  diagnostic: HTTP stack alone (GET /healthz on the same server): "
+        f"{fmt_rate(http['healthz_floor_rate'])} req/s")
     svc = await accept_service_layer(infra_, backend, requests, concurrency)
     out(f"  diagnostic: service layer without HTTP (what the route calls, in the bench process): "
         f"{fmt_rate(svc['rate'])} /s")
@@ -857,7 +858,7 @@ async def latency_raw(nats_url: str, rate: float, seconds: float, warmup: float,
         while not stop.is_set():
             try:
                 msgs = await sub.fetch(DEFAULTS.consumer_batch_size, timeout=1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
             now = time.perf_counter()
             for m in msgs:
@@ -1065,8 +1066,9 @@ def table(results: dict) -> list[str]:
     if "footprint" in results:
         f = results["footprint"]
         for svc, s in f["services"].items():
+            verdict = "ok" if s["rss_mb"] < AIMS["rss_mb"] else "MISSED"
             lines.append(row.format("rss", "sqlite", f"{svc} {s['rss_mb']:.0f} MB", f"(uss {s['uss_mb']:.0f} MB)",
-                                    "", f"< {AIMS['rss_mb']:.0f} MB  {'ok' if s['rss_mb'] < AIMS['rss_mb'] else 'MISSED'}"))
+                                    "", f"< {AIMS['rss_mb']:.0f} MB  {verdict}"))
         lines.append(row.format("ready", "sqlite", f"{f['ready_s']:.1f} s", f"via {f['ready_how']}"[:34], "",
                                 f"< {AIMS['ready_s']:.0f} s  {'ok' if f['ready_ok'] else 'MISSED'}"))
         if f["dev"]["ok"]:
@@ -1112,7 +1114,8 @@ async def main(args) -> int:
     results: dict = {"started": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
                      "args": vars(args), "backends": {}}
     out(f"netvaerk pipeline benchmark — {results['machine']['cpus']} CPUs ({results['machine']['cpu_model']}), "
-        f"Python {results['machine']['python']}, {results['machine']['nats_server']}, git {results['machine']['git_head']}")
+        f"Python {results['machine']['python']}, {results['machine']['nats_server']}, "
+        f"git {results['machine']['git_head']}")
     out(f"work dir {workdir}; consumer/relay settings as a service defaults: relay batch {DEFAULTS.relay_batch_size}, "
         f"consumer batch {DEFAULTS.consumer_batch_size}; bench log level {args.log_level}")
     out("consumer effect (roster upsert): " + ("batch handler, one executemany per fetched batch (as meetings)"
@@ -1145,8 +1148,10 @@ async def main(args) -> int:
             out("\n== footprint (SQLite, real uvicorn processes, the bench's NATS) ==")
             results["footprint"] = await figure_footprint(infra_)
             for svc, s in results["footprint"]["services"].items():
-                out(f"  {svc}: RSS {s['rss_mb']:.0f} MB (USS {s['uss_mb']:.0f} MB), ready {s['ready_s']:.2f} s after spawn")
-            out(f"  three uvicorn processes spawned together: all ready in {results['footprint']['uvicorn_parallel_ready_s']:.2f} s")
+                out(f"  {svc}: RSS {s['rss_mb']:.0f} MB (USS {s['uss_mb']:.0f} MB), "
+                    f"ready {s['ready_s']:.2f} s after spawn")
+            out("  three uvicorn processes spawned together: all ready in "
+                f"{results['footprint']['uvicorn_parallel_ready_s']:.2f} s")
             d = results["footprint"]["dev"]
             if d["ok"]:
                 out(f"  {d['how']}: all three /readyz 200 after {d['ready_s']:.2f} s; dev.py says: "

@@ -14,8 +14,9 @@ def sample_events() -> dict[str, contracts.EventData]:
     now = datetime(2027, 3, 4, 13, 0, tzinfo=UTC)
     member, group = uuid.uuid4(), uuid.uuid4()
     events = [
-        contracts.GroupCreated(group_id=group, name="Offentlig digitalisering øst", slug="offentlig-digitalisering-oest",
-                               region="Øst", description="Netværk for offentlig digitalisering", topics=("SKI",)),
+        contracts.GroupCreated(group_id=group, name="Offentlig digitalisering øst",
+                               slug="offentlig-digitalisering-oest", region="Øst",
+                               description="Netværk for offentlig digitalisering", topics=("SKI",)),
         contracts.MemberRegistered(
             member_id=member, name="Mette Eksempel", email="mette@example.org",
             organisation=contracts.Organisation(id=uuid.uuid4(), name="Eksempel Kommune", kind="public_authority"),

@@ -20,8 +20,15 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, select, text, u
 from sqlalchemy.engine import make_url
 
 from netvaerk_shared import contracts, topology
-from netvaerk_shared.consumer import (EventConsumer, Subscription, Unprocessable, is_database_outage,
-                                      list_dead_letters, replay_dead_letter, replay_dead_letters)
+from netvaerk_shared.consumer import (
+    EventConsumer,
+    Subscription,
+    Unprocessable,
+    is_database_outage,
+    list_dead_letters,
+    replay_dead_letter,
+    replay_dead_letters,
+)
 from netvaerk_shared.db import create_engine, dialect_insert
 from netvaerk_shared.envelope import make_event, to_bytes
 from netvaerk_shared.http import EdgePolicy, install_problem_handlers, operations_router
@@ -145,7 +152,7 @@ def _wrapped(cls, orig, **kw):
     ConnectionResetError("reset by peer"),
     OSError("Network is unreachable"),
     TimeoutError(),
-    asyncio.TimeoutError(),
+    TimeoutError(),
     _wrapped(sa_exc.OperationalError, Exception("server closed the connection unexpectedly")),
     _wrapped(sa_exc.InterfaceError, Exception("cannot call PreparedStatement.fetch(): the underlying connection is "
                                               "closed")),

@@ -12,7 +12,8 @@ from pydantic import BaseModel, ValidationError
 
 from netvaerk_shared import contracts
 from netvaerk_shared.contracts import EVENT_TYPES, PERSONAL_DATA_EVENTS
-from netvaerk_shared.contracts.__main__ import SCHEMA_DIR, main as schema_main, render
+from netvaerk_shared.contracts.__main__ import SCHEMA_DIR, render
+from netvaerk_shared.contracts.__main__ import main as schema_main
 
 CONTACT_FIELDS = {"email", "phone"}  # (a venue's address is not personal data)
 

@@ -70,7 +70,7 @@ async def stream_messages(js, subject="members.>") -> list:
     while True:
         try:
             msgs = await sub.fetch(500, timeout=0.5)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             break
         out.extend(msgs)
         for m in msgs:
@@ -316,7 +316,7 @@ async def test_paced_low_rate_has_no_stalls(engine, js):
     finally:
         stop.set()
         await task
-    assert sorted((await effects_by_member(engine))) == sorted(sent)
+    assert sorted(await effects_by_member(engine)) == sorted(sent)
 
 
 async def _has(engine, member_id):

@@ -62,7 +62,7 @@ async def stream_messages(js) -> list:
     while True:
         try:
             msgs = await sub.fetch(500, timeout=0.5)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             break
         out.extend(msgs)
         for m in msgs:
@@ -90,9 +90,9 @@ class Nats:
         lines = [f"max_payload: {max_payload}"] if max_payload else []
         if deny:  # one user that may publish its own subjects, the JetStream API and replies, except `deny`
             lines.append(
-                "authorization { users = [ { user: %s, password: %s, permissions: {"
-                ' publish: { allow: ["members.>", "$JS.API.>", "$JS.ACK.>", "_INBOX.>"], deny: ["%s"] },'
-                ' subscribe: { allow: ["_INBOX.>"] } } } ] }' % (USER, PASSWORD, deny))
+                f"authorization {{ users = [ {{ user: {USER}, password: {PASSWORD}, permissions: {{"
+                f' publish: {{ allow: ["members.>", "$JS.API.>", "$JS.ACK.>", "_INBOX.>"], deny: ["{deny}"] }},'
+                ' subscribe: { allow: ["_INBOX.>"] } } } ] }')
         conf = self.root / f"nats-{time.monotonic_ns()}.conf"
         self.root.mkdir(parents=True, exist_ok=True)
         conf.write_text("\n".join(lines) + "\n")
@@ -392,14 +392,14 @@ def test_failures_are_classified_and_described():
                                                                                            "maximum allowed")) == POISON
     assert classify(nats.js.errors.APIError(code=503, err_code=10077, description="message too large")) == POISON
     for outage in (nats.errors.ConnectionClosedError(), nats.errors.NoServersError(), nats.errors.TimeoutError(),
-                   asyncio.TimeoutError(), nats.js.errors.NoStreamResponseError(),
+                   TimeoutError(), nats.js.errors.NoStreamResponseError(),
                    nats.errors.OutboundBufferLimitError(),
                    nats.js.errors.ServiceUnavailableError(code=503, err_code=10008, description="unavailable"),
                    nats.js.errors.APIError(code=503, err_code=10077, description="maximum bytes exceeded"),
                    nats.js.errors.BadRequestError(code=400, err_code=10002, description="resource limits")):
         assert classify(outage) == OUTAGE, outage
     assert describe(nats.errors.TimeoutError()) == "TimeoutError: nats: timeout"
-    assert describe(asyncio.TimeoutError()) == "TimeoutError: (no message)"
+    assert describe(TimeoutError()) == "TimeoutError: (no message)"
     assert describe(ConnectionRefusedError(111, "Connect call failed")).startswith("ConnectionRefusedError: ")
     try:
         try:

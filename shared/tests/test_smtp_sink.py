@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from netvaerk_shared.testing.smtp_sink import start_sink
 from netvaerk_shared.testing.infra import free_port
+from netvaerk_shared.testing.smtp_sink import start_sink
 
 SHARED_SRC = Path(__file__).resolve().parents[1] / "src"
 

@@ -197,7 +197,7 @@ async def fetch_until(sub, subject: str, *, timeout: float = 2.0) -> list:
     while time.monotonic() < deadline and not any(m.subject == subject for m in got):
         try:
             msgs = await sub.fetch(100, timeout=0.5)
-        except (nats.errors.TimeoutError, asyncio.TimeoutError):
+        except (TimeoutError, nats.errors.TimeoutError):
             continue
         for msg in msgs:
             await msg.ack_sync()

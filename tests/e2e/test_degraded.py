@@ -27,7 +27,8 @@ def call(service: ServiceProcess, method: str, path: str, body=None):
         "Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, {k.lower(): v for k, v in response.headers.items()}, json.loads(response.read() or b"null")
+            headers = {k.lower(): v for k, v in response.headers.items()}
+            return response.status, headers, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as error:
         return error.code, {k.lower(): v for k, v in error.headers.items()}, json.loads(error.read() or b"null")
 
@@ -102,7 +103,7 @@ def test_nats_away_the_service_stays_ready_accepts_writes_and_publishes_them_whe
     assert any("disconnected" in line["message"] for line in nats_lines)
     assert any("reconnected" in line["message"] for line in nats_lines)
     assert len(nats_lines) < 10, [line["message"] for line in nats_lines]  # not one per reconnect attempt
-    assert not any(line.get("level") == "error" for line in lines), [l for l in lines if l.get("level") == "error"]
+    assert not any(line.get("level") == "error" for line in lines), [e for e in lines if e.get("level") == "error"]
 
 
 async def _allow_connections(admin_url: str, database: str, allow: bool) -> None:

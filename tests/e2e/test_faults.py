@@ -55,7 +55,7 @@ class Load:
     statuses: collections.Counter = field(default_factory=collections.Counter)
     _stop: threading.Event = field(default_factory=threading.Event)
 
-    def start(self) -> "Load":
+    def start(self) -> Load:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         return self

@@ -1,6 +1,6 @@
 from alembic import context
 
-from notifications.adapters.orm import metadata
 from netvaerk_shared.migrate import run_env
+from notifications.adapters.orm import metadata
 
 run_env(context, metadata)

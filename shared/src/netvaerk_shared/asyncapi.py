@@ -61,7 +61,8 @@ def specification(service: str, consumes: Sequence[type[EventData]] = (), *, ser
     for contract in PRODUCES.get(service, ()):
         broker.publisher(
             f"{contract.subject_prefix()}.*", stream=own, schema=envelope_model(contract), title=contract.event_type(),
-            description=f"{(contract.__doc__ or '').strip()} Subject: {contract.subject_prefix()}.<{contract.subject_field}>;"
+            description=f"{(contract.__doc__ or '').strip()} "
+                        f"Subject: {contract.subject_prefix()}.<{contract.subject_field}>;"
                         f" stream {topology.stream_for(service)}; header Nats-Msg-Id = id.")
     for contract in consumes:
         durable = topology.durable_name(service, contract)

@@ -180,7 +180,7 @@ class EventConsumer:
             while not stop.is_set():
                 try:
                     msgs = await sub.fetch(self.batch_size, timeout=self.fetch_timeout)
-                except asyncio.TimeoutError:  # nats.errors.TimeoutError is one; a batch deadline raises the plain one
+                except TimeoutError:  # nats.errors.TimeoutError is one; a batch deadline raises the plain one
                     continue
                 except asyncio.CancelledError:
                     raise
@@ -214,7 +214,7 @@ class EventConsumer:
                 try:
                     await asyncio.wait_for(stop.wait(), delay)
                     return
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 if await self.probe():
                     log.warning("database back, resuming consumer %s (paused %.1fs)", self.name,

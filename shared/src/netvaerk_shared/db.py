@@ -1,9 +1,8 @@
 """Engines for PostgreSQL (asyncpg) and the embedded default SQLite (aiosqlite), built when called, never at import."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from datetime import UTC
+from pathlib import Path
 
 import sqlalchemy.exc as sa_exc
 from sqlalchemy import DateTime, TypeDecorator, event

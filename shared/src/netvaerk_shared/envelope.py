@@ -35,7 +35,7 @@ class MalformedEvent(ValueError):
     """The message is not JSON, not a CloudEvent, of an unknown type, or its data breaks the contract.
     `event` is the envelope when that much could be read (so a dead letter still names its id and type)."""
 
-    def __init__(self, message: str, event: "CloudEvent | None" = None) -> None:
+    def __init__(self, message: str, event: CloudEvent | None = None) -> None:
         super().__init__(message)
         self.event = event
 

@@ -80,8 +80,8 @@ def notify_channel(service: str) -> str:
 
 async def enqueue(conn: AsyncConnection, tables: MessagingTables, events: Sequence[CloudEvent], subjects: Sequence[str],
                   *, notify: str | None = None, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
-    """Add events to the outbox inside the caller's transaction. `notify`: a PostgreSQL channel to wake relays on commit.
-    Raises EventTooLarge, before writing anything, for an event of more than `max_bytes`."""
+    """Add events to the outbox inside the caller's transaction. `notify`: a PostgreSQL channel to wake relays on
+    commit. Raises EventTooLarge, before writing anything, for an event of more than `max_bytes`."""
     if not events:
         return
     now = datetime.now(UTC)
@@ -679,7 +679,7 @@ def _sqlite_lock(engine: AsyncEngine) -> asyncio.Lock:
 async def _sleep_or(stop: asyncio.Event, seconds: float) -> None:
     try:
         await asyncio.wait_for(stop.wait(), seconds)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
 
 

@@ -7,7 +7,15 @@ from collections.abc import Callable
 
 import nats
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
 from nats.js.errors import BadRequestError, NotFoundError
 
 from .contracts import EventData
@@ -82,6 +90,9 @@ async def connect(url: str, *, user: str | None = None, password: str | None = N
         log.warning("NATS error: %s: %s", kind, str(exc) or "(no message)")
 
     async def disconnected_cb() -> None:
+        nc = holder.get("nc")
+        if nc is not None and (nc.is_closed or nc.is_draining):
+            return  # our own close(): closed_cb says so
         log.warning("NATS disconnected; reconnecting every 0.5 s while the outbox holds new events")
 
     async def reconnected_cb() -> None:

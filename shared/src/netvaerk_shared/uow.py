@@ -35,7 +35,7 @@ class UnitOfWork:
         self._pending: list[EventData] = []
         self._causation: str | None = None
 
-    async def __aenter__(self) -> "UnitOfWork":
+    async def __aenter__(self) -> UnitOfWork:
         self._ctx = self.engine.begin()
         self.conn = await self._ctx.__aenter__()
         self._pending = []

@@ -8,11 +8,10 @@ Revision ID: 0002
 Revises: 0001
 Create Date: 2026-12-02 09:00:00
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 from netvaerk_shared.db import UtcDateTime
-
 
 revision = '0002'
 down_revision = '0001'

@@ -12,7 +12,16 @@ from meetings.config import Settings
 from meetings.entrypoints.http import create_app
 from netvaerk_shared import contracts
 from netvaerk_shared.testing.api_contract import (
-    BACKENDS, SQLITE, TOKEN, assert_document_current, check, eventually, load_schema, publish, running_service)
+    BACKENDS,
+    SQLITE,
+    TOKEN,
+    assert_document_current,
+    check,
+    eventually,
+    load_schema,
+    publish,
+    running_service,
+)
 
 app = create_app()
 # A schema-valid meeting can still break a rule JSON Schema cannot state (start in the future, end after the start,

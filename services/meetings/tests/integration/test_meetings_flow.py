@@ -11,8 +11,8 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta, timezone
 
 import nats
-from nats.js.errors import NotFoundError
 from cloudevents.core.formats.json import JSONFormat
+from nats.js.errors import NotFoundError
 from sqlalchemy import func, select
 
 from meetings.bootstrap import bootstrap

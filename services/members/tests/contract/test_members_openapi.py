@@ -10,7 +10,14 @@ from members.bootstrap import bootstrap
 from members.config import Settings
 from members.entrypoints.http import create_app
 from netvaerk_shared.testing.api_contract import (
-    BACKENDS, SQLITE, TOKEN, assert_document_current, check, load_schema, running_service)
+    BACKENDS,
+    SQLITE,
+    TOKEN,
+    assert_document_current,
+    check,
+    load_schema,
+    running_service,
+)
 
 app = create_app()
 schema = load_schema(app, TOKEN)

@@ -35,7 +35,7 @@ async def collect(url: str, subject: str, n: int, timeout: float = 10.0) -> list
     while len(out) < n and asyncio.get_running_loop().time() < deadline:
         try:
             out.extend(await sub.fetch(n - len(out), timeout=0.5))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
     await nc.close()
     return out

@@ -2,11 +2,12 @@
 PostgreSQL and SQLite, and an event the server cannot take parked, shown by GET /admin/outbox and retried."""
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import inspect, insert, update
+from sqlalchemy import insert, inspect, update
 
 from members.bootstrap import MIGRATIONS, bootstrap
 from members.config import Settings
@@ -71,7 +72,7 @@ async def test_parked_event_is_listed_without_its_body_and_retried(service):
     o = runtime.tables.outbox
     event_id = str(uuid.uuid4())
     secret = "mette@example.org"
-    body = ('{"data": {"email": "%s", "pad": "%s"}}' % (secret, "x" * (runtime.nc.max_payload + 1))).encode()
+    body = json.dumps({"data": {"email": secret, "pad": "x" * (runtime.nc.max_payload + 1)}}).encode()
     async with runtime.engine.begin() as conn:
         await conn.execute(insert(o).values(event_id=event_id, subject=f"members.member.registered.v1.{event_id}",
                                             type="dk.danskit.member.registered.v1", body=body,

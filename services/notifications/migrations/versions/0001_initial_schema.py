@@ -4,11 +4,10 @@ Revision ID: 0001
 Revises: 
 Create Date: 2026-11-27 10:21:25.171924
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 from netvaerk_shared.db import UtcDateTime
-
 
 revision = '0001'
 down_revision = None

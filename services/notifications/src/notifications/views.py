@@ -5,9 +5,9 @@ from uuid import UUID
 
 from prometheus_client import Gauge
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from netvaerk_shared import metrics
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .adapters import orm
 

@@ -10,7 +10,15 @@ import pytest
 
 from netvaerk_shared import contracts
 from netvaerk_shared.testing.api_contract import (
-    BACKENDS, SQLITE, TOKEN, assert_document_current, check, eventually, load_schema, publish, running_service)
+    BACKENDS,
+    SQLITE,
+    TOKEN,
+    assert_document_current,
+    eventually,
+    load_schema,
+    publish,
+    running_service,
+)
 from notifications.bootstrap import bootstrap
 from notifications.config import Settings
 from notifications.entrypoints.http import create_app

@@ -4,7 +4,6 @@ reason and a NotificationFailed, alone; the rest of its batch is delivered; temp
 from __future__ import annotations
 
 import asyncio
-
 import email
 import email.policy
 import mailbox

@@ -10,7 +10,7 @@ import email
 import email.policy
 import mailbox
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -27,7 +27,7 @@ from notifications.adapters.mailer import (
     build_message,
 )
 
-UTC = timezone.utc
+UTC = UTC
 
 
 

@@ -1,13 +1,13 @@
 """The invitation ICS, parsed back with icalendar as a calendar client would."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from icalendar import Calendar
 
 from notifications.adapters.calendar import build_invitation_ics, meeting_uid
 
-UTC = timezone.utc
+UTC = UTC
 MEETING_ID = "3f6c1e2a-8d4b-4c1e-9a77-0b6f2d5e9c10"
 
 

@@ -4,7 +4,7 @@ header is split or added, the ICS keeps its structure, and what arrives reads as
 import email
 import email.policy
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from aiosmtplib.email import flatten_message
@@ -15,7 +15,7 @@ from notifications.adapters.mailer import MAX_DISPLAY_NAME, InvalidAddress, buil
 from notifications.adapters.safe_text import error_text, ics_text, one_line, uri_text
 from notifications.adapters.templates import agenda_description, render_invitation, render_welcome
 
-UTC = timezone.utc
+UTC = UTC
 TO = "mette.jensen@kommune.example.org"
 FROM = "netvaerk@danskit.example.org"
 

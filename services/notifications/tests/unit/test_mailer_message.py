@@ -2,7 +2,7 @@
 
 import email
 import email.policy
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from icalendar import Calendar
 
@@ -26,7 +26,7 @@ def message(**overrides):
         text_body="Kære Mette\n\nDu inviteres hermed.\n.\n",
         ics=ICS,
         locale="da",
-        date=datetime(2026, 5, 1, 8, 30, tzinfo=timezone.utc),
+        date=datetime(2026, 5, 1, 8, 30, tzinfo=UTC),
     )
     args.update(overrides)
     return build_message(**args)
@@ -52,7 +52,7 @@ def test_headers():
     assert parsed["To"].addresses[0].addr_spec == "mette.jensen@kommune.example.org"
     assert parsed["From"].addresses[0].display_name == "Dansk IT Netværk"
     assert parsed["Content-Language"] == "da"
-    assert parsed["Date"].datetime == datetime(2026, 5, 1, 8, 30, tzinfo=timezone.utc)
+    assert parsed["Date"].datetime == datetime(2026, 5, 1, 8, 30, tzinfo=UTC)
 
 
 def test_invitation_layout_is_mixed_alternative_plus_attachment():

@@ -65,7 +65,7 @@ def validate_openapi(document: dict[str, Any]) -> None:
         try:
             jsonschema.Draft202012Validator.check_schema(schema)
         except jsonschema.SchemaError as exc:  # pragma: no cover - the message is the point
-            raise AssertionError(f"components.schemas.{name} is not valid JSON Schema 2020-12: {exc.message}")
+            raise AssertionError(f"components.schemas.{name} is not valid JSON Schema 2020-12: {exc.message}") from None
     for where, pattern in _patterns(document):
         # Python's `re` accepts patterns that ECMA-262 (unicode mode) and Rust's `regex` refuse, and a validator
         # or generator that cannot compile a pattern ignores it: every pattern must compile in jsonschema-rs

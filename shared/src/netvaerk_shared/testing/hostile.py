@@ -67,7 +67,8 @@ def _walk(value: Any, schema: dict, document: dict, path: tuple) -> Iterator[tup
         yield path, schema, "array"
         for index, item in enumerate(value):
             yield from _walk(item, schema.get("items") or {}, document, (*path, index))
-    elif kind == "string" and isinstance(value, str) and "enum" not in schema and schema.get("format") in (None, "email"):
+    elif (kind == "string" and isinstance(value, str) and "enum" not in schema
+          and schema.get("format") in (None, "email")):
         yield path, schema, "string"
 
 

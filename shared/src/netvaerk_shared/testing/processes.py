@@ -26,7 +26,7 @@ class ServiceProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, extra_env: dict[str, str] | None = None, wait: bool = True) -> "ServiceProcess":
+    def start(self, extra_env: dict[str, str] | None = None, wait: bool = True) -> ServiceProcess:
         env = {**os.environ, **self.env, **(extra_env or {})}
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(

@@ -16,7 +16,7 @@ import mailbox
 import os
 import signal
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +49,12 @@ class MaildirSink:
         # original_content is the message exactly as sent (dot-unstuffed, CRLF); prepend our headers and store the
         # bytes untouched rather than re-serialising them through the email package.
         content: bytes = envelope.original_content
-        received_at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+        received_at = datetime.now(UTC).isoformat(timespec="microseconds")
         extra = (
             f"{RECEIVED_AT_HEADER}: {received_at}\r\n"
             f"{MAIL_FROM_HEADER}: {envelope.mail_from}\r\n"
             f"{RCPT_TO_HEADER}: {', '.join(envelope.rcpt_tos)}\r\n"
-        ).encode("utf-8")
+        ).encode()
         key = self.maildir.add(extra + content)  # written to tmp/ and renamed into new/: readers never see half a file
         log.info("stored message %s from %s to %s", key, envelope.mail_from, envelope.rcpt_tos)
         return f"250 OK stored as {key}"

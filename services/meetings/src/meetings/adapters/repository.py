@@ -50,7 +50,8 @@ class Repository:
     async def record_membership(self, group_id: UUID, member_id: UUID, role: str, joined_at: datetime) -> None:
         # The newest join wins, whatever order the events come in.
         gm = orm.group_members
-        stmt = dialect_insert(self.conn, gm).values(group_id=group_id, member_id=member_id, role=role, joined_at=joined_at)
+        stmt = dialect_insert(self.conn, gm).values(group_id=group_id, member_id=member_id, role=role,
+                                                    joined_at=joined_at)
         await self.conn.execute(stmt.on_conflict_do_update(
             index_elements=["group_id", "member_id"],
             set_={"role": stmt.excluded.role, "joined_at": stmt.excluded.joined_at},

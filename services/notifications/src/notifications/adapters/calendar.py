@@ -6,7 +6,7 @@ calendar sees the same event and a later invitation with a higher SEQUENCE updat
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone as dt_timezone
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 from icalendar import Calendar, Event, vCalAddress
@@ -84,7 +84,7 @@ def build_invitation_ics(
     event = Event.new(
         uid=meeting_uid(meeting_id),
         sequence=sequence,
-        stamp=dtstamp.astimezone(dt_timezone.utc),
+        stamp=dtstamp.astimezone(UTC),
         start=local_start,
         end=local_end,
         summary=title,

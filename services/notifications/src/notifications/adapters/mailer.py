@@ -14,7 +14,7 @@ import contextlib
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -109,7 +109,7 @@ def build_message(
     sender = make_address(from_addr, from_name)
     message = EmailMessage()
     message["Message-ID"] = format_message_id(one_line(message_id))
-    message["Date"] = format_datetime((date or datetime.now(timezone.utc)).astimezone(timezone.utc))
+    message["Date"] = format_datetime((date or datetime.now(UTC)).astimezone(UTC))
     message["From"] = sender
     message["To"] = recipient
     message["Subject"] = one_line(subject)
@@ -261,7 +261,7 @@ class SmtpMailer:
             return
         try:
             await client.quit(timeout=min(self.timeout, 5.0))
-        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
+        except (TimeoutError, aiosmtplib.SMTPException, OSError):
             client.close()
 
     # -- connection ---------------------------------------------------------------------------------------------------
@@ -316,7 +316,7 @@ class SmtpMailer:
             return
         try:
             await client.rset()
-        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
+        except (TimeoutError, aiosmtplib.SMTPException, OSError):
             self._drop()
 
     # -- one mail transaction -----------------------------------------------------------------------------------------
@@ -329,7 +329,7 @@ class SmtpMailer:
         except aiosmtplib.SMTPResponseException as exc:
             self._drop()
             raise _refusal(exc.code, exc.message) from exc
-        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
             self._drop()
             raise SmtpTransient(f"smtp {self.host}:{self.port}: {exc}") from exc
 
@@ -444,7 +444,7 @@ class SmtpMailer:
             self._drop()
             try:
                 early = await protocol.read_response(timeout=self.timeout)
-            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
                 raise SmtpTransient(f"connection lost before the final '.': {exc}", committed=True) from exc
             raise SmtpRejected(early.code, early.message, committed=True)
         try:
@@ -454,7 +454,7 @@ class SmtpMailer:
             raise SmtpTransient("connection lost before the final '.'", committed=True) from exc
         try:
             return await protocol.read_response(timeout=self.timeout)
-        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
             self._drop()
             raise SmtpOutcomeUnknown(f"no reply to the final '.': {exc}") from exc
 

@@ -107,7 +107,7 @@ class DeliveryWorker:
                     continue
                 try:
                     await asyncio.wait_for(self._wake.wait(), 1.0)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
         finally:
             await self.mailer.close()
