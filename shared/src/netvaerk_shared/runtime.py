@@ -136,7 +136,7 @@ class ServiceRuntime:
             while not self._stop.is_set():
                 try:
                     await topology.ensure_stream(self.js, self.service,
-                                                 replicas=int(os.environ.get("STREAM_REPLICAS", "1")))
+                                                 replicas=self.settings.stream_replicas)
                     break
                 except Exception as exc:
                     log.warning("could not declare stream %s: %s", topology.stream_for(self.service), exc)
@@ -164,7 +164,7 @@ class ServiceRuntime:
 
     async def _declare_stream(self) -> None:
         """The relay calls this when no stream answered for this service's subjects (NATS lost its store)."""
-        await topology.ensure_stream(self.js, self.service, replicas=int(os.environ.get("STREAM_REPLICAS", "1")))
+        await topology.ensure_stream(self.js, self.service, replicas=self.settings.stream_replicas)
 
     async def _guard(self, coro, name: str) -> None:
         """A background loop that dies is logged and restarted, never silently lost."""

@@ -29,6 +29,7 @@ class ServiceSettings(BaseSettings):
     # An event larger than this is refused before the change commits (413). 0: the connected NATS server's
     # max_payload less room for headers (1 MiB less 4 KiB until the first connection).
     max_event_bytes: int = 0
+    stream_replicas: int = 1  # 3 on a NATS cluster
     relay_batch_size: int = 500
     consumer_batch_size: int = 200
     consumer_max_deliver: int = 5  # after this many failed deliveries an event becomes a dead letter
