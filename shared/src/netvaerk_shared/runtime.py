@@ -45,14 +45,12 @@ class ServiceRuntime:
         tables: MessagingTables,
         subscriptions: Sequence[Subscription] = (),
         migrations_dir: Path | None = None,
-        produces: bool = True,
     ) -> None:
         self.service = service
         self.settings = settings
         self.engine = engine
         self.tables = tables
         self.migrations_dir = migrations_dir
-        self.produces = produces
         self.nc = None
         self.js = None
         self.relay: Relay | None = None
@@ -132,16 +130,14 @@ class ServiceRuntime:
         if self._stop.is_set():
             return
         self.js = self.nc.jetstream()
-        if self.produces:
-            while not self._stop.is_set():
-                try:
-                    await topology.ensure_stream(self.js, self.service,
-                                                 replicas=self.settings.stream_replicas)
-                    break
-                except Exception as exc:
-                    log.warning("could not declare stream %s: %s", topology.stream_for(self.service), exc)
-                    await asyncio.sleep(1.0)
-        if self.settings.run_relay and self.produces:
+        while not self._stop.is_set():  # every service publishes into a stream of its own
+            try:
+                await topology.ensure_stream(self.js, self.service, replicas=self.settings.stream_replicas)
+                break
+            except Exception as exc:
+                log.warning("could not declare stream %s: %s", topology.stream_for(self.service), exc)
+                await asyncio.sleep(1.0)
+        if self.settings.run_relay:
             self.relay = Relay(engine=self.engine, tables=self.tables, js=self.js, nc=self.nc, service=self.service,
                                batch_size=self.settings.relay_batch_size, fault_hook=_fault_hook(),
                                ensure_stream=self._declare_stream)

@@ -24,4 +24,4 @@ def bootstrap(settings: Settings | None = None) -> ServiceRuntime:
         Subscription(contracts.MemberJoined, on_member_joined, on_members_joined),
     )
     return ServiceRuntime(service="meetings", settings=settings, engine=engine, tables=orm.messaging,
-                          subscriptions=subscriptions, migrations_dir=migrations, produces=True)
+                          subscriptions=subscriptions, migrations_dir=migrations)

@@ -17,4 +17,4 @@ def bootstrap(settings: Settings | None = None) -> ServiceRuntime:
     engine = create_engine(settings.database_url)
     migrations = Path(settings.migrations_dir) if settings.migrations_dir else MIGRATIONS
     return ServiceRuntime(service="members", settings=settings, engine=engine, tables=orm.messaging,
-                          subscriptions=(), migrations_dir=migrations, produces=True)
+                          subscriptions=(), migrations_dir=migrations)

@@ -24,7 +24,7 @@ def bootstrap(settings: Settings | None = None, mailer=None) -> ServiceRuntime:
     runtime = ServiceRuntime(
         service="notifications", settings=settings, engine=engine, tables=orm.messaging,
         subscriptions=[Subscription(contract, one, many) for contract, (one, many) in SUBSCRIPTIONS.items()],
-        migrations_dir=migrations, produces=True)
+        migrations_dir=migrations)
     mailer = mailer or SmtpMailer(host=settings.smtp_host, port=settings.smtp_port, username=settings.smtp_user,
                                   password=settings.smtp_password, starttls=settings.smtp_starttls,
                                   timeout=settings.smtp_timeout)

@@ -1,7 +1,7 @@
 """What callers ask the members service to do."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from uuid import UUID
 
 
@@ -33,4 +33,3 @@ class JoinGroup:
     member_id: UUID
     group_id: UUID
     role: str = "member"
-    extra: dict = field(default_factory=dict)

@@ -1,9 +1,9 @@
-"""Domain errors: each carries the HTTP status it maps to and a human message."""
+"""Domain errors: each carries the HTTP status it maps to and a human message (the problem's title is the
+status phrase)."""
 
 
 class DomainError(Exception):
     status = 400
-    title = "Bad request"
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -12,14 +12,11 @@ class DomainError(Exception):
 
 class NotFound(DomainError):
     status = 404
-    title = "Not found"
 
 
 class Conflict(DomainError):
     status = 409
-    title = "Conflict"
 
 
 class Invalid(DomainError):
     status = 422
-    title = "Invalid request"

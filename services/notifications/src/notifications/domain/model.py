@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from uuid import UUID
 
 WELCOME = "welcome"
@@ -49,6 +49,3 @@ def wait_delay(waited_seconds: float) -> timedelta:
 def gives_up(attempts: int, max_attempts: int, permanent: bool) -> bool:
     return permanent or attempts >= max_attempts
 
-
-def is_due(next_attempt_at: datetime, now: datetime) -> bool:
-    return next_attempt_at <= now
