@@ -3,7 +3,7 @@
 
     python3 dev.py run                          NATS, an SMTP sink and the three services, kept running until Ctrl-C
     python3 dev.py test [pytest args...]        the tests
-    python3 dev.py lint                         ruff over the whole tree (CI runs it too)
+    python3 dev.py lint                         ruff check and ruff format --check over the tree (CI runs it)
     python3 dev.py mail [--wait N] [--timeout S]
                                                 the mail the SMTP sink received (var/mail); --wait N waits until there
                                                 are at least N messages (default timeout 30 s), non-zero on timeout
@@ -35,8 +35,9 @@ from datetime import UTC
 from pathlib import Path
 
 if sys.version_info < (3, 11):
-    sys.exit("dev.py needs Python 3.11 or newer; this is %s. Run it with e.g. python3.11 dev.py ..."
-             % sys.version.split()[0])
+    sys.exit(
+        "dev.py needs Python 3.11 or newer; this is %s. Run it with e.g. python3.11 dev.py ..." % sys.version.split()[0]
+    )
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
@@ -55,10 +56,14 @@ START_ATTEMPTS = 3  # during the initial start: a child that exits this often be
 BACKOFF_MIN, BACKOFF_MAX, STABLE_AFTER = 0.5, 10.0, 30.0  # restart delay doubles; resets once a child stayed up
 TAIL_LINES = 30
 DEMO_GROUPS = [
-    {"name": f"Offentlig digitalisering {side}", "slug": f"offentlig-digitalisering-{slug}", "region": region,
-     "description": f"Netværk for it- og digitaliseringsfolk i kommuner, regioner og staten {side} for Storebælt. "
-                    "Vi deler erfaringer med SKI-aftaler, udbud, databeskyttelse og fælles offentlige løsninger.",
-     "topics": ["digitalisering", "SKI", "databeskyttelse"]}
+    {
+        "name": f"Offentlig digitalisering {side}",
+        "slug": f"offentlig-digitalisering-{slug}",
+        "region": region,
+        "description": f"Netværk for it- og digitaliseringsfolk i kommuner, regioner og staten {side} for Storebælt. "
+        "Vi deler erfaringer med SKI-aftaler, udbud, databeskyttelse og fælles offentlige løsninger.",
+        "topics": ["digitalisering", "SKI", "databeskyttelse"],
+    }
     for side, slug, region in (("øst", "oest", "Øst"), ("vest", "vest", "Vest"))
 ]
 
@@ -80,6 +85,7 @@ def show(path):
 
 
 # ---------------------------------------------------------------------------------------------------------- bootstrap
+
 
 def install_hash():
     digest = hashlib.sha256()
@@ -110,6 +116,7 @@ def bootstrap(command, args):
 
 # ------------------------------------------------------------------------------------------------------------ helpers
 
+
 def http_status(url, timeout=1.0):
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
@@ -122,8 +129,12 @@ def http_status(url, timeout=1.0):
 
 def http_json(method, url, token, body=None):
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers={
-        "Authorization": f"Bearer {token}", "Accept": "application/json", "Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url,
+        data=data,
+        method=method,
+        headers={"Authorization": f"Bearer {token}", "Accept": "application/json", "Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read() or b"null")
@@ -150,8 +161,12 @@ def port_free(port, host=HOST):
 
 
 def without_credentials(url):
-    return ",".join(part.split("://", 1)[0] + "://" + part.split("://", 1)[1].rsplit("@", 1)[-1]
-                    if "://" in part else part.rsplit("@", 1)[-1] for part in url.split(","))
+    return ",".join(
+        part.split("://", 1)[0] + "://" + part.split("://", 1)[1].rsplit("@", 1)[-1]
+        if "://" in part
+        else part.rsplit("@", 1)[-1]
+        for part in url.split(",")
+    )
 
 
 def api_token():
@@ -174,6 +189,7 @@ def file_tail(path, lines=TAIL_LINES):
 
 
 # ----------------------------------------------------------------------------------------------------------- children
+
 
 class Child:
     """A process dev.py keeps running: how to start it, how to tell it is ready, its output and its restart backoff.
@@ -215,8 +231,16 @@ def spawn(child, cmd, env, lock, preexec):
     with open(child.log_file, "ab") as log:
         log.write(f"--- dev.py run {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode())
     # own session: Ctrl-C reaches only dev.py, which stops the children in order
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=preexec)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=preexec,
+    )
     child.pump = threading.Thread(target=pump, args=(child, proc, lock), daemon=True)
     child.pump.start()
     return proc
@@ -250,16 +274,24 @@ def tick(children, starting):
         was_ready, child.proc = child.ready, None
         if child.pump is not None:
             child.pump.join(1)  # its last words reach the terminal before ours
-        schedule_restart(child, now, f"exited (code {code})" if was_ready or not starting else
-                         f"exited before it was {child.what} (code {code})", starting)
+        schedule_restart(
+            child,
+            now,
+            f"exited (code {code})"
+            if was_ready or not starting
+            else f"exited before it was {child.what} (code {code})",
+            starting,
+        )
 
 
 def schedule_restart(child, now, what, starting):
     if not child.ready:
         child.failed_starts += 1
     if starting and child.failed_starts >= START_ATTEMPTS:
-        raise Abort(f"{child.name} {what}, {child.failed_starts} times. "
-                    f"Last lines of {show(child.log_file)}:\n{child.last_lines()}")
+        raise Abort(
+            f"{child.name} {what}, {child.failed_starts} times. "
+            f"Last lines of {show(child.log_file)}:\n{child.last_lines()}"
+        )
     child.ready, child.restarted, child.restart_at = False, True, now + child.delay
     say(f"{child.name} {what}; restarting in {child.delay:g} s", err=True)
     child.delay = min(child.delay * 2, BACKOFF_MAX)
@@ -277,8 +309,10 @@ def bring_up(children, everyone, timeout=READY_TIMEOUT):
             return
         if time.monotonic() > deadline:
             late = next(child for child in children if not child.ready)
-            raise Abort(f"{late.name} was not {late.what} within {timeout:.0f} s. "
-                        f"Last lines of {show(late.log_file)}:\n{late.last_lines()}")
+            raise Abort(
+                f"{late.name} was not {late.what} within {timeout:.0f} s. "
+                f"Last lines of {show(late.log_file)}:\n{late.last_lines()}"
+            )
         time.sleep(0.1)
 
 
@@ -300,6 +334,7 @@ def stop_all(services, others, stop_process):
 
 
 # ---------------------------------------------------------------------------------------------------------- commands
+
 
 def seed(token):
     """The two demo groups, unless they exist already. Tolerant: the run goes on without them."""
@@ -334,16 +369,18 @@ def nats_child(infra):
 
     def launch(child):
         try:
-            server = infra.start_nats(VAR / "nats", host=HOST, port=child.port, monitor_port=child.monitor_port,
-                                      log_file=log_file)
+            server = infra.start_nats(
+                VAR / "nats", host=HOST, port=child.port, monitor_port=child.monitor_port, log_file=log_file
+            )
         except RuntimeError as error:
             if child.restarted or "address already in use" not in str(error):
                 raise
             # a port we found free was taken before the server bound it: pick again, once, on the first start
             child.port, child.monitor_port = infra.free_port(HOST), infra.free_port(HOST)
             child.notes.append("the first ports were taken")
-            server = infra.start_nats(VAR / "nats", host=HOST, port=child.port, monitor_port=child.monitor_port,
-                                      log_file=log_file)
+            server = infra.start_nats(
+                VAR / "nats", host=HOST, port=child.port, monitor_port=child.monitor_port, log_file=log_file
+            )
         return server.process
 
     child = Child("nats", launch, lambda: True, "healthy", log_file)  # start_nats returns once /healthz says so
@@ -354,24 +391,53 @@ def nats_child(infra):
 
 def sink_child(env, lock, infra):
     port, note = preferred_or_free(SINK_PORT, infra)
-    cmd = [sys.executable, "-m", "netvaerk_shared.testing.smtp_sink", "--host", HOST, "--port", str(port),
-           "--maildir", str(VAR / "mail")]
-    child = Child("smtp-sink", lambda c: spawn(c, cmd, env, lock, infra.child_preexec()),
-                  lambda: port_taken(port), f"listening on {HOST}:{port}", VAR / "log" / "smtp-sink.log")
+    cmd = [
+        sys.executable,
+        "-m",
+        "netvaerk_shared.testing.smtp_sink",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--maildir",
+        str(VAR / "mail"),
+    ]
+    child = Child(
+        "smtp-sink",
+        lambda c: spawn(c, cmd, env, lock, infra.child_preexec()),
+        lambda: port_taken(port),
+        f"listening on {HOST}:{port}",
+        VAR / "log" / "smtp-sink.log",
+    )
     child.port, child.note = port, note
     return child
 
 
 def service_child(svc, port, env, lock, infra):
     if not port_free(port):
-        raise Abort(f"port {port} ({svc}) is already in use: another dev.py run? "
-                    "NETVAERK_PORT_BASE moves the service ports.")
+        raise Abort(
+            f"port {port} ({svc}) is already in use: another dev.py run? NETVAERK_PORT_BASE moves the service ports."
+        )
     env = dict(env, DATABASE_URL=os.environ.get(f"{svc.upper()}_DATABASE_URL") or infra.sqlite_url(VAR / f"{svc}.db"))
-    cmd = [sys.executable, "-m", "uvicorn", f"{svc}.entrypoints.http:app", "--host", HOST, "--port", str(port),
-           "--no-access-log"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        f"{svc}.entrypoints.http:app",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--no-access-log",
+    ]
     url = f"http://{HOST}:{port}/readyz"
-    return Child(svc, lambda c: spawn(c, cmd, env, lock, infra.child_preexec()), lambda: http_status(url) == 200,
-                 f"ready at {url}", VAR / "log" / f"{svc}.log")
+    return Child(
+        svc,
+        lambda c: spawn(c, cmd, env, lock, infra.child_preexec()),
+        lambda: http_status(url) == 200,
+        f"ready at {url}",
+        VAR / "log" / f"{svc}.log",
+    )
 
 
 def run():
@@ -381,7 +447,7 @@ def run():
     for sub in ("nats", "mail", "log"):
         (VAR / sub).mkdir(parents=True, exist_ok=True)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # all end the run like Ctrl-C (even if SIGINT
-        signal.signal(sig, signal.default_int_handler)            # came in ignored, as in a background job)
+        signal.signal(sig, signal.default_int_handler)  # came in ignored, as in a background job)
     lock, services, others, code = threading.Lock(), [], [], 0  # others: what stops after the services, in order
     try:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -392,8 +458,15 @@ def run():
             others.insert(0, nats)
             bring_up([nats], others)
             nats_url = f"nats://{HOST}:{nats.port}"
-            nats_note = "; ".join([f"monitor http://{HOST}:{nats.monitor_port}", "started by dev.py",
-                                   f"store {show(VAR / 'nats')}", f"log {show(nats.log_file)}", *nats.notes])
+            nats_note = "; ".join(
+                [
+                    f"monitor http://{HOST}:{nats.monitor_port}",
+                    "started by dev.py",
+                    f"store {show(VAR / 'nats')}",
+                    f"log {show(nats.log_file)}",
+                    *nats.notes,
+                ]
+            )
         if os.environ.get("SMTP_HOST"):
             smtp = (os.environ["SMTP_HOST"], os.environ.get("SMTP_PORT", "1025"))
             mail_note = f"SMTP {smtp[0]}:{smtp[1]} (from env SMTP_HOST)"
@@ -402,13 +475,16 @@ def run():
             others.insert(0, sink)
             bring_up([sink], others)
             smtp = (HOST, str(sink.port))
-            mail_note = (f"SMTP sink {HOST}:{sink.port} -> Maildir {show(VAR / 'mail')}   "
-                         f"(list it: python3 dev.py mail{'; ' + sink.note if sink.note else ''})")
+            mail_note = (
+                f"SMTP sink {HOST}:{sink.port} -> Maildir {show(VAR / 'mail')}   "
+                f"(list it: python3 dev.py mail{'; ' + sink.note if sink.note else ''})"
+            )
         token, token_note = api_token()
 
         env.update(NATS_URL=nats_url, API_TOKEN=token, ENVIRONMENT="development")
-        mail_env = dict(env, SMTP_HOST=smtp[0], SMTP_PORT=smtp[1],
-                        MAIL_FROM=env.get("MAIL_FROM", "netvaerk@example.org"))
+        mail_env = dict(
+            env, SMTP_HOST=smtp[0], SMTP_PORT=smtp[1], MAIL_FROM=env.get("MAIL_FROM", "netvaerk@example.org")
+        )
         for svc, port in SERVICES.items():
             services.append(service_child(svc, port, mail_env if svc == "notifications" else env, lock, infra))
         bring_up(services, [*services, *others])
@@ -416,11 +492,12 @@ def run():
 
         seed(token)
         lines = [f"  {svc:<14} http://{HOST}:{port}   docs http://{HOST}:{port}/docs" for svc, port in SERVICES.items()]
-        lines += [f"  {'NATS':<14} {without_credentials(nats_url)}   ({nats_note})",
-                  f"  {'mail':<14} {mail_note}",
-                  f"  {'API token':<14} {token_note}   (header: Authorization: Bearer <token>)",
-                  f"  {'logs':<14} {show(VAR / 'log')}/<name>.log   databases: *_DATABASE_URL or "
-                  f"{show(VAR)}/<service>.db"]
+        lines += [
+            f"  {'NATS':<14} {without_credentials(nats_url)}   ({nats_note})",
+            f"  {'mail':<14} {mail_note}",
+            f"  {'API token':<14} {token_note}   (header: Authorization: Bearer <token>)",
+            f"  {'logs':<14} {show(VAR / 'log')}/<name>.log   databases: *_DATABASE_URL or {show(VAR)}/<service>.db",
+        ]
         with lock:
             print("\nNetværk is running:\n" + "\n".join(lines) + "\nCtrl-C stops everything.\n", flush=True)
 
@@ -455,6 +532,7 @@ def test(args):
 
 # --------------------------------------------------------------------------------------------------------------- mail
 
+
 def read_mail(maildir):
     """(received, To, Subject, attachment names) of every message in the Maildir's new/ and cur/, oldest first."""
     import email
@@ -480,21 +558,27 @@ def read_mail(maildir):
             when = when or datetime.fromtimestamp(mtime, UTC)
             if when.tzinfo is None:
                 when = when.astimezone()
-            attachments = [part.get_filename() or "(unnamed)" for part in message.walk()
-                           if part.get_content_disposition() == "attachment"]
-            found.append((when, str(message["To"] or "(no To)"), str(message["Subject"] or "(no subject)"),
-                          attachments))
+            attachments = [
+                part.get_filename() or "(unnamed)"
+                for part in message.walk()
+                if part.get_content_disposition() == "attachment"
+            ]
+            found.append(
+                (when, str(message["To"] or "(no To)"), str(message["Subject"] or "(no subject)"), attachments)
+            )
     return sorted(found, key=lambda item: item[0])
 
 
 def mail(args):
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python3 dev.py mail",
-                                     description=f"List the messages the SMTP sink stored in {show(VAR / 'mail')}.")
+    parser = argparse.ArgumentParser(
+        prog="python3 dev.py mail", description=f"List the messages the SMTP sink stored in {show(VAR / 'mail')}."
+    )
     parser.add_argument("--wait", type=int, default=0, metavar="N", help="wait until there are at least N messages")
-    parser.add_argument("--timeout", type=float, default=30.0, metavar="S",
-                        help="how long --wait waits, in seconds (default 30)")
+    parser.add_argument(
+        "--timeout", type=float, default=30.0, metavar="S", help="how long --wait waits, in seconds (default 30)"
+    )
     options = parser.parse_args(args)
     maildir = VAR / "mail"
     deadline = time.monotonic() + options.timeout
@@ -507,12 +591,25 @@ def mail(args):
         extra = f"   [{', '.join(attachments)}]" if attachments else ""
         print(f"{when.astimezone():%Y-%m-%d %H:%M:%S}  {to}  {subject}{extra}", flush=True)
     if len(messages) < options.wait:
-        say(f"timed out after {options.timeout:g} s waiting for {options.wait} message(s) in {show(maildir)}: "
-            f"{len(messages)} there", err=True)
+        say(
+            f"timed out after {options.timeout:g} s waiting for {options.wait} message(s) in {show(maildir)}: "
+            f"{len(messages)} there",
+            err=True,
+        )
         return 1
     if not messages:
         say(f"no messages in {show(maildir)}")
     return 0
+
+
+def lint(args):
+    """ruff's linter, then its formatter in check mode (`ruff format .` fixes what the second one finds)."""
+    ruff = [sys.executable, "-m", "ruff"]
+    checked = subprocess.run([*ruff, "check", str(ROOT), *args], cwd=ROOT).returncode
+    formatted = subprocess.run([*ruff, "format", "--check", str(ROOT)], cwd=ROOT).returncode
+    if formatted:
+        say("run `.venv/bin/ruff format .` to format the files above", err=True)
+    return checked or formatted
 
 
 def main(argv):
@@ -520,7 +617,7 @@ def main(argv):
     if command in ("run", "test", "lint"):
         bootstrap(command, args)
     if command == "_lint":
-        return subprocess.run([sys.executable, "-m", "ruff", "check", str(ROOT), *args], cwd=ROOT).returncode
+        return lint(args)
     if command == "_run":
         return run()
     if command == "_test":

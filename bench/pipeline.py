@@ -7,6 +7,7 @@ run on the same machine, and the ratio. It is a benchmark, not a test: nothing h
 
 See bench/README.md for what each figure means.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,12 @@ ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 SERVICES = ("members", "meetings", "notifications")
 # What a service runs with when nothing is configured (the field defaults, whatever this shell's env says).
-DEFAULTS = argparse.Namespace(**{name: ServiceSettings.model_fields[name].default
-                                 for name in ("relay_batch_size", "consumer_batch_size", "consumer_max_deliver")})
+DEFAULTS = argparse.Namespace(
+    **{
+        name: ServiceSettings.model_fields[name].default
+        for name in ("relay_batch_size", "consumer_batch_size", "consumer_max_deliver")
+    }
+)
 AIMS = {"drain": 0.50, "accept": 0.50, "p99_ms": 25.0, "rss_mb": 120.0, "ready_s": 5.0}
 TOKEN = "bench-token-0123456789abcdef"
 
@@ -61,12 +66,22 @@ TOKEN = "bench-token-0123456789abcdef"
 # figure puts them in one database and which in two.
 metadata = MetaData()
 tables = add_messaging_tables(metadata)
-roster = Table("roster", metadata,
-               Column("group_id", String(36), primary_key=True), Column("member_id", String(36), primary_key=True),
-               Column("role", String(20), nullable=False), Column("joined_at", UtcDateTime(), nullable=False))
-joins = Table("joins", metadata,
-              Column("member_id", String(36), primary_key=True), Column("group_id", String(36), nullable=False),
-              Column("joined_at", UtcDateTime(), nullable=False))
+roster = Table(
+    "roster",
+    metadata,
+    Column("group_id", String(36), primary_key=True),
+    Column("member_id", String(36), primary_key=True),
+    Column("role", String(20), nullable=False),
+    Column("joined_at", UtcDateTime(), nullable=False),
+)
+joins = Table(
+    "joins",
+    metadata,
+    Column("member_id", String(36), primary_key=True),
+    Column("group_id", String(36), nullable=False),
+    Column("joined_at", UtcDateTime(), nullable=False),
+)
+
 
 def out(line: str = "") -> None:
     print(line, flush=True)
@@ -74,9 +89,11 @@ def out(line: str = "") -> None:
 
 # ----------------------------------------------------------------------------------------------------------- helpers
 
+
 def joined_event() -> contracts.MemberJoined:
-    return contracts.MemberJoined(member_id=uuid.uuid4(), group_id=uuid.uuid4(), role="member",
-                                  joined_at=datetime.now(UTC))
+    return contracts.MemberJoined(
+        member_id=uuid.uuid4(), group_id=uuid.uuid4(), role="member", joined_at=datetime.now(UTC)
+    )
 
 
 _UPSERTS: dict = {}
@@ -93,13 +110,18 @@ def _upsert(conn):
         ins = dialect_insert(conn, roster)
         stmt = _UPSERTS[conn.dialect.name] = ins.on_conflict_do_update(
             index_elements=[roster.c.group_id, roster.c.member_id],
-            set_={"role": ins.excluded.role, "joined_at": ins.excluded.joined_at})
+            set_={"role": ins.excluded.role, "joined_at": ins.excluded.joined_at},
+        )
     return stmt
 
 
 def _roster_row(data: contracts.MemberJoined) -> dict:
-    return {"group_id": str(data.group_id), "member_id": str(data.member_id), "role": data.role.value,
-            "joined_at": data.joined_at}
+    return {
+        "group_id": str(data.group_id),
+        "member_id": str(data.member_id),
+        "role": data.role.value,
+        "joined_at": data.joined_at,
+    }
 
 
 def roster_subscription(record) -> Subscription:
@@ -164,8 +186,10 @@ class LeanHttp:
 
     async def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
         data = json.dumps(body).encode() if body is not None else b""
-        head = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nAuthorization: Bearer {self.token}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n").encode()
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nAuthorization: Bearer {self.token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+        ).encode()
         self.writer.write(head + data)
         header = await self.reader.readuntil(b"\r\n\r\n")
         lines = header.decode("latin-1").split("\r\n")
@@ -200,8 +224,9 @@ class Infra:
             given = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("DATABASE_URL") or ""
             if given.startswith(("postgresql", "postgres:")):
                 self.pg_admin = infra.admin_postgres_url(given)
-                self.pg_note = "from env " + ("BENCH_DATABASE_URL" if os.environ.get("BENCH_DATABASE_URL")
-                                              else "DATABASE_URL")
+                self.pg_note = "from env " + (
+                    "BENCH_DATABASE_URL" if os.environ.get("BENCH_DATABASE_URL") else "DATABASE_URL"
+                )
             else:
                 self.cluster = infra.start_pg_cluster(workdir / "pg")
                 self.pg_admin = self.cluster.admin_url
@@ -230,8 +255,10 @@ class Infra:
 
         conn = await asyncpg.connect(self.pg_admin)
         try:
-            rows = await conn.fetch("SELECT name, setting FROM pg_settings WHERE name = ANY($1)",
-                                    ["fsync", "synchronous_commit", "server_version"])
+            rows = await conn.fetch(
+                "SELECT name, setting FROM pg_settings WHERE name = ANY($1)",
+                ["fsync", "synchronous_commit", "server_version"],
+            )
             return {r["name"]: r["setting"] for r in rows}
         finally:
             await conn.close()
@@ -287,17 +314,27 @@ async def fresh_schema(infra_: Infra, backend: str, tag: str):
 
 # ------------------------------------------------------------------------------------------------------ 1. drain
 
+
 async def drain_pipeline(infra_: Infra, backend: str, n: int) -> dict:
     """n events pre-filled in the outbox -> the real Relay -> JetStream -> the real EventConsumer, one process."""
     url, engine = await fresh_schema(infra_, backend, "drain")
     events = [make_event(joined_event()) for _ in range(n)]
     now = datetime.now(UTC)
-    rows = [{"event_id": e.id, "subject": f"{contracts.MemberJoined.subject_prefix()}.{e.subject}", "type": e.type,
-             "body": to_bytes(e), "created_at": now, "attempts": 0} for e in events]
+    rows = [
+        {
+            "event_id": e.id,
+            "subject": f"{contracts.MemberJoined.subject_prefix()}.{e.subject}",
+            "type": e.type,
+            "body": to_bytes(e),
+            "created_at": now,
+            "attempts": 0,
+        }
+        for e in events
+    ]
     body_size = statistics.mean(len(r["body"]) for r in rows)
     async with engine.begin() as conn:
         for i in range(0, n, 5000):
-            await conn.execute(insert(tables.outbox), rows[i:i + 5000])
+            await conn.execute(insert(tables.outbox), rows[i : i + 5000])
     del rows, events
     nc, js = await connect_js(infra_.nats.url)
     await reset_stream(js)
@@ -308,7 +345,6 @@ async def drain_pipeline(infra_: Infra, backend: str, n: int) -> dict:
     t_done = 0.0
     batches = 0
 
-
     def on_commit():
         nonlocal t_done, batches
         batches += 1
@@ -318,9 +354,15 @@ async def drain_pipeline(infra_: Infra, backend: str, n: int) -> dict:
             t_done = time.perf_counter()
             done.set()
 
-    consumer = EventConsumer(service="meetings", subscription=roster_subscription(lambda e, d: pending.add(e.id)),
-                             engine=engine, tables=tables, max_deliver=DEFAULTS.consumer_max_deliver,
-                             batch_size=DEFAULTS.consumer_batch_size, on_commit=on_commit)
+    consumer = EventConsumer(
+        service="meetings",
+        subscription=roster_subscription(lambda e, d: pending.add(e.id)),
+        engine=engine,
+        tables=tables,
+        max_deliver=DEFAULTS.consumer_max_deliver,
+        batch_size=DEFAULTS.consumer_batch_size,
+        on_commit=on_commit,
+    )
     relay = Relay(engine=engine, tables=tables, js=js, service="members", batch_size=DEFAULTS.relay_batch_size)
     stop = asyncio.Event()
     tasks = [asyncio.create_task(consumer.run(js, stop))]
@@ -336,13 +378,22 @@ async def drain_pipeline(infra_: Infra, backend: str, n: int) -> dict:
     elapsed = t_done - t0
     async with engine.connect() as conn:
         effects = (await conn.execute(select(func.count()).select_from(roster))).scalar_one()
-        unpublished = (await conn.execute(select(func.count()).where(tables.outbox.c.published_at.is_(None)))
-                       ).scalar_one()
+        unpublished = (
+            await conn.execute(select(func.count()).where(tables.outbox.c.published_at.is_(None)))
+        ).scalar_one()
     await nc.close()
     await engine.dispose()
     await infra_.drop(url)
-    return {"events": n, "seconds": elapsed, "rate": n / elapsed, "effects": effects, "unpublished": unpublished,
-            "consumer_batches": batches, "body_bytes": round(body_size), "process_cpu_share": cpu / elapsed}
+    return {
+        "events": n,
+        "seconds": elapsed,
+        "rate": n / elapsed,
+        "effects": effects,
+        "unpublished": unpublished,
+        "consumer_batches": batches,
+        "body_bytes": round(body_size),
+        "process_cpu_share": cpu / elapsed,
+    }
 
 
 async def drain_raw(nats_url: str, n: int, size: int) -> dict:
@@ -353,8 +404,9 @@ async def drain_raw(nats_url: str, n: int, size: int) -> dict:
     with contextlib.suppress(Exception):
         await js.delete_stream("BENCHRAW")
     await js.add_stream(cfg)
-    sub = await js.pull_subscribe("benchraw.>", durable="raw", stream="BENCHRAW",
-                                  config=topology.consumer_config("raw", contracts.MemberJoined))
+    sub = await js.pull_subscribe(
+        "benchraw.>", durable="raw", stream="BENCHRAW", config=topology.consumer_config("raw", contracts.MemberJoined)
+    )
     payload = b"x" * size
     received = 0
     done = asyncio.Event()
@@ -379,9 +431,13 @@ async def drain_raw(nats_url: str, n: int, size: int) -> dict:
     futures = []
     for _ in range(n):
         ident = str(uuid.uuid4())
-        futures.append(await js.publish_async(f"benchraw.member.joined.v1.{ident}", payload,
-                                              headers={"Nats-Msg-Id": ident, "Content-Type": CONTENT_TYPE},
-                                              ))
+        futures.append(
+            await js.publish_async(
+                f"benchraw.member.joined.v1.{ident}",
+                payload,
+                headers={"Nats-Msg-Id": ident, "Content-Type": CONTENT_TYPE},
+            )
+        )
     await asyncio.gather(*futures)
     await asyncio.wait_for(done.wait(), 120)
     elapsed = t_done - t0
@@ -401,24 +457,41 @@ async def figure_drain(infra_: Infra, backend: str, n: int, runs: int) -> dict:
         r = await drain_raw(infra_.nats.url, n, p["body_bytes"])
         pipe.append(p)
         raw.append(r)
-        out(f"  drain run {i + 1}/{runs}: pipeline {fmt_rate(p['rate'])} ev/s ({p['seconds']:.2f} s, "
+        out(
+            f"  drain run {i + 1}/{runs}: pipeline {fmt_rate(p['rate'])} ev/s ({p['seconds']:.2f} s, "
             f"{p['consumer_batches']} consumer commits, effects {p['effects']}, unpublished {p['unpublished']}); "
-            f"raw nats-py {fmt_rate(r['rate'])} ev/s")
+            f"raw nats-py {fmt_rate(r['rate'])} ev/s"
+        )
     rate = statistics.median(p["rate"] for p in pipe)
     raw_rate = statistics.median(r["rate"] for r in raw)
-    return {"rate": rate, "raw_rate": raw_rate, "ratio": rate / raw_rate, "aim": AIMS["drain"],
-            "ok": rate / raw_rate >= AIMS["drain"], "runs": pipe, "raw_runs": raw,
-            "complete": all(p["effects"] == n and p["unpublished"] == 0 for p in pipe)}
+    return {
+        "rate": rate,
+        "raw_rate": raw_rate,
+        "ratio": rate / raw_rate,
+        "aim": AIMS["drain"],
+        "ok": rate / raw_rate >= AIMS["drain"],
+        "runs": pipe,
+        "raw_runs": raw,
+        "complete": all(p["effects"] == n and p["unpublished"] == 0 for p in pipe),
+    }
 
 
 # ----------------------------------------------------------------------------------------------------- 2. accept
+
 
 def service_env(svc: str, db_url: str, nats_url: str, **extra) -> dict:
     env = dict(os.environ)
     for key in [k for k in env if k.endswith("DATABASE_URL")]:
         env.pop(key)
-    env.update(DATABASE_URL=db_url, NATS_URL=nats_url, API_TOKEN=TOKEN, ENVIRONMENT="development",
-               LOG_LEVEL="INFO", PYTHONUNBUFFERED="1", RATE_LIMIT_PER_MINUTE="0")
+    env.update(
+        DATABASE_URL=db_url,
+        NATS_URL=nats_url,
+        API_TOKEN=TOKEN,
+        ENVIRONMENT="development",
+        LOG_LEVEL="INFO",
+        PYTHONUNBUFFERED="1",
+        RATE_LIMIT_PER_MINUTE="0",
+    )
     if svc == "notifications":
         env.setdefault("SMTP_HOST", "127.0.0.1")
         env.setdefault("SMTP_PORT", "1025")
@@ -429,9 +502,16 @@ def service_env(svc: str, db_url: str, nats_url: str, **extra) -> dict:
 def spawn_service(svc: str, port: int, env: dict, log_file: Path) -> subprocess.Popen:
     """The service exactly as its Dockerfile starts it: `uvicorn <svc>.entrypoints.http:app --host --port`."""
     with open(log_file, "ab") as logf:
-        return subprocess.Popen([PY, "-m", "uvicorn", f"{svc}.entrypoints.http:app", "--host", "127.0.0.1",
-                                 "--port", str(port)], cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=logf,
-                                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=infra.child_preexec())
+        return subprocess.Popen(
+            [PY, "-m", "uvicorn", f"{svc}.entrypoints.http:app", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=infra.child_preexec(),
+        )
 
 
 async def wait_ready(proc: subprocess.Popen, port: int, log_file: Path, timeout: float = 60.0) -> float:
@@ -446,18 +526,25 @@ async def wait_ready(proc: subprocess.Popen, port: int, log_file: Path, timeout:
 
 
 def member_body(tag: str, i: int) -> dict:
-    return {"name": f"Mette Eksempel {i}", "email": f"bench-{tag}-{i}@example.org", "phone": "+45 12 34 56 78",
-            "organisation": {"name": "Eksempel Kommune", "kind": "public_authority", "cvr": "12345678"},
-            "job_title": "Kontorchef", "locale": "da"}
+    return {
+        "name": f"Mette Eksempel {i}",
+        "email": f"bench-{tag}-{i}@example.org",
+        "phone": "+45 12 34 56 78",
+        "organisation": {"name": "Eksempel Kommune", "kind": "public_authority", "cvr": "12345678"},
+        "job_title": "Kontorchef",
+        "locale": "da",
+    }
 
 
-async def accept_http(infra_: Infra, backend: str, requests: int, concurrency: int, run_relay: bool,
-                      measure_floor: bool = False) -> dict:
+async def accept_http(
+    infra_: Infra, backend: str, requests: int, concurrency: int, run_relay: bool, measure_floor: bool = False
+) -> dict:
     url = await infra_.database(backend, "accept")
     port = infra.free_port()
     log_file = infra_.workdir / f"members-accept-{backend}-{'relay' if run_relay else 'norelay'}.log"
-    proc = spawn_service("members", port, service_env("members", url, infra_.nats.url,
-                                                     RUN_RELAY=str(run_relay).lower()), log_file)
+    proc = spawn_service(
+        "members", port, service_env("members", url, infra_.nats.url, RUN_RELAY=str(run_relay).lower()), log_file
+    )
     floor = None
     try:
         await wait_ready(proc, port, log_file)
@@ -501,18 +588,29 @@ async def accept_http(infra_: Infra, backend: str, requests: int, concurrency: i
         if run_relay:  # how far behind the relay was when the load stopped
             engine = create_engine(url)
             async with engine.connect() as conn:
-                backlog = (await conn.execute(select(func.count()).where(tables.outbox.c.published_at.is_(None)))
-                           ).scalar_one()
+                backlog = (
+                    await conn.execute(select(func.count()).where(tables.outbox.c.published_at.is_(None)))
+                ).scalar_one()
             await engine.dispose()
     finally:
         infra.stop_process(proc)
         await infra_.drop(url)
     ok = statuses.get(201, 0)
-    return {"requests": requests, "concurrency": concurrency, "seconds": elapsed, "rate": ok / elapsed,
-            "statuses": statuses, "p50_ms": pct(lat, 50) * 1e3, "p99_ms": pct(lat, 99) * 1e3,
-            "server_cpu_share": srv_cpu / elapsed, "client_cpu_share": cli_cpu / elapsed,
-            "relay": run_relay, "outbox_backlog_at_end": backlog, "server": "uvicorn subprocess",
-            "healthz_floor_rate": floor}
+    return {
+        "requests": requests,
+        "concurrency": concurrency,
+        "seconds": elapsed,
+        "rate": ok / elapsed,
+        "statuses": statuses,
+        "p50_ms": pct(lat, 50) * 1e3,
+        "p99_ms": pct(lat, 99) * 1e3,
+        "server_cpu_share": srv_cpu / elapsed,
+        "client_cpu_share": cli_cpu / elapsed,
+        "relay": run_relay,
+        "outbox_backlog_at_end": backlog,
+        "server": "uvicorn subprocess",
+        "healthz_floor_rate": floor,
+    }
 
 
 async def accept_service_layer(infra_: Infra, backend: str, requests: int, concurrency: int) -> dict:
@@ -533,10 +631,19 @@ async def accept_service_layer(infra_: Infra, backend: str, requests: int, concu
 
     async def one(i: int) -> None:
         b = member_body(tag, i)
-        member = await handle(commands.RegisterMember(
-            name=b["name"], email=b["email"], phone=b["phone"], organisation_name=b["organisation"]["name"],
-            organisation_kind=b["organisation"]["kind"], organisation_cvr=b["organisation"]["cvr"],
-            job_title=b["job_title"], locale=b["locale"]), runtime.uow())
+        member = await handle(
+            commands.RegisterMember(
+                name=b["name"],
+                email=b["email"],
+                phone=b["phone"],
+                organisation_name=b["organisation"]["name"],
+                organisation_kind=b["organisation"]["kind"],
+                organisation_cvr=b["organisation"]["cvr"],
+                job_title=b["job_title"],
+                locale=b["locale"],
+            ),
+            runtime.uow(),
+        )
         if hasattr(views, "member_out"):  # the route answers from the aggregate it just saved
             views.member_out(member)
         else:  # older route: re-reads the member after the commit
@@ -574,16 +681,33 @@ async def accept_raw(infra_: Infra, backend: str, requests: int, concurrency: in
     def row(i: int):
         member_id = uuid.uuid4()
         now = datetime.now(UTC)
-        body = json.dumps({
-            "specversion": "1.0", "id": str(uuid.uuid4()), "source": "/members",
-            "type": "dk.danskit.member.registered.v1", "subject": str(member_id),
-            "time": now.isoformat().replace("+00:00", "Z"), "datacontenttype": "application/json",
-            "data": {"member_id": str(member_id), "name": f"Mette Eksempel {i}",
-                     "email": f"raw-{tag}-{i}@example.org", "phone": "+45 12 34 56 78",
-                     "organisation": {"id": str(org_id), "name": "Eksempel Kommune", "kind": "public_authority",
-                                      "cvr": "12345678"},
-                     "job_title": "Kontorchef", "locale": "da", "registered_at": now.isoformat()}},
-            separators=(",", ":")).encode()
+        body = json.dumps(
+            {
+                "specversion": "1.0",
+                "id": str(uuid.uuid4()),
+                "source": "/members",
+                "type": "dk.danskit.member.registered.v1",
+                "subject": str(member_id),
+                "time": now.isoformat().replace("+00:00", "Z"),
+                "datacontenttype": "application/json",
+                "data": {
+                    "member_id": str(member_id),
+                    "name": f"Mette Eksempel {i}",
+                    "email": f"raw-{tag}-{i}@example.org",
+                    "phone": "+45 12 34 56 78",
+                    "organisation": {
+                        "id": str(org_id),
+                        "name": "Eksempel Kommune",
+                        "kind": "public_authority",
+                        "cvr": "12345678",
+                    },
+                    "job_title": "Kontorchef",
+                    "locale": "da",
+                    "registered_at": now.isoformat(),
+                },
+            },
+            separators=(",", ":"),
+        ).encode()
         return member_id, now, body
 
     counter = iter(range(requests))
@@ -591,20 +715,39 @@ async def accept_raw(infra_: Infra, backend: str, requests: int, concurrency: in
         import asyncpg
 
         pool = await asyncpg.create_pool(asyncpg_dsn(url), min_size=concurrency, max_size=concurrency)
-        await pool.execute("INSERT INTO organisations (id, name, name_key, kind, cvr) VALUES ($1, $2, $3, $4, $5)",
-                           org_id, "Eksempel Kommune", "eksempel kommune", "public_authority", "12345678")
+        await pool.execute(
+            "INSERT INTO organisations (id, name, name_key, kind, cvr) VALUES ($1, $2, $3, $4, $5)",
+            org_id,
+            "Eksempel Kommune",
+            "eksempel kommune",
+            "public_authority",
+            "12345678",
+        )
 
         async def one(i: int) -> None:
             member_id, now, body = row(i)
             async with pool.acquire() as c, c.transaction():
                 await c.execute(
                     "INSERT INTO members (id, name, email, phone, organisation_id, job_title, locale, registered_at)"
-                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", member_id, f"Mette Eksempel {i}",
-                    f"raw-{tag}-{i}@example.org", "+45 12 34 56 78", org_id, "Kontorchef", "da", now)
-                await c.execute("INSERT INTO outbox (event_id, subject, type, body, created_at, attempts)"
-                                " VALUES ($1, $2, $3, $4, $5, 0)", str(uuid.uuid4()),
-                                f"members.member.registered.v1.{member_id}", "dk.danskit.member.registered.v1",
-                                body, now)
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    member_id,
+                    f"Mette Eksempel {i}",
+                    f"raw-{tag}-{i}@example.org",
+                    "+45 12 34 56 78",
+                    org_id,
+                    "Kontorchef",
+                    "da",
+                    now,
+                )
+                await c.execute(
+                    "INSERT INTO outbox (event_id, subject, type, body, created_at, attempts)"
+                    " VALUES ($1, $2, $3, $4, $5, 0)",
+                    str(uuid.uuid4()),
+                    f"members.member.registered.v1.{member_id}",
+                    "dk.danskit.member.registered.v1",
+                    body,
+                    now,
+                )
 
         async def worker():
             for i in counter:
@@ -624,8 +767,10 @@ async def accept_raw(infra_: Infra, backend: str, requests: int, concurrency: in
         db = await aiosqlite.connect(path, isolation_level=None)
         for pragma in ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=30000", "foreign_keys=ON"):
             await db.execute(f"PRAGMA {pragma}")
-        await db.execute("INSERT INTO organisations (id, name, name_key, kind, cvr) VALUES (?, ?, ?, ?, ?)",
-                         (org_id.hex, "Eksempel Kommune", "eksempel kommune", "public_authority", "12345678"))
+        await db.execute(
+            "INSERT INTO organisations (id, name, name_key, kind, cvr) VALUES (?, ?, ?, ?, ?)",
+            (org_id.hex, "Eksempel Kommune", "eksempel kommune", "public_authority", "12345678"),
+        )
         lock = asyncio.Lock()  # one connection, like the services' SQLite engine: writers queue here
 
         async def one(i: int) -> None:
@@ -634,15 +779,29 @@ async def accept_raw(infra_: Infra, backend: str, requests: int, concurrency: in
                 await db.execute("BEGIN IMMEDIATE")
                 await db.execute(
                     "INSERT INTO members (id, name, email, phone, organisation_id, job_title, locale, registered_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (member_id.hex, f"Mette Eksempel {i}",
-                                                        f"raw-{tag}-{i}@example.org", "+45 12 34 56 78",
-                                                        org_id.hex, "Kontorchef", "da",
-                                                        now.replace(tzinfo=None).isoformat(sep=" ")))
-                await db.execute("INSERT INTO outbox (event_id, subject, type, body, created_at, attempts)"
-                                 " VALUES (?, ?, ?, ?, ?, 0)",
-                                 (str(uuid.uuid4()), f"members.member.registered.v1.{member_id}",
-                                  "dk.danskit.member.registered.v1", body,
-                                  now.replace(tzinfo=None).isoformat(sep=" ")))
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        member_id.hex,
+                        f"Mette Eksempel {i}",
+                        f"raw-{tag}-{i}@example.org",
+                        "+45 12 34 56 78",
+                        org_id.hex,
+                        "Kontorchef",
+                        "da",
+                        now.replace(tzinfo=None).isoformat(sep=" "),
+                    ),
+                )
+                await db.execute(
+                    "INSERT INTO outbox (event_id, subject, type, body, created_at, attempts)"
+                    " VALUES (?, ?, ?, ?, ?, 0)",
+                    (
+                        str(uuid.uuid4()),
+                        f"members.member.registered.v1.{member_id}",
+                        "dk.danskit.member.registered.v1",
+                        body,
+                        now.replace(tzinfo=None).isoformat(sep=" "),
+                    ),
+                )
                 await db.execute("COMMIT")
 
         async def worker():
@@ -657,32 +816,55 @@ async def accept_raw(infra_: Infra, backend: str, requests: int, concurrency: in
         await db.close()
         driver = "raw aiosqlite"
     await infra_.drop(url)
-    return {"requests": requests, "concurrency": concurrency, "seconds": elapsed, "rate": requests / elapsed,
-            "driver": driver}
+    return {
+        "requests": requests,
+        "concurrency": concurrency,
+        "seconds": elapsed,
+        "rate": requests / elapsed,
+        "driver": driver,
+    }
 
 
 async def figure_accept(infra_: Infra, backend: str, requests: int, concurrency: int) -> dict:
     http = await accept_http(infra_, backend, requests, concurrency, run_relay=True, measure_floor=True)
-    out(f"  accept (relay on):  {fmt_rate(http['rate'])} req/s, statuses {http['statuses']}, "
+    out(
+        f"  accept (relay on):  {fmt_rate(http['rate'])} req/s, statuses {http['statuses']}, "
         f"p50 {http['p50_ms']:.1f} ms p99 {http['p99_ms']:.1f} ms, server CPU {http['server_cpu_share']:.0%}, "
-        f"client CPU {http['client_cpu_share']:.0%}, outbox backlog at end {http['outbox_backlog_at_end']}")
+        f"client CPU {http['client_cpu_share']:.0%}, outbox backlog at end {http['outbox_backlog_at_end']}"
+    )
     norelay = await accept_http(infra_, backend, requests, concurrency, run_relay=False)
-    out(f"  accept (relay off): {fmt_rate(norelay['rate'])} req/s, p50 {norelay['p50_ms']:.1f} ms "
-        f"p99 {norelay['p99_ms']:.1f} ms, server CPU {norelay['server_cpu_share']:.0%}")
-    out("  diagnostic: HTTP stack alone (GET /healthz on the same server): "
-        f"{fmt_rate(http['healthz_floor_rate'])} req/s")
+    out(
+        f"  accept (relay off): {fmt_rate(norelay['rate'])} req/s, p50 {norelay['p50_ms']:.1f} ms "
+        f"p99 {norelay['p99_ms']:.1f} ms, server CPU {norelay['server_cpu_share']:.0%}"
+    )
+    out(
+        "  diagnostic: HTTP stack alone (GET /healthz on the same server): "
+        f"{fmt_rate(http['healthz_floor_rate'])} req/s"
+    )
     svc = await accept_service_layer(infra_, backend, requests, concurrency)
-    out(f"  diagnostic: service layer without HTTP (what the route calls, in the bench process): "
-        f"{fmt_rate(svc['rate'])} /s")
+    out(
+        f"  diagnostic: service layer without HTTP (what the route calls, in the bench process): "
+        f"{fmt_rate(svc['rate'])} /s"
+    )
     raw = await accept_raw(infra_, backend, requests, concurrency)
     out(f"  baseline {raw['driver']}: {fmt_rate(raw['rate'])} tx/s (members row + outbox row, one transaction each)")
     ratio = http["rate"] / raw["rate"]
-    return {"rate": http["rate"], "raw_rate": raw["rate"], "ratio": ratio, "aim": AIMS["accept"],
-            "ok": ratio >= AIMS["accept"], "http": http, "http_relay_off": norelay, "service_layer": svc,
-            "raw": raw, "complete": http["statuses"].get(201, 0) == requests}
+    return {
+        "rate": http["rate"],
+        "raw_rate": raw["rate"],
+        "ratio": ratio,
+        "aim": AIMS["accept"],
+        "ok": ratio >= AIMS["accept"],
+        "http": http,
+        "http_relay_off": norelay,
+        "service_layer": svc,
+        "raw": raw,
+        "complete": http["statuses"].get(201, 0) == requests,
+    }
 
 
 # ---------------------------------------------------------------------------------------------------- 3. latency
+
 
 async def paced(rate: float, total: int, start_one) -> tuple[float, float, int]:
     """Start `start_one(i)` tasks on a fixed schedule; returns (seconds to start them all, seconds until all had
@@ -716,21 +898,26 @@ def _stamping_consumer(engine, got: dict[str, float]) -> EventConsumer:
     """The real EventConsumer; its on_commit hook stamps every event of the batch it just committed."""
     pending: list[str] = []
 
-
     def on_commit():
         now = time.perf_counter()  # CLOCK_MONOTONIC: comparable between processes on one Linux machine
         for m in pending:
             got.setdefault(m, now)
         pending.clear()
 
-    return EventConsumer(service="meetings",
-                         subscription=roster_subscription(lambda e, d: pending.append(str(d.member_id))),
-                         engine=engine, tables=tables, max_deliver=DEFAULTS.consumer_max_deliver,
-                         batch_size=DEFAULTS.consumer_batch_size, on_commit=on_commit)
+    return EventConsumer(
+        service="meetings",
+        subscription=roster_subscription(lambda e, d: pending.append(str(d.member_id))),
+        engine=engine,
+        tables=tables,
+        max_deliver=DEFAULTS.consumer_max_deliver,
+        batch_size=DEFAULTS.consumer_batch_size,
+        on_commit=on_commit,
+    )
 
 
-async def _consumer_process_main(db_url: str, nats_url: str, result_path: str, ready, stop, log_level: str,
-                                 log_path: str, use_batch_handler: bool) -> None:
+async def _consumer_process_main(
+    db_url: str, nats_url: str, result_path: str, ready, stop, log_level: str, log_path: str, use_batch_handler: bool
+) -> None:
     global USE_BATCH_HANDLER
     USE_BATCH_HANDLER = use_batch_handler
     configure_logging(log_level, Path(log_path))
@@ -755,8 +942,9 @@ def consumer_process(*args) -> None:
     asyncio.run(_consumer_process_main(*args))
 
 
-async def latency_pipeline(infra_: Infra, backend: str, rate: float, seconds: float, warmup: float,
-                           split: bool, log_level: str) -> dict:
+async def latency_pipeline(
+    infra_: Infra, backend: str, rate: float, seconds: float, warmup: float, split: bool, log_level: str
+) -> dict:
     """Producer transactions (domain row + outbox row, UnitOfWork) at a fixed pace, the relay woken on commit,
     the consumer's commit stamped. split=True: the consumer runs in its own process with its own database, like
     the meetings service; split=False: producer, relay and consumer share one process and one database."""
@@ -777,16 +965,29 @@ async def latency_pipeline(infra_: Infra, backend: str, rate: float, seconds: fl
         ctx = multiprocessing.get_context("spawn")
         ready, child_stop = ctx.Event(), ctx.Event()
         result_path = infra_.workdir / f"latency-consumer-{uuid.uuid4().hex[:6]}.json"
-        child = ctx.Process(target=consumer_process, daemon=True,
-                            args=(c_url, infra_.nats.url, str(result_path), ready, child_stop, log_level,
-                                  str(infra_.workdir / "consumer-process.log"), USE_BATCH_HANDLER))
+        child = ctx.Process(
+            target=consumer_process,
+            daemon=True,
+            args=(
+                c_url,
+                infra_.nats.url,
+                str(result_path),
+                ready,
+                child_stop,
+                log_level,
+                str(infra_.workdir / "consumer-process.log"),
+                USE_BATCH_HANDLER,
+            ),
+        )
         child.start()
         deadline = time.perf_counter() + 60
         while not await asyncio.to_thread(ready.wait, 0.2):
             if child.exitcode is not None or time.perf_counter() > deadline:
                 await stop_tasks(stop, tasks, relay)
-                raise RuntimeError(f"consumer process did not start (exit code {child.exitcode}); "
-                                   f"see {infra_.workdir / 'consumer-process.log'} and the output above")
+                raise RuntimeError(
+                    f"consumer process did not start (exit code {child.exitcode}); "
+                    f"see {infra_.workdir / 'consumer-process.log'} and the output above"
+                )
     else:
         consumer = _stamping_consumer(engine, got)
         tasks.append(asyncio.create_task(consumer.run(js, stop)))
@@ -798,8 +999,11 @@ async def latency_pipeline(infra_: Infra, backend: str, rate: float, seconds: fl
         # as ServiceRuntime.uow() builds it with a relay in this process: woken in-process, no NOTIFY
         uow = UnitOfWork(engine, tables, "members", on_commit=relay.wake, **UOW_IN_PROCESS_RELAY)
         async with uow:
-            await uow.conn.execute(insert(joins).values(member_id=str(data.member_id), group_id=str(data.group_id),
-                                                        joined_at=data.joined_at))
+            await uow.conn.execute(
+                insert(joins).values(
+                    member_id=str(data.member_id), group_id=str(data.group_id), joined_at=data.joined_at
+                )
+            )
             uow.publish(data)
             await uow.commit()
         if i >= n_warm:
@@ -831,11 +1035,20 @@ async def latency_pipeline(infra_: Infra, backend: str, rate: float, seconds: fl
     await engine.dispose()
     await infra_.drop(url)
     lat = [(got[k] - t) * 1e3 for k, t in sent.items() if k in got]
-    return {"rate": rate, "events": len(sent), "achieved_rate": (n_warm + n) / elapsed, "received": len(lat),
-            "p50_ms": pct(lat, 50), "p90_ms": pct(lat, 90), "p99_ms": pct(lat, 99), "max_ms": max(lat or [0]),
-            "producer_peak_in_flight": peak, "producer_seconds_until_all_committed": until_done,
-            "producer_process_cpu_share": cpu / until_done,
-            "consumer": "own process, own database" if split else "same process and database as the producer"}
+    return {
+        "rate": rate,
+        "events": len(sent),
+        "achieved_rate": (n_warm + n) / elapsed,
+        "received": len(lat),
+        "p50_ms": pct(lat, 50),
+        "p90_ms": pct(lat, 90),
+        "p99_ms": pct(lat, 99),
+        "max_ms": max(lat or [0]),
+        "producer_peak_in_flight": peak,
+        "producer_seconds_until_all_committed": until_done,
+        "producer_process_cpu_share": cpu / until_done,
+        "consumer": "own process, own database" if split else "same process and database as the producer",
+    }
 
 
 async def latency_raw(nats_url: str, rate: float, seconds: float, warmup: float, size: int) -> dict:
@@ -846,8 +1059,12 @@ async def latency_raw(nats_url: str, rate: float, seconds: float, warmup: float,
     with contextlib.suppress(Exception):
         await js.delete_stream("BENCHRAW")
     await js.add_stream(cfg)
-    sub = await js.pull_subscribe("benchraw.>", durable="rawlat", stream="BENCHRAW",
-                                  config=topology.consumer_config("rawlat", contracts.MemberJoined))
+    sub = await js.pull_subscribe(
+        "benchraw.>",
+        durable="rawlat",
+        stream="BENCHRAW",
+        config=topology.consumer_config("rawlat", contracts.MemberJoined),
+    )
     sent: dict[str, float] = {}
     got: dict[str, float] = {}
     stop = asyncio.Event()
@@ -873,8 +1090,13 @@ async def latency_raw(nats_url: str, rate: float, seconds: float, warmup: float,
         ident = str(uuid.uuid4())
         if i >= n_warm:
             sent[ident] = time.perf_counter()
-        futures.append(await js.publish_async(f"benchraw.member.joined.v1.{ident}", payload,
-                                              headers={"Nats-Msg-Id": ident, "Content-Type": CONTENT_TYPE}))
+        futures.append(
+            await js.publish_async(
+                f"benchraw.member.joined.v1.{ident}",
+                payload,
+                headers={"Nats-Msg-Id": ident, "Content-Type": CONTENT_TYPE},
+            )
+        )
 
     elapsed, _, _ = await paced(rate, n_warm + n, produce)
     await asyncio.gather(*futures)
@@ -888,8 +1110,16 @@ async def latency_raw(nats_url: str, rate: float, seconds: float, warmup: float,
         await js.delete_stream("BENCHRAW")
     await nc.close()
     lat = [(got[k] - t) * 1e3 for k, t in sent.items() if k in got]
-    return {"rate": rate, "events": len(sent), "achieved_rate": (n_warm + n) / elapsed, "received": len(lat),
-            "p50_ms": pct(lat, 50), "p90_ms": pct(lat, 90), "p99_ms": pct(lat, 99), "max_ms": max(lat or [0])}
+    return {
+        "rate": rate,
+        "events": len(sent),
+        "achieved_rate": (n_warm + n) / elapsed,
+        "received": len(lat),
+        "p50_ms": pct(lat, 50),
+        "p90_ms": pct(lat, 90),
+        "p99_ms": pct(lat, 99),
+        "max_ms": max(lat or [0]),
+    }
 
 
 async def figure_latency(infra_: Infra, backend: str, rate: float, seconds: float, log_level: str) -> dict:
@@ -897,25 +1127,36 @@ async def figure_latency(infra_: Infra, backend: str, rate: float, seconds: floa
     for split in (True, False):
         p = await latency_pipeline(infra_, backend, rate, seconds, 0.5, split, log_level)
         runs["split" if split else "one_process"] = p
-        out(f"  pipeline, consumer {p['consumer']}: {p['received']}/{p['events']} events, producer pace "
+        out(
+            f"  pipeline, consumer {p['consumer']}: {p['received']}/{p['events']} events, producer pace "
             f"{fmt_rate(p['achieved_rate'])}/s (≤ {p['producer_peak_in_flight']} transactions in flight, all "
             f"committed after {p['producer_seconds_until_all_committed']:.1f} s), "
-            f"p50 {p['p50_ms']:.1f} p90 {p['p90_ms']:.1f} p99 {p['p99_ms']:.1f} max {p['max_ms']:.1f} ms")
+            f"p50 {p['p50_ms']:.1f} p90 {p['p90_ms']:.1f} p99 {p['p99_ms']:.1f} max {p['max_ms']:.1f} ms"
+        )
     low = await latency_pipeline(infra_, backend, rate / 5, min(seconds, 3.0), 0.5, True, log_level)
-    out(f"  diagnostic at a fifth of the pace ({low['rate']:,.0f}/s), consumer in its own process: "
-        f"p50 {low['p50_ms']:.1f} p90 {low['p90_ms']:.1f} p99 {low['p99_ms']:.1f} max {low['max_ms']:.1f} ms")
+    out(
+        f"  diagnostic at a fifth of the pace ({low['rate']:,.0f}/s), consumer in its own process: "
+        f"p50 {low['p50_ms']:.1f} p90 {low['p90_ms']:.1f} p99 {low['p99_ms']:.1f} max {low['max_ms']:.1f} ms"
+    )
     r = await latency_raw(infra_.nats.url, rate, seconds, 0.5, 506)
-    out(f"  baseline raw nats-py publish_async -> pull consumer (fetch {DEFAULTS.consumer_batch_size}): "
+    out(
+        f"  baseline raw nats-py publish_async -> pull consumer (fetch {DEFAULTS.consumer_batch_size}): "
         f"{r['received']}/{r['events']} at {fmt_rate(r['achieved_rate'])}/s, "
-        f"p50 {r['p50_ms']:.2f} p90 {r['p90_ms']:.2f} p99 {r['p99_ms']:.2f} max {r['max_ms']:.1f} ms")
+        f"p50 {r['p50_ms']:.2f} p90 {r['p90_ms']:.2f} p99 {r['p99_ms']:.2f} max {r['max_ms']:.1f} ms"
+    )
     p = runs["split"]
-    return {"pipeline": p, "pipeline_one_process": runs["one_process"], "pipeline_fifth_pace": low, "raw": r,
-            "aim_p99_ms": AIMS["p99_ms"] if backend == "postgresql" else None,
-            "ok": (p["p99_ms"] < AIMS["p99_ms"] and p["received"] == p["events"]) if backend == "postgresql"
-            else None}
+    return {
+        "pipeline": p,
+        "pipeline_one_process": runs["one_process"],
+        "pipeline_fifth_pace": low,
+        "raw": r,
+        "aim_p99_ms": AIMS["p99_ms"] if backend == "postgresql" else None,
+        "ok": (p["p99_ms"] < AIMS["p99_ms"] and p["received"] == p["events"]) if backend == "postgresql" else None,
+    }
 
 
 # -------------------------------------------------------------------------------------------------- 4. footprint
+
 
 def _load_dev():
     import importlib.util
@@ -936,8 +1177,9 @@ async def figure_footprint(infra_: Infra) -> dict:
     for svc in SERVICES:
         ports[svc] = infra.free_port()
         logs[svc] = work / f"{svc}.log"
-        env = service_env(svc, infra.sqlite_url(work / f"{svc}.db"), infra_.nats.url,
-                          SMTP_HOST="127.0.0.1", SMTP_PORT=smtp_port)
+        env = service_env(
+            svc, infra.sqlite_url(work / f"{svc}.db"), infra_.nats.url, SMTP_HOST="127.0.0.1", SMTP_PORT=smtp_port
+        )
         procs[svc] = spawn_service(svc, ports[svc], env, logs[svc])
     result: dict = {"services": {}}
     try:
@@ -951,8 +1193,12 @@ async def figure_footprint(infra_: Infra) -> dict:
             p = psutil.Process(procs[svc].pid)
             mem = p.memory_full_info()
             kids = p.children(recursive=True)
-            result["services"][svc] = {"rss_mb": mem.rss / 2**20, "uss_mb": mem.uss / 2**20,
-                                       "children": len(kids), "ready_s": ready_each[svc]}
+            result["services"][svc] = {
+                "rss_mb": mem.rss / 2**20,
+                "uss_mb": mem.uss / 2**20,
+                "children": len(kids),
+                "ready_s": ready_each[svc],
+            }
     finally:
         for proc in procs.values():
             infra.stop_process(proc)
@@ -984,15 +1230,27 @@ async def dev_run_ready(infra_: Infra, work: Path) -> dict:
     for key in [k for k in env if k.endswith("DATABASE_URL")]:
         env.pop(key)
     env.pop("NETVAERK_DEV_T0", None)
-    env.update(NATS_URL=infra_.nats.url, API_TOKEN=TOKEN, PYTHONUNBUFFERED="1",
-               **{f"{svc.upper()}_DATABASE_URL": infra.sqlite_url(work / f"dev-{svc}.db") for svc in SERVICES})
+    env.update(
+        NATS_URL=infra_.nats.url,
+        API_TOKEN=TOKEN,
+        PYTHONUNBUFFERED="1",
+        **{f"{svc.upper()}_DATABASE_URL": infra.sqlite_url(work / f"dev-{svc}.db") for svc in SERVICES},
+    )
     if 1025 in taken:  # something serves SMTP there already: let dev.py use it instead of starting its sink
         env.update(SMTP_HOST="127.0.0.1", SMTP_PORT="1025")
     log_file = work / "dev-run.log"
     t0 = time.perf_counter()
     with open(log_file, "wb") as logf:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=logf,
-                                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=infra.child_preexec())
+        proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=infra.child_preexec(),
+        )
     ready = None
     try:
         pending = dict(ports)
@@ -1027,13 +1285,17 @@ async def dev_run_ready(infra_: Infra, work: Path) -> dict:
             except subprocess.TimeoutExpired:
                 infra.stop_process(proc, timeout=5)
     if ready is None:
-        return {"ok": False, "how": how, "why": f"not all /readyz answered 200 (exit code {proc.returncode}):\n"
-                                                f"{infra.log_tail(log_file, 15)}"}
+        return {
+            "ok": False,
+            "how": how,
+            "why": f"not all /readyz answered 200 (exit code {proc.returncode}):\n{infra.log_tail(log_file, 15)}",
+        }
     said = next((ln for ln in log_file.read_text(errors="replace").splitlines() if "all services ready" in ln), "")
     return {"ok": True, "how": how, "ready_s": ready, "each_s": each, "rss_mb_at_ready": rss, "dev_says": said}
 
 
 # --------------------------------------------------------------------------------------------------------- output
+
 
 def table(results: dict) -> list[str]:
     lines = []
@@ -1043,37 +1305,77 @@ def table(results: dict) -> list[str]:
     for backend, figs in results["backends"].items():
         if "drain" in figs:
             d = figs["drain"]
-            lines.append(row.format("drain", backend, f"{fmt_rate(d['rate'])} ev/s",
-                                    f"raw nats-py {fmt_rate(d['raw_rate'])} ev/s", f"{d['ratio']:.2f}",
-                                    f"≥ {d['aim']:.2f}  {'ok' if d['ok'] else 'MISSED'}"
-                                    + ("" if d["complete"] else "  INCOMPLETE")))
+            lines.append(
+                row.format(
+                    "drain",
+                    backend,
+                    f"{fmt_rate(d['rate'])} ev/s",
+                    f"raw nats-py {fmt_rate(d['raw_rate'])} ev/s",
+                    f"{d['ratio']:.2f}",
+                    f"≥ {d['aim']:.2f}  {'ok' if d['ok'] else 'MISSED'}" + ("" if d["complete"] else "  INCOMPLETE"),
+                )
+            )
         if "accept" in figs:
             a = figs["accept"]
-            lines.append(row.format("accept", backend, f"{fmt_rate(a['rate'])} req/s (relay on)",
-                                    f"{a['raw']['driver']} {fmt_rate(a['raw_rate'])} tx/s", f"{a['ratio']:.2f}",
-                                    f"≥ {a['aim']:.2f}  {'ok' if a['ok'] else 'MISSED'}"
-                                    + ("" if a["complete"] else "  ERRORS")))
+            lines.append(
+                row.format(
+                    "accept",
+                    backend,
+                    f"{fmt_rate(a['rate'])} req/s (relay on)",
+                    f"{a['raw']['driver']} {fmt_rate(a['raw_rate'])} tx/s",
+                    f"{a['ratio']:.2f}",
+                    f"≥ {a['aim']:.2f}  {'ok' if a['ok'] else 'MISSED'}" + ("" if a["complete"] else "  ERRORS"),
+                )
+            )
         if "latency" in figs:
             p, r = figs["latency"]["pipeline"], figs["latency"]["raw"]
-            aim = (f"p99 < {AIMS['p99_ms']:.0f} ms  {'ok' if figs['latency']['ok'] else 'MISSED'}"
-                   if backend == "postgresql" else "(aim is for PostgreSQL)")
-            lines.append(row.format("latency", backend, f"p50 {p['p50_ms']:,.1f} / p99 {p['p99_ms']:,.1f} ms",
-                                    f"raw p50 {r['p50_ms']:.1f} / p99 {r['p99_ms']:.1f} ms",
-                                    f"{p['p99_ms'] / r['p99_ms']:,.0f}x", aim))
+            aim = (
+                f"p99 < {AIMS['p99_ms']:.0f} ms  {'ok' if figs['latency']['ok'] else 'MISSED'}"
+                if backend == "postgresql"
+                else "(aim is for PostgreSQL)"
+            )
+            lines.append(
+                row.format(
+                    "latency",
+                    backend,
+                    f"p50 {p['p50_ms']:,.1f} / p99 {p['p99_ms']:,.1f} ms",
+                    f"raw p50 {r['p50_ms']:.1f} / p99 {r['p99_ms']:.1f} ms",
+                    f"{p['p99_ms'] / r['p99_ms']:,.0f}x",
+                    aim,
+                )
+            )
             q = figs["latency"]["pipeline_one_process"]
-            lines.append(row.format("", "", f"(one process: p50 {q['p50_ms']:,.1f} / p99 {q['p99_ms']:,.1f})",
-                                    "", "", ""))
+            lines.append(
+                row.format("", "", f"(one process: p50 {q['p50_ms']:,.1f} / p99 {q['p99_ms']:,.1f})", "", "", "")
+            )
     if "footprint" in results:
         f = results["footprint"]
         for svc, s in f["services"].items():
             verdict = "ok" if s["rss_mb"] < AIMS["rss_mb"] else "MISSED"
-            lines.append(row.format("rss", "sqlite", f"{svc} {s['rss_mb']:.0f} MB", f"(uss {s['uss_mb']:.0f} MB)",
-                                    "", f"< {AIMS['rss_mb']:.0f} MB  {verdict}"))
-        lines.append(row.format("ready", "sqlite", f"{f['ready_s']:.1f} s", f"via {f['ready_how']}"[:34], "",
-                                f"< {AIMS['ready_s']:.0f} s  {'ok' if f['ready_ok'] else 'MISSED'}"))
+            lines.append(
+                row.format(
+                    "rss",
+                    "sqlite",
+                    f"{svc} {s['rss_mb']:.0f} MB",
+                    f"(uss {s['uss_mb']:.0f} MB)",
+                    "",
+                    f"< {AIMS['rss_mb']:.0f} MB  {verdict}",
+                )
+            )
+        lines.append(
+            row.format(
+                "ready",
+                "sqlite",
+                f"{f['ready_s']:.1f} s",
+                f"via {f['ready_how']}"[:34],
+                "",
+                f"< {AIMS['ready_s']:.0f} s  {'ok' if f['ready_ok'] else 'MISSED'}",
+            )
+        )
         if f["dev"]["ok"]:
-            lines.append(row.format("", "", "", f"3 uvicorn in parallel: {f['uvicorn_parallel_ready_s']:.1f} s",
-                                    "", ""))
+            lines.append(
+                row.format("", "", "", f"3 uvicorn in parallel: {f['uvicorn_parallel_ready_s']:.1f} s", "", "")
+            )
         else:
             lines.append(f"           dev.py run not measured: {f['dev']['why']}")
     return lines
@@ -1085,9 +1387,15 @@ def machine() -> dict:
         model = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "")
     nats_version = subprocess.run([infra.nats_server_binary(), "--version"], capture_output=True, text=True).stdout
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
-    return {"cpus": os.cpu_count(), "cpu_model": model, "python": platform.python_version(),
-            "nats_server": nats_version.strip(), "sqlite": sqlite3.sqlite_version, "git_head": commit.strip(),
-            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1)}
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "nats_server": nats_version.strip(),
+        "sqlite": sqlite3.sqlite_version,
+        "git_head": commit.strip(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+    }
 
 
 def configure_logging(level: str, path: Path) -> None:
@@ -1111,15 +1419,29 @@ async def main(args) -> int:
     requests = min(args.requests, 1000) if args.quick else args.requests
     workdir = Path(tempfile.mkdtemp(prefix="netvaerk-bench-"))
     configure_logging(args.log_level, workdir / "bench.log")
-    results: dict = {"started": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
-                     "args": vars(args), "backends": {}}
-    out(f"netvaerk pipeline benchmark — {results['machine']['cpus']} CPUs ({results['machine']['cpu_model']}), "
+    results: dict = {
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "args": vars(args),
+        "backends": {},
+    }
+    out(
+        f"netvaerk pipeline benchmark — {results['machine']['cpus']} CPUs ({results['machine']['cpu_model']}), "
         f"Python {results['machine']['python']}, {results['machine']['nats_server']}, "
-        f"git {results['machine']['git_head']}")
-    out(f"work dir {workdir}; consumer/relay settings as a service defaults: relay batch {DEFAULTS.relay_batch_size}, "
-        f"consumer batch {DEFAULTS.consumer_batch_size}; bench log level {args.log_level}")
-    out("consumer effect (roster upsert): " + ("batch handler, one executemany per fetched batch (as meetings)"
-                                               if USE_BATCH_HANDLER else "per-event handler, one statement per event"))
+        f"git {results['machine']['git_head']}"
+    )
+    out(
+        f"work dir {workdir}; consumer/relay settings as a service defaults: relay batch {DEFAULTS.relay_batch_size}, "
+        f"consumer batch {DEFAULTS.consumer_batch_size}; bench log level {args.log_level}"
+    )
+    out(
+        "consumer effect (roster upsert): "
+        + (
+            "batch handler, one executemany per fetched batch (as meetings)"
+            if USE_BATCH_HANDLER
+            else "per-event handler, one statement per event"
+        )
+    )
     results["consumer_effect"] = "batch_handler" if USE_BATCH_HANDLER else "per_event_handler"
     infra_ = Infra(workdir, backends)
     try:
@@ -1127,8 +1449,10 @@ async def main(args) -> int:
         if infra_.pg_admin:
             s = await infra_.pg_settings()
             results["postgresql"] = {"source": infra_.pg_note, **s}
-            out(f"PostgreSQL {s.get('server_version')} {infra_.pg_note}; fsync={s.get('fsync')} "
-                f"synchronous_commit={s.get('synchronous_commit')}")
+            out(
+                f"PostgreSQL {s.get('server_version')} {infra_.pg_note}; fsync={s.get('fsync')} "
+                f"synchronous_commit={s.get('synchronous_commit')}"
+            )
         for backend in backends:
             figs: dict = {}
             results["backends"][backend] = figs
@@ -1137,25 +1461,35 @@ async def main(args) -> int:
                 out(f"drain: {args.events:,} events pre-filled in the outbox, median of {runs}")
                 figs["drain"] = await figure_drain(infra_, backend, args.events, runs)
             if "accept" in figures:
-                out(f"accept: POST /members x {requests:,}, concurrency {args.concurrency}, members app under uvicorn "
-                    f"(subprocess), RATE_LIMIT_PER_MINUTE=0")
+                out(
+                    f"accept: POST /members x {requests:,}, concurrency {args.concurrency}, members app under uvicorn "
+                    f"(subprocess), RATE_LIMIT_PER_MINUTE=0"
+                )
                 figs["accept"] = await figure_accept(infra_, backend, requests, args.concurrency)
             if "latency" in figures:
-                out(f"latency: paced {args.rate:,.0f} events/s for {latency_s:.0f} s (+0.5 s warm-up), "
-                    f"producer commit -> consumer commit")
+                out(
+                    f"latency: paced {args.rate:,.0f} events/s for {latency_s:.0f} s (+0.5 s warm-up), "
+                    f"producer commit -> consumer commit"
+                )
                 figs["latency"] = await figure_latency(infra_, backend, args.rate, latency_s, args.log_level)
         if "footprint" in figures:
             out("\n== footprint (SQLite, real uvicorn processes, the bench's NATS) ==")
             results["footprint"] = await figure_footprint(infra_)
             for svc, s in results["footprint"]["services"].items():
-                out(f"  {svc}: RSS {s['rss_mb']:.0f} MB (USS {s['uss_mb']:.0f} MB), "
-                    f"ready {s['ready_s']:.2f} s after spawn")
-            out("  three uvicorn processes spawned together: all ready in "
-                f"{results['footprint']['uvicorn_parallel_ready_s']:.2f} s")
+                out(
+                    f"  {svc}: RSS {s['rss_mb']:.0f} MB (USS {s['uss_mb']:.0f} MB), "
+                    f"ready {s['ready_s']:.2f} s after spawn"
+                )
+            out(
+                "  three uvicorn processes spawned together: all ready in "
+                f"{results['footprint']['uvicorn_parallel_ready_s']:.2f} s"
+            )
             d = results["footprint"]["dev"]
             if d["ok"]:
-                out(f"  {d['how']}: all three /readyz 200 after {d['ready_s']:.2f} s; dev.py says: "
-                    f"{d['dev_says'].strip()}")
+                out(
+                    f"  {d['how']}: all three /readyz 200 after {d['ready_s']:.2f} s; dev.py says: "
+                    f"{d['dev_says'].strip()}"
+                )
             else:
                 out(f"  dev.py run NOT measured ({d['why']}); the ready figure is the parallel uvicorn start")
     finally:
@@ -1177,19 +1511,29 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--backend", choices=["postgresql", "sqlite", "both"], default="both")
     p.add_argument("--events", type=int, default=20_000, help="events in the drain figure (default 20,000)")
-    p.add_argument("--quick", action="store_true",
-                   help="1 drain run instead of 3, latency 3 s, at most 1,000 accept requests")
+    p.add_argument(
+        "--quick", action="store_true", help="1 drain run instead of 3, latency 3 s, at most 1,000 accept requests"
+    )
     p.add_argument("--runs", type=int, default=3, help="drain runs (median is reported)")
     p.add_argument("--requests", type=int, default=2_000, help="POST /members requests in the accept figure")
     p.add_argument("--concurrency", type=int, default=20)
     p.add_argument("--rate", type=float, default=1_000.0, help="events/s in the latency figure")
     p.add_argument("--latency-seconds", type=float, default=5.0)
-    p.add_argument("--figures", default="drain,accept,latency,footprint",
-                   help="comma-separated subset of drain,accept,latency,footprint")
-    p.add_argument("--per-event-handler", action="store_true",
-                   help="give the consumer only the per-event handler (no batch_handler)")
-    p.add_argument("--log-level", default="INFO",
-                   help="log level of the bench process (relay, consumer), JSON lines to a file like a service")
+    p.add_argument(
+        "--figures",
+        default="drain,accept,latency,footprint",
+        help="comma-separated subset of drain,accept,latency,footprint",
+    )
+    p.add_argument(
+        "--per-event-handler",
+        action="store_true",
+        help="give the consumer only the per-event handler (no batch_handler)",
+    )
+    p.add_argument(
+        "--log-level",
+        default="INFO",
+        help="log level of the bench process (relay, consumer), JSON lines to a file like a service",
+    )
     return p.parse_args(argv)
 
 

@@ -1,4 +1,5 @@
 """The AsyncAPI documents say what really goes over the wire: a real CloudEvent validates against its channel."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,6 @@ def payload_schema(doc: dict, message_key: str) -> dict:
     ref = doc["components"]["messages"][message_key]["payload"]["$ref"].split("/")[-1]
     # resolve '#/components/schemas/X' inside the document
     return {**doc["components"]["schemas"][ref], "components": doc["components"]}
-
-
 
 
 @pytest.mark.parametrize("service", sorted(PRODUCES))

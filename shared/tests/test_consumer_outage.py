@@ -1,6 +1,7 @@
 """An outage of the consumer's own database is not a poison pill: real JetStream, real PostgreSQL, the database taken
 away (ALLOW_CONNECTIONS false + pg_terminate_backend) while events flow. Plus the failure classifier, the restart
 rule of the failure tally, and replaying many dead letters in their original order (function and admin route)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -38,14 +39,16 @@ from netvaerk_shared.testing.plugin import wait_until
 
 metadata = MetaData()
 tables = add_messaging_tables(metadata)
-effects = Table("effects", metadata, Column("member_id", String(36), primary_key=True),
-                Column("times", Integer, nullable=False))
+effects = Table(
+    "effects", metadata, Column("member_id", String(36), primary_key=True), Column("times", Integer, nullable=False)
+)
 CONSUMER_LOG = "netvaerk_shared.consumer"
 
 
 def joined() -> contracts.MemberJoined:
-    return contracts.MemberJoined(member_id=uuid.uuid4(), group_id=uuid.uuid4(), role="member",
-                                  joined_at=datetime.now(UTC))
+    return contracts.MemberJoined(
+        member_id=uuid.uuid4(), group_id=uuid.uuid4(), role="member", joined_at=datetime.now(UTC)
+    )
 
 
 async def count_effect(conn, event, data):
@@ -71,8 +74,7 @@ class Database:
         admin = await asyncpg.connect(infra.admin_postgres_url(self.admin_url))
         try:
             await admin.execute(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS false')
-            await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
-                                self.name)
+            await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", self.name)
         finally:
             await admin.close()
 
@@ -143,37 +145,53 @@ def lines(caplog, needle: str) -> list[str]:
 
 # -- the classifier ------------------------------------------------------------------------------------------------
 
+
 def _wrapped(cls, orig, **kw):
     return cls("SELECT 1", {}, orig, **kw)
 
 
-@pytest.mark.parametrize("exc", [
-    ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)"),
-    ConnectionResetError("reset by peer"),
-    OSError("Network is unreachable"),
-    TimeoutError(),
-    TimeoutError(),
-    _wrapped(sa_exc.OperationalError, Exception("server closed the connection unexpectedly")),
-    _wrapped(sa_exc.InterfaceError, Exception("cannot call PreparedStatement.fetch(): the underlying connection is "
-                                              "closed")),
-    _wrapped(sa_exc.DBAPIError, Exception("whatever it says"), connection_invalidated=True),
-    _wrapped(sa_exc.DBAPIError, asyncpg.exceptions.ObjectNotInPrerequisiteStateError(
-        'database "notifications" is not currently accepting connections')),
-    _wrapped(sa_exc.DBAPIError, asyncpg.exceptions.TooManyConnectionsError("sorry, too many clients already")),
-    _wrapped(sa_exc.DBAPIError, asyncpg.exceptions.AdminShutdownError(
-        "terminating connection due to administrator command")),
-    _wrapped(sa_exc.DBAPIError, asyncpg.exceptions.CannotConnectNowError("the database system is starting up")),
-    _wrapped(sa_exc.DBAPIError, asyncpg.exceptions.QueryCanceledError("canceling statement due to statement "
-                                                                      "timeout")),
-    _wrapped(sa_exc.DBAPIError, asyncpg.exceptions.InvalidCatalogNameError('database "x" does not exist')),
-    asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
-    _wrapped(sa_exc.InternalError, asyncpg.exceptions.InternalClientError(
-        "cannot switch to state 12; another operation (2) is in progress")),  # a connection killed mid-statement
-    sa_exc.TimeoutError("QueuePool limit of size 10 overflow 10 reached, connection timed out"),
-    sa_exc.DisconnectionError("gone"),
-    Exception("database does not allow connections"),
-    RuntimeError("wrapped"),  # (its cause is set below)
-], ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize(
+    "exc",
+    [
+        ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)"),
+        ConnectionResetError("reset by peer"),
+        OSError("Network is unreachable"),
+        TimeoutError(),
+        TimeoutError(),
+        _wrapped(sa_exc.OperationalError, Exception("server closed the connection unexpectedly")),
+        _wrapped(
+            sa_exc.InterfaceError,
+            Exception("cannot call PreparedStatement.fetch(): the underlying connection is closed"),
+        ),
+        _wrapped(sa_exc.DBAPIError, Exception("whatever it says"), connection_invalidated=True),
+        _wrapped(
+            sa_exc.DBAPIError,
+            asyncpg.exceptions.ObjectNotInPrerequisiteStateError(
+                'database "notifications" is not currently accepting connections'
+            ),
+        ),
+        _wrapped(sa_exc.DBAPIError, asyncpg.exceptions.TooManyConnectionsError("sorry, too many clients already")),
+        _wrapped(
+            sa_exc.DBAPIError,
+            asyncpg.exceptions.AdminShutdownError("terminating connection due to administrator command"),
+        ),
+        _wrapped(sa_exc.DBAPIError, asyncpg.exceptions.CannotConnectNowError("the database system is starting up")),
+        _wrapped(
+            sa_exc.DBAPIError, asyncpg.exceptions.QueryCanceledError("canceling statement due to statement timeout")
+        ),
+        _wrapped(sa_exc.DBAPIError, asyncpg.exceptions.InvalidCatalogNameError('database "x" does not exist')),
+        asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
+        _wrapped(
+            sa_exc.InternalError,
+            asyncpg.exceptions.InternalClientError("cannot switch to state 12; another operation (2) is in progress"),
+        ),  # a connection killed mid-statement
+        sa_exc.TimeoutError("QueuePool limit of size 10 overflow 10 reached, connection timed out"),
+        sa_exc.DisconnectionError("gone"),
+        Exception("database does not allow connections"),
+        RuntimeError("wrapped"),  # (its cause is set below)
+    ],
+    ids=lambda e: type(e).__name__,
+)
 def test_outages_are_classified_as_outages(exc):
     if type(exc) is RuntimeError:
         try:
@@ -186,18 +204,26 @@ def test_outages_are_classified_as_outages(exc):
     assert is_database_outage(exc)
 
 
-@pytest.mark.parametrize("exc", [
-    ValueError("this one is broken"),
-    KeyError("member_id"),
-    Unprocessable("group is archived"),
-    _wrapped(sa_exc.IntegrityError, asyncpg.exceptions.UniqueViolationError("duplicate key value")),
-    _wrapped(sa_exc.DataError, asyncpg.exceptions.InvalidTextRepresentationError("invalid input syntax for uuid")),
-    _wrapped(sa_exc.ProgrammingError, asyncpg.exceptions.UndefinedColumnError('column "x" does not exist')),
-    _wrapped(sa_exc.DBAPIError, asyncpg.exceptions.ObjectNotInPrerequisiteStateError(
-        'currval of sequence "s" is not yet defined in this session')),  # 55000, but not about connections
-    sa_exc.PendingRollbackError("This Session's transaction has been rolled back"),
-    None,
-], ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize(
+    "exc",
+    [
+        ValueError("this one is broken"),
+        KeyError("member_id"),
+        Unprocessable("group is archived"),
+        _wrapped(sa_exc.IntegrityError, asyncpg.exceptions.UniqueViolationError("duplicate key value")),
+        _wrapped(sa_exc.DataError, asyncpg.exceptions.InvalidTextRepresentationError("invalid input syntax for uuid")),
+        _wrapped(sa_exc.ProgrammingError, asyncpg.exceptions.UndefinedColumnError('column "x" does not exist')),
+        _wrapped(
+            sa_exc.DBAPIError,
+            asyncpg.exceptions.ObjectNotInPrerequisiteStateError(
+                'currval of sequence "s" is not yet defined in this session'
+            ),
+        ),  # 55000, but not about connections
+        sa_exc.PendingRollbackError("This Session's transaction has been rolled back"),
+        None,
+    ],
+    ids=lambda e: type(e).__name__,
+)
 def test_other_failures_are_not_outages(exc):
     assert not is_database_outage(exc)
 
@@ -229,6 +255,7 @@ async def test_what_postgresql_really_raises_when_its_database_is_away(pg):
 
 # -- outages -------------------------------------------------------------------------------------------------------
 
+
 async def test_database_outage_under_load_spends_no_tries_and_dead_letters_nothing(pg, js, caplog):
     """The notifications incident in small: the consumer's database away for ~6 s while events keep coming, with
     max_deliver=2. Afterwards every event was done exactly once, nothing was dead-lettered, and the log has one line
@@ -239,8 +266,15 @@ async def test_database_outage_under_load_spends_no_tries_and_dead_letters_nothi
         await asyncio.sleep(0.002)  # so that the outage lands inside handlers and batches, not only between them
         await count_effect(conn, event, data)
 
-    consumer = EventConsumer(service="notifications", subscription=Subscription(contracts.MemberJoined, slow_count),
-                             engine=pg.engine, tables=tables, max_deliver=2, batch_size=25, fetch_timeout=0.2)
+    consumer = EventConsumer(
+        service="notifications",
+        subscription=Subscription(contracts.MemberJoined, slow_count),
+        engine=pg.engine,
+        tables=tables,
+        max_deliver=2,
+        batch_size=25,
+        fetch_timeout=0.2,
+    )
     consumer._backoff = lambda failures: 0.05
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(js, stop))
@@ -313,16 +347,24 @@ async def test_database_going_away_inside_a_handler_is_an_outage_not_poison(pg, 
     subscription = Subscription(contracts.MemberJoined, one, many if shape == "batch_handler" else None)
     for data in events:
         await publish(js, data)
-    consumer = EventConsumer(service="notifications", subscription=subscription, engine=pg.engine, tables=tables,
-                             max_deliver=1, batch_size=50, fetch_timeout=0.2)
+    consumer = EventConsumer(
+        service="notifications",
+        subscription=subscription,
+        engine=pg.engine,
+        tables=tables,
+        max_deliver=1,
+        batch_size=50,
+        fetch_timeout=0.2,
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(js, stop))
     try:
         await wait_until(lambda: consumer.paused, timeout=10, message="the consumer to pause")
         await asyncio.sleep(3)
         await pg.bring_back()
-        await wait_until(lambda: _has_all(pg, [str(e.member_id) for e in events]), timeout=30,
-                         message="every event consumed")
+        await wait_until(
+            lambda: _has_all(pg, [str(e.member_id) for e in events]), timeout=30, message="every event consumed"
+        )
         await wait_until(lambda: caught_up(js, consumer), timeout=30, message="nothing left to (re)deliver")
     finally:
         stop.set()
@@ -344,8 +386,14 @@ async def test_a_poison_event_is_still_a_dead_letter_with_its_real_error_across_
             raise ValueError(f"no such group {data.group_id}")
         await count_effect(conn, event, data)
 
-    consumer = EventConsumer(service="notifications", subscription=Subscription(contracts.MemberJoined, picky),
-                             engine=pg.engine, tables=tables, max_deliver=2, fetch_timeout=0.2)
+    consumer = EventConsumer(
+        service="notifications",
+        subscription=Subscription(contracts.MemberJoined, picky),
+        engine=pg.engine,
+        tables=tables,
+        max_deliver=2,
+        fetch_timeout=0.2,
+    )
     consumer._backoff = lambda failures: 0.05
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(js, stop))
@@ -360,16 +408,16 @@ async def test_a_poison_event_is_still_a_dead_letter_with_its_real_error_across_
         await wait_until(lambda: consumer.paused, timeout=10, message="the consumer to pause")
         await asyncio.sleep(2)
         await pg.bring_back()
-        await wait_until(lambda: _has_all(pg, [str(e.member_id) for e in good]), timeout=30,
-                         message="the good events consumed")
+        await wait_until(
+            lambda: _has_all(pg, [str(e.member_id) for e in good]), timeout=30, message="the good events consumed"
+        )
         await wait_until(lambda: caught_up(js, consumer), timeout=30, message="nothing left to (re)deliver")
     finally:
         stop.set()
         await task
     dead = await list_dead_letters(pg.engine, tables)
     assert [d["event_id"] for d in dead] == [poison_id]
-    assert dead[0]["reason"] == (f"gave up after 2 deliveries; last error: ValueError: no such group "
-                                 f"{poison.group_id}")
+    assert dead[0]["reason"] == (f"gave up after 2 deliveries; last error: ValueError: no such group {poison.group_id}")
     assert dead[0]["deliveries"] == 2
     assert len(calls) == 2  # two real tries; the deliveries during the outage never reached the handler
     assert await pg.effects() == {str(e.member_id): 1 for e in good}
@@ -386,8 +434,14 @@ async def test_a_restart_gives_a_poison_event_fresh_tries_never_a_wrong_dead_let
         raise ValueError("still broken")
 
     event_id = await publish(js, data)
-    first = EventConsumer(service="meetings", subscription=Subscription(contracts.MemberJoined, broken),
-                          engine=engine, tables=tables, max_deliver=2, fetch_timeout=0.2)
+    first = EventConsumer(
+        service="meetings",
+        subscription=Subscription(contracts.MemberJoined, broken),
+        engine=engine,
+        tables=tables,
+        max_deliver=2,
+        fetch_timeout=0.2,
+    )
     first._backoff = lambda failures: 3.0  # stop it before its second try
     stop = asyncio.Event()
     task = asyncio.create_task(first.run(js, stop))
@@ -396,8 +450,14 @@ async def test_a_restart_gives_a_poison_event_fresh_tries_never_a_wrong_dead_let
     await task
     assert await list_dead_letters(engine, tables) == []
 
-    second = EventConsumer(service="meetings", subscription=Subscription(contracts.MemberJoined, broken),
-                           engine=engine, tables=tables, max_deliver=2, fetch_timeout=0.2)
+    second = EventConsumer(
+        service="meetings",
+        subscription=Subscription(contracts.MemberJoined, broken),
+        engine=engine,
+        tables=tables,
+        max_deliver=2,
+        fetch_timeout=0.2,
+    )
     second._backoff = lambda failures: 0.05
     stop = asyncio.Event()
     task = asyncio.create_task(second.run(js, stop))
@@ -418,6 +478,7 @@ async def _dead_count(engine, n: int) -> bool:
 
 # -- replaying many ------------------------------------------------------------------------------------------------
 
+
 async def _three_dead_letters(engine, js, broken: set[str]):
     """Three events dead-lettered (Unprocessable), their dead letters stored in the opposite of stream order."""
     applied: list[str] = []
@@ -431,8 +492,13 @@ async def _three_dead_letters(engine, js, broken: set[str]):
     events = [joined() for _ in range(3)]
     broken |= {str(e.member_id) for e in events}
     ids = [await publish(js, data) for data in events]
-    consumer = EventConsumer(service="notifications", subscription=Subscription(contracts.MemberJoined, handler),
-                             engine=engine, tables=tables, fetch_timeout=0.2)
+    consumer = EventConsumer(
+        service="notifications",
+        subscription=Subscription(contracts.MemberJoined, handler),
+        engine=engine,
+        tables=tables,
+        fetch_timeout=0.2,
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(js, stop))
     try:
@@ -445,8 +511,9 @@ async def _three_dead_letters(engine, js, broken: set[str]):
     base = datetime.now(UTC)
     async with engine.begin() as conn:  # the first event died last: created order is not the original order
         for index, event_id in enumerate(ids):
-            await conn.execute(update(d).where(d.c.event_id == event_id)
-                               .values(created_at=base - timedelta(seconds=index)))
+            await conn.execute(
+                update(d).where(d.c.event_id == event_id).values(created_at=base - timedelta(seconds=index))
+            )
     return consumer, events, applied
 
 
@@ -454,8 +521,9 @@ async def test_replaying_many_dead_letters_keeps_their_original_order(engine, js
     broken: set[str] = set()
     consumer, events, applied = await _three_dead_letters(engine, js, broken)
     newest_first = [d["event_id"] for d in await list_dead_letters(engine, tables)]
-    stream_order = [d["event_id"] for d in sorted(await list_dead_letters(engine, tables),
-                                                  key=lambda d: d["stream_seq"])]
+    stream_order = [
+        d["event_id"] for d in sorted(await list_dead_letters(engine, tables), key=lambda d: d["stream_seq"])
+    ]
     assert newest_first == stream_order  # created_at says the opposite of the stream (newest first = first sent)
     broken.clear()
     result = await replay_dead_letters(engine, tables, {consumer.name: consumer}, consumer=consumer.name)
@@ -498,15 +566,17 @@ async def test_replay_route_replays_many_and_is_protected(engine, js):
     app.include_router(operations_router())
     install_problem_handlers(app)
     app.state.edge = EdgePolicy(token="test-token-0123456789")
-    app.state.runtime = SimpleNamespace(engine=engine, tables=tables, consumers={consumer.name: consumer},
-                                        service="notifications")
+    app.state.runtime = SimpleNamespace(
+        engine=engine, tables=tables, consumers={consumer.name: consumer}, service="notifications"
+    )
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         auth = {"Authorization": "Bearer test-token-0123456789"}
         r = await client.post("/admin/dead-letters/replay")
         assert r.status_code == 401
-        r = await client.post("/admin/dead-letters/replay", params={"consumer": "meetings-member-joined-v1"},
-                              headers=auth)
+        r = await client.post(
+            "/admin/dead-letters/replay", params={"consumer": "meetings-member-joined-v1"}, headers=auth
+        )
         assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
         r = await client.post("/admin/dead-letters/replay", params={"consumer": consumer.name}, headers=auth)
         assert r.status_code == 200, r.text

@@ -1,4 +1,5 @@
 """The v1 catalogue: checked-in JSON Schemas match the models, names follow the rules, contact data stays put."""
+
 from __future__ import annotations
 
 import json
@@ -23,7 +24,8 @@ def test_checked_in_schema_matches_model(type_):
     path = SCHEMA_DIR / f"{type_}.json"
     assert path.exists(), f"{path.name} missing: run python -m netvaerk_shared.contracts --write"
     assert path.read_text(encoding="utf-8") == render(EVENT_TYPES[type_]), (
-        f"{path.name} drifted from its model: run python -m netvaerk_shared.contracts --write and review the diff")
+        f"{path.name} drifted from its model: run python -m netvaerk_shared.contracts --write and review the diff"
+    )
 
 
 def test_drift_is_detected(tmp_path, monkeypatch):
@@ -78,16 +80,17 @@ def test_contact_data_only_in_the_events_allowed_to_carry_it(type_):
 
 
 def test_contracts_are_frozen_and_strict():
-    joined = contracts.MemberJoined(member_id=uuid.uuid4(), group_id=uuid.uuid4(), role="member",
-                                    joined_at=datetime.now(UTC))
+    joined = contracts.MemberJoined(
+        member_id=uuid.uuid4(), group_id=uuid.uuid4(), role="member", joined_at=datetime.now(UTC)
+    )
     with pytest.raises(ValidationError):
         joined.role = "coordinator"
     with pytest.raises(ValidationError):
-        contracts.MemberJoined(member_id=uuid.uuid4(), group_id=uuid.uuid4(), role="owner",
-                               joined_at=datetime.now(UTC))
+        contracts.MemberJoined(member_id=uuid.uuid4(), group_id=uuid.uuid4(), role="owner", joined_at=datetime.now(UTC))
     with pytest.raises(ValidationError):
-        contracts.MemberJoined(member_id=uuid.uuid4(), group_id=uuid.uuid4(), role="member",
-                               joined_at=datetime.now(UTC), surprise=1)
+        contracts.MemberJoined(
+            member_id=uuid.uuid4(), group_id=uuid.uuid4(), role="member", joined_at=datetime.now(UTC), surprise=1
+        )
 
 
 @pytest.mark.parametrize("type_", sorted(EVENT_TYPES))

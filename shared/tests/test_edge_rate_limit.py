@@ -1,6 +1,7 @@
 """The edge's rate limit, driven directly (the services' contract runs switch it off): a token bucket per client
 address, 429 problem+json with Retry-After once the burst is spent, checked before the token, and never for the open
 paths (health, metrics, documents)."""
+
 from __future__ import annotations
 
 import httpx
@@ -28,8 +29,9 @@ def edge(per_minute: int):
 
 
 def client(middleware, address: str = "192.0.2.1") -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=middleware, client=(address, 40000)),
-                             base_url="http://edge")
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=middleware, client=(address, 40000)), base_url="http://edge"
+    )
 
 
 async def test_the_burst_is_served_then_429_with_retry_after_as_problem_json():
@@ -49,8 +51,7 @@ async def test_the_burst_is_served_then_429_with_retry_after_as_problem_json():
 async def test_the_limit_comes_before_the_token_so_guessing_it_is_limited_too():
     middleware = edge(per_minute=60)
     async with client(middleware) as c:
-        codes = [(await c.get("/things", headers={"Authorization": "Bearer wrong"})).status_code
-                 for _ in range(11)]
+        codes = [(await c.get("/things", headers={"Authorization": "Bearer wrong"})).status_code for _ in range(11)]
     assert codes == [401] * 10 + [429]
 
 

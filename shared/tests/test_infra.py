@@ -133,8 +133,10 @@ def test_admin_postgres_url_normalises_and_refuses_non_postgres():
 
 
 def test_database_url_keeps_credentials_and_swaps_the_database():
-    assert (infra.database_url("postgresql://u:p%40ss@db.example.org:5433/postgres?sslmode=disable", "members_t")
-            == "postgresql+asyncpg://u:p%40ss@db.example.org:5433/members_t?sslmode=disable")
+    assert (
+        infra.database_url("postgresql://u:p%40ss@db.example.org:5433/postgres?sslmode=disable", "members_t")
+        == "postgresql+asyncpg://u:p%40ss@db.example.org:5433/members_t?sslmode=disable"
+    )
 
 
 def test_sqlite_url_is_absolute(tmp_path: Path, monkeypatch):

@@ -1,5 +1,6 @@
 """The mechanism end to end against real JetStream and a real database (PostgreSQL and SQLite): outbox -> relay ->
 stream -> idempotent consumer, dead letters and replay, and the crash points that must not lose or double anything."""
+
 from __future__ import annotations
 
 import asyncio
@@ -23,13 +24,15 @@ from netvaerk_shared.uow import UnitOfWork
 
 metadata = MetaData()
 tables = add_messaging_tables(metadata)
-effects = Table("effects", metadata, Column("member_id", String(36), primary_key=True),
-                Column("times", Integer, nullable=False))
+effects = Table(
+    "effects", metadata, Column("member_id", String(36), primary_key=True), Column("times", Integer, nullable=False)
+)
 
 
 def joined(member_id=None) -> contracts.MemberJoined:
-    return contracts.MemberJoined(member_id=member_id or uuid.uuid4(), group_id=uuid.uuid4(), role="member",
-                                  joined_at=datetime.now(UTC))
+    return contracts.MemberJoined(
+        member_id=member_id or uuid.uuid4(), group_id=uuid.uuid4(), role="member", joined_at=datetime.now(UTC)
+    )
 
 
 async def count_effect(conn, event, data):
@@ -88,7 +91,7 @@ async def test_relay_publishes_every_committed_row_with_msg_id(engine, js):
     events = await produce(engine, 120)
     relay = Relay(engine=engine, tables=tables, js=js, service="members", batch_size=50)
     published = 0
-    while (n := await relay.publish_batch()):
+    while n := await relay.publish_batch():
         published += n
     assert published == 120
     assert await backlog(engine, tables) == (0, 0.0)
@@ -149,7 +152,7 @@ async def test_two_relays_share_the_work_without_doing_any_twice(engine, js, dat
 
     async def drain(relay):
         total = 0
-        while (n := await relay.publish_batch()):
+        while n := await relay.publish_batch():
             total += n
         return total
 
@@ -185,8 +188,12 @@ async def test_crash_between_publish_and_mark_does_each_effect_once(engine, js):
         await Relay(engine=engine, tables=tables, js=js, service="members").publish_batch()
         async with engine.begin() as conn:
             await conn.execute(update(tables.outbox).values(published_at=None))
-    consumer = EventConsumer(service="meetings", subscription=Subscription(contracts.MemberJoined, count_effect),
-                             engine=engine, tables=tables)
+    consumer = EventConsumer(
+        service="meetings",
+        subscription=Subscription(contracts.MemberJoined, count_effect),
+        engine=engine,
+        tables=tables,
+    )
     await _consume_all(consumer, js)
     counts = await effects_by_member(engine)
     assert counts == {str(e.member_id): 1 for e in events}
@@ -196,12 +203,14 @@ async def _consume_all(consumer: EventConsumer, js, settle: float = 1.0):
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(js, stop))
     try:
+
         async def caught_up():
             try:
                 info = await js.consumer_info(consumer.stream, consumer.name)
             except nats.js.errors.NotFoundError:
                 return False  # not created yet
             return info.num_pending == 0 and info.num_ack_pending == 0
+
         await wait_until(caught_up, timeout=30, message="consumer caught up")
         await asyncio.sleep(settle)
     finally:
@@ -219,8 +228,12 @@ async def test_redelivered_event_changes_nothing(engine, js):
     # the same CloudEvent twice, with different Nats-Msg-Ids so JetStream keeps both
     await publish_raw(js, data.nats_subject(), body)
     await publish_raw(js, data.nats_subject(), body)
-    consumer = EventConsumer(service="meetings", subscription=Subscription(contracts.MemberJoined, count_effect),
-                             engine=engine, tables=tables)
+    consumer = EventConsumer(
+        service="meetings",
+        subscription=Subscription(contracts.MemberJoined, count_effect),
+        engine=engine,
+        tables=tables,
+    )
     await _consume_all(consumer, js)
     assert await effects_by_member(engine) == {str(data.member_id): 1}
     # and once more, from a fresh process' point of view: a second run over a replayed stream
@@ -235,8 +248,12 @@ async def test_malformed_message_is_a_dead_letter_at_once_and_the_consumer_goes_
     bad_contract = make_event(good).model_copy(update={"data": {"member_id": "nope"}})
     await publish_raw(js, "members.member.joined.v1.y", to_bytes(bad_contract))
     await publish_raw(js, good.nats_subject(), to_bytes(make_event(good)))
-    consumer = EventConsumer(service="meetings", subscription=Subscription(contracts.MemberJoined, count_effect),
-                             engine=engine, tables=tables)
+    consumer = EventConsumer(
+        service="meetings",
+        subscription=Subscription(contracts.MemberJoined, count_effect),
+        engine=engine,
+        tables=tables,
+    )
     await _consume_all(consumer, js)
     assert await effects_by_member(engine) == {str(good.member_id): 1}
     dead = await list_dead_letters(engine, tables)
@@ -260,8 +277,13 @@ async def test_failing_handler_retries_then_dead_letters_then_replays(engine, js
         await count_effect(conn, event, d)
 
     await publish_raw(js, data.nats_subject(), to_bytes(make_event(data)))
-    consumer = EventConsumer(service="notifications", subscription=Subscription(contracts.MemberJoined, flaky),
-                             engine=engine, tables=tables, max_deliver=3)
+    consumer = EventConsumer(
+        service="notifications",
+        subscription=Subscription(contracts.MemberJoined, flaky),
+        engine=engine,
+        tables=tables,
+        max_deliver=3,
+    )
     consumer._backoff = lambda deliveries: 0.05  # keep the test quick; the real backoff is tested below
     await _consume_all(consumer, js, settle=0.5)
     assert len(attempts) == 3  # delivered max_deliver times, then given up
@@ -285,24 +307,31 @@ async def test_unprocessable_is_a_dead_letter_without_retries(engine, js):
 
     data = joined()
     await publish_raw(js, data.nats_subject(), to_bytes(make_event(data)))
-    consumer = EventConsumer(service="meetings", subscription=Subscription(contracts.MemberJoined, refuse),
-                             engine=engine, tables=tables)
+    consumer = EventConsumer(
+        service="meetings", subscription=Subscription(contracts.MemberJoined, refuse), engine=engine, tables=tables
+    )
     await _consume_all(consumer, js)
     dead = await list_dead_letters(engine, tables)
     assert [d["reason"] for d in dead] == ["unprocessable: group is archived"]
 
 
 def test_backoff_grows_and_is_capped():
-    consumer = EventConsumer(service="x", subscription=Subscription(contracts.MemberJoined, count_effect),
-                             engine=None, tables=tables)
+    consumer = EventConsumer(
+        service="x", subscription=Subscription(contracts.MemberJoined, count_effect), engine=None, tables=tables
+    )
     delays = [consumer._backoff(n) for n in range(1, 12)]
     assert delays[0] < 1.0 and delays[3] > delays[0] and max(delays) <= 30.0 * 1.25
 
 
 async def test_paced_low_rate_has_no_stalls(engine, js):
     """At a low, paced rate every event arrives quickly: fetch timeouts never kill the loop (STACK.md's bug)."""
-    consumer = EventConsumer(service="meetings", subscription=Subscription(contracts.MemberJoined, count_effect),
-                             engine=engine, tables=tables, fetch_timeout=0.2)
+    consumer = EventConsumer(
+        service="meetings",
+        subscription=Subscription(contracts.MemberJoined, count_effect),
+        engine=engine,
+        tables=tables,
+        fetch_timeout=0.2,
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(js, stop))
     try:
@@ -336,8 +365,13 @@ async def test_one_bad_event_in_a_batch_does_not_hold_back_the_others(engine, js
 
     for data in events:
         await publish_raw(js, data.nats_subject(), to_bytes(make_event(data)))
-    consumer = EventConsumer(service="meetings", subscription=Subscription(contracts.MemberJoined, picky),
-                             engine=engine, tables=tables, max_deliver=2)
+    consumer = EventConsumer(
+        service="meetings",
+        subscription=Subscription(contracts.MemberJoined, picky),
+        engine=engine,
+        tables=tables,
+        max_deliver=2,
+    )
     consumer._backoff = lambda deliveries: 0.05
     await _consume_all(consumer, js, settle=0.5)
     assert await effects_by_member(engine) == {str(e.member_id): 1 for e in events if str(e.member_id) != bad}
@@ -365,8 +399,13 @@ async def test_batch_handler_does_the_batch_and_falls_back_event_by_event(engine
 
     for data in events:
         await publish_raw(js, data.nats_subject(), to_bytes(make_event(data)))
-    consumer = EventConsumer(service="meetings", subscription=Subscription(contracts.MemberJoined, one, many),
-                             engine=engine, tables=tables, max_deliver=2)
+    consumer = EventConsumer(
+        service="meetings",
+        subscription=Subscription(contracts.MemberJoined, one, many),
+        engine=engine,
+        tables=tables,
+        max_deliver=2,
+    )
     consumer._backoff = lambda deliveries: 0.05
     await _consume_all(consumer, js, settle=0.5)
     assert await effects_by_member(engine) == {str(e.member_id): 1 for e in events if str(e.member_id) != bad}
@@ -382,8 +421,13 @@ async def test_consumer_carries_on_after_nats_restarts(engine, tmp_path):
     nc = await topology.connect(server.url)
     js = nc.jetstream()
     await topology.ensure_stream(js, "members")
-    consumer = EventConsumer(service="meetings", subscription=Subscription(contracts.MemberJoined, count_effect),
-                             engine=engine, tables=tables, fetch_timeout=0.3)
+    consumer = EventConsumer(
+        service="meetings",
+        subscription=Subscription(contracts.MemberJoined, count_effect),
+        engine=engine,
+        tables=tables,
+        fetch_timeout=0.3,
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(js, stop))
     before, after = [joined() for _ in range(5)], [joined() for _ in range(5)]

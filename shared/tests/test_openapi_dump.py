@@ -1,4 +1,5 @@
 """The regenerate-or-check command for the services' checked-in OpenAPI documents, and the document checks."""
+
 from __future__ import annotations
 
 import json
@@ -23,20 +24,27 @@ def test_drift_is_detected_and_write_repairs_it(tmp_path, monkeypatch):
 
 
 def _document(schema: dict) -> dict:
-    return {"openapi": "3.1.0", "info": {"title": "t", "version": "1"}, "paths": {},
-            "components": {"schemas": {"Thing": schema}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "t", "version": "1"},
+        "paths": {},
+        "components": {"schemas": {"Thing": schema}},
+    }
 
 
 def test_a_valid_document_passes():
     validate_openapi(dump.document("members"))
 
 
-@pytest.mark.parametrize("schema", [
-    # a surrogate range: Python's re takes it, ECMA-262 (unicode mode) and Rust's regex refuse it
-    {"type": "string", "pattern": "^[^\\u0000-\\u001f\\ud800-\\udfff]*$"},
-    {"type": "string", "pattern": "[a-"},
-    {"type": "strin"},  # not JSON Schema
-])
+@pytest.mark.parametrize(
+    "schema",
+    [
+        # a surrogate range: Python's re takes it, ECMA-262 (unicode mode) and Rust's regex refuse it
+        {"type": "string", "pattern": "^[^\\u0000-\\u001f\\ud800-\\udfff]*$"},
+        {"type": "string", "pattern": "[a-"},
+        {"type": "strin"},  # not JSON Schema
+    ],
+)
 def test_a_schema_no_validator_can_use_is_refused(schema):
     with pytest.raises(AssertionError):
         validate_openapi(_document(schema))

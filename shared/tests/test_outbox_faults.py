@@ -6,6 +6,7 @@ in order; an operator puts it back with POST /admin/outbox/{event_id}/retry. An 
 holds the work, and the relay's backoff ends as soon as the cause is gone: NATS reconnected, the database answering,
 a commit.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -41,8 +42,9 @@ USER, PASSWORD = "members", "members-secret-0123"
 
 
 def joined() -> contracts.MemberJoined:
-    return contracts.MemberJoined(member_id=uuid.uuid4(), group_id=uuid.uuid4(), role="member",
-                                  joined_at=datetime.now(UTC))
+    return contracts.MemberJoined(
+        member_id=uuid.uuid4(), group_id=uuid.uuid4(), role="member", joined_at=datetime.now(UTC)
+    )
 
 
 async def produce(engine, n: int) -> list[str]:
@@ -92,7 +94,8 @@ class Nats:
             lines.append(
                 f"authorization {{ users = [ {{ user: {USER}, password: {PASSWORD}, permissions: {{"
                 f' publish: {{ allow: ["members.>", "$JS.API.>", "$JS.ACK.>", "_INBOX.>"], deny: ["{deny}"] }},'
-                ' subscribe: { allow: ["_INBOX.>"] } } } ] }')
+                ' subscribe: { allow: ["_INBOX.>"] } } } ] }'
+            )
         conf = self.root / f"nats-{time.monotonic_ns()}.conf"
         self.root.mkdir(parents=True, exist_ok=True)
         conf.write_text("\n".join(lines) + "\n")
@@ -117,8 +120,15 @@ def private_nats(tmp_path):
 
 
 def runtime_for(engine, database_url: str, nats_url: str, **overrides) -> ServiceRuntime:
-    settings = service_settings(ServiceSettings, database_url, nats_url, service_name="members", run_consumers=False,
-                                auto_migrate=False, **overrides)
+    settings = service_settings(
+        ServiceSettings,
+        database_url,
+        nats_url,
+        service_name="members",
+        run_consumers=False,
+        auto_migrate=False,
+        **overrides,
+    )
     return ServiceRuntime(service="members", settings=settings, engine=engine, tables=tables)
 
 
@@ -127,8 +137,9 @@ class Unused(Exception):
 
 
 def app_for(runtime: ServiceRuntime):
-    return service_app(runtime_factory=lambda: runtime, title="outbox faults", description="test",
-                       routers=[], domain_error=Unused)
+    return service_app(
+        runtime_factory=lambda: runtime, title="outbox faults", description="test", routers=[], domain_error=Unused
+    )
 
 
 def long_backoff(relay: Relay, seconds: float = 30.0) -> list[tuple[str, float, float]]:
@@ -149,9 +160,16 @@ async def insert_raw(engine, body: bytes, subject: str | None = None) -> str:
     """An outbox row written directly, as no UnitOfWork would: the poison pill."""
     event_id = str(uuid.uuid4())
     async with engine.begin() as conn:
-        await conn.execute(insert(tables.outbox).values(
-            event_id=event_id, subject=subject or f"members.member.joined.v1.{uuid.uuid4()}",
-            type="dk.danskit.member.joined.v1", body=body, created_at=datetime.now(UTC), attempts=0))
+        await conn.execute(
+            insert(tables.outbox).values(
+                event_id=event_id,
+                subject=subject or f"members.member.joined.v1.{uuid.uuid4()}",
+                type="dk.danskit.member.joined.v1",
+                body=body,
+                created_at=datetime.now(UTC),
+                attempts=0,
+            )
+        )
     return event_id
 
 
@@ -174,8 +192,10 @@ async def _pending_is(engine, n: int) -> bool:
 
 # ------------------------------------------------------------------------------------------------------------ poison
 
-async def test_oversized_row_is_parked_the_rest_go_out_in_order_and_retry_publishes_it(engine, database_url,
-                                                                                       private_nats):
+
+async def test_oversized_row_is_parked_the_rest_go_out_in_order_and_retry_publishes_it(
+    engine, database_url, private_nats
+):
     private_nats.start(max_payload=16 * 1024)
     poison = await insert_raw(engine, b'{"data": "' + b"x" * 20_000 + b'"}')  # in front of everything else
     ordinary = (await produce(engine, 1000))[1:]
@@ -205,8 +225,11 @@ async def test_oversized_row_is_parked_the_rest_go_out_in_order_and_retry_publis
         # the operator raises max_payload (a restart of NATS on the same store), then retries: it goes out
         private_nats.stop()
         private_nats.start(max_payload=64 * 1024)
-        await wait_until(lambda: runtime.nc.is_connected and runtime.nc.max_payload == 64 * 1024, timeout=15,
-                         message="reconnected to the reconfigured server")
+        await wait_until(
+            lambda: runtime.nc.is_connected and runtime.nc.max_payload == 64 * 1024,
+            timeout=15,
+            message="reconnected to the reconfigured server",
+        )
         r = await client.post(f"/admin/outbox/{poison}/retry")
         assert r.status_code == 200, r.text
         await wait_until(lambda: _published(engine, poison), timeout=10, message="the parked event published")
@@ -261,6 +284,7 @@ async def test_subject_the_server_refuses_is_parked_at_once(engine, database_url
 
 
 # ------------------------------------------------------------------------------------------------------------ outage
+
 
 async def test_relay_in_backoff_publishes_within_a_second_of_nats_coming_back(engine, database_url, private_nats):
     private_nats.start()
@@ -336,8 +360,9 @@ def postgres_url(make_database_url, pg_admin_url):
     return make_database_url("postgresql", "away")
 
 
-async def test_relay_in_backoff_for_the_database_resumes_when_it_answers(postgres_url, pg_admin_url, clean_nats,
-                                                                         caplog):
+async def test_relay_in_backoff_for_the_database_resumes_when_it_answers(
+    postgres_url, pg_admin_url, clean_nats, caplog
+):
     engine = create_engine(postgres_url)
     async with engine.begin() as conn:
         await conn.run_sync(metadata.create_all)
@@ -366,8 +391,9 @@ async def test_relay_in_backoff_for_the_database_resumes_when_it_answers(postgre
         print(f"\npublished {elapsed:.2f}s after the database came back (backoff was 30s)")
         assert elapsed < 3.0 and len(pauses) == 1
         lines = [r.getMessage() for r in caplog.records if "outbox relay" in r.getMessage()]
-        assert any("the database is unavailable: taking rows from the outbox:" in line and "Error" in line
-                   for line in lines), lines
+        assert any(
+            "the database is unavailable: taking rows from the outbox:" in line and "Error" in line for line in lines
+        ), lines
         await wait_until(lambda: _pending_is(engine, 0), message="marked")
         assert await stream_ids(clean_nats) == ids
     finally:
@@ -386,17 +412,27 @@ async def relay_published(js, n: int) -> bool:
 
 # ------------------------------------------------------------------------------------------------ the classification
 
+
 def test_failures_are_classified_and_described():
     assert classify(nats.errors.MaxPayloadError()) == POISON
-    assert classify(nats.js.errors.BadRequestError(code=400, err_code=10054, description="message size exceeds "
-                                                                                           "maximum allowed")) == POISON
+    assert (
+        classify(
+            nats.js.errors.BadRequestError(code=400, err_code=10054, description="message size exceeds maximum allowed")
+        )
+        == POISON
+    )
     assert classify(nats.js.errors.APIError(code=503, err_code=10077, description="message too large")) == POISON
-    for outage in (nats.errors.ConnectionClosedError(), nats.errors.NoServersError(), nats.errors.TimeoutError(),
-                   TimeoutError(), nats.js.errors.NoStreamResponseError(),
-                   nats.errors.OutboundBufferLimitError(),
-                   nats.js.errors.ServiceUnavailableError(code=503, err_code=10008, description="unavailable"),
-                   nats.js.errors.APIError(code=503, err_code=10077, description="maximum bytes exceeded"),
-                   nats.js.errors.BadRequestError(code=400, err_code=10002, description="resource limits")):
+    for outage in (
+        nats.errors.ConnectionClosedError(),
+        nats.errors.NoServersError(),
+        nats.errors.TimeoutError(),
+        TimeoutError(),
+        nats.js.errors.NoStreamResponseError(),
+        nats.errors.OutboundBufferLimitError(),
+        nats.js.errors.ServiceUnavailableError(code=503, err_code=10008, description="unavailable"),
+        nats.js.errors.APIError(code=503, err_code=10077, description="maximum bytes exceeded"),
+        nats.js.errors.BadRequestError(code=400, err_code=10002, description="resource limits"),
+    ):
         assert classify(outage) == OUTAGE, outage
     assert describe(nats.errors.TimeoutError()) == "TimeoutError: nats: timeout"
     assert describe(TimeoutError()) == "TimeoutError: (no message)"

@@ -21,8 +21,6 @@ from netvaerk_shared.testing.smtp_sink import start_sink
 SHARED_SRC = Path(__file__).resolve().parents[1] / "src"
 
 
-
-
 def stored(path) -> list[email.message.EmailMessage]:
     box = mailbox.Maildir(path, create=False)
     return [email.message_from_bytes(box.get_bytes(key), policy=email.policy.default) for key in box.keys()]
@@ -105,9 +103,20 @@ def test_cli_runs_until_sigterm(tmp_path):
     maildir = tmp_path / "mail"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SHARED_SRC), os.environ.get("PYTHONPATH")]))}
     process = subprocess.Popen(
-        [sys.executable, "-m", "netvaerk_shared.testing.smtp_sink",
-         "--host", "127.0.0.1", "--port", str(port), "--maildir", str(maildir)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "netvaerk_shared.testing.smtp_sink",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--maildir",
+            str(maildir),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 10

@@ -1,5 +1,6 @@
 """The Prometheus alert rules in deploy/prometheus are valid (`promtool check rules`), fire when they should and stay
 quiet when they should not (`promtool test rules`), and name only metrics the services really export."""
+
 from __future__ import annotations
 
 import re
@@ -51,8 +52,11 @@ def test_every_metric_the_rules_name_is_exported_by_a_service():
         expr = re.sub(r"\{[^}]*\}", "", rule["expr"])  # label matchers
         expr = re.sub(r"\b(by|without)\s*\([^)]*\)", "", expr)  # grouping labels
         expr = re.sub(r"\[[^\]]*\]", "", expr)  # range selectors
-        named |= {name for name in re.findall(r"\b[a-z_][a-z0-9_]*\b", expr)
-                  if name not in {"max", "sum", "rate", "increase", "up"}}
+        named |= {
+            name
+            for name in re.findall(r"\b[a-z_][a-z0-9_]*\b", expr)
+            if name not in {"max", "sum", "rate", "increase", "up"}
+        }
     text = sorted(named)
     assert len(named) >= 5, text
     missing = named - exported

@@ -3,6 +3,7 @@
 Validation uses check-jsonschema's bundled Compose Specification schema (no Docker engine needed); a broken copy must
 fail it, so a validator that accepts anything fails this test.
 """
+
 from __future__ import annotations
 
 import io
@@ -35,7 +36,9 @@ def _load(text: str) -> dict:
 def _validate(path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec", str(path)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -65,10 +68,13 @@ def test_a_broken_compose_file_fails_validation(tmp_path: Path) -> None:
     assert result.returncode != 0 and "Schema validation errors" in result.stdout, result.stdout
 
 
-@pytest.mark.parametrize(("old", "new"), [
-    ("    restart: unless-stopped\n", "    restart: unless-stopped\n    healthchek: {}\n"),  # misspelt key
-    ("        condition: service_healthy\n", "        condition: service_up\n"),  # no such condition
-])
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("    restart: unless-stopped\n", "    restart: unless-stopped\n    healthchek: {}\n"),  # misspelt key
+        ("        condition: service_healthy\n", "        condition: service_up\n"),  # no such condition
+    ],
+)
 def test_the_real_file_with_one_mistake_fails_validation(old: str, new: str, tmp_path: Path) -> None:
     text = COMPOSE.read_text(encoding="utf-8")
     assert old in text
@@ -102,8 +108,13 @@ def test_nats_runs_the_deploy_config_with_durable_jetstream(compose: dict) -> No
 
 def test_nats_gets_every_password_its_config_references(compose: dict) -> None:
     referenced = set(re.findall(r"(?<![\"\w])\$(\w+)", "\n".join(_conf_lines(NATS_CONF))))  # unquoted: variables
-    assert referenced == {"MEMBERS_NATS_PASSWORD", "MEETINGS_NATS_PASSWORD", "NOTIFICATIONS_NATS_PASSWORD",
-                          "SUBSCRIBER_NATS_PASSWORD", "ADMIN_NATS_PASSWORD"}
+    assert referenced == {
+        "MEMBERS_NATS_PASSWORD",
+        "MEETINGS_NATS_PASSWORD",
+        "NOTIFICATIONS_NATS_PASSWORD",
+        "SUBSCRIBER_NATS_PASSWORD",
+        "ADMIN_NATS_PASSWORD",
+    }
     env = compose["services"]["nats"]["environment"]
     for name in referenced:
         assert REQUIRED_VAR.fullmatch(env[name]) and REQUIRED_VAR.fullmatch(env[name]).group(1) == name
@@ -138,8 +149,10 @@ def test_app_service_is_built_configured_and_health_checked(compose: dict, svc: 
     assert "/healthz" in " ".join(app["healthcheck"]["test"])
 
     env = app["environment"]
-    assert re.fullmatch(rf"postgresql\+asyncpg://{svc}:\$\{{{svc.upper()}_DB_PASSWORD:\?[^}}]+\}}@postgres:5432/{svc}",
-                        env["DATABASE_URL"]), env["DATABASE_URL"]
+    assert re.fullmatch(
+        rf"postgresql\+asyncpg://{svc}:\$\{{{svc.upper()}_DB_PASSWORD:\?[^}}]+\}}@postgres:5432/{svc}",
+        env["DATABASE_URL"],
+    ), env["DATABASE_URL"]
     assert env["NATS_URL"] == "nats://nats:4222"
     assert env["NATS_USER"] == svc
     assert re.search(rf"^\s*user: {svc}$", NATS_CONF.read_text(), re.M), f"no NATS user {svc} in nats.conf"
@@ -161,8 +174,11 @@ def test_every_secret_is_required_from_env_and_listed_in_env_example() -> None:
     used = set(ANY_VAR.findall(text))
     required = set(REQUIRED_VAR.findall(text))
     assert used == required, f"optional (defaulted) variables for secrets: {used - required}"
-    example = dict(line.split("=", 1) for line in ENV_EXAMPLE.read_text().splitlines()
-                   if line.strip() and not line.lstrip().startswith("#"))
+    example = dict(
+        line.split("=", 1)
+        for line in ENV_EXAMPLE.read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    )
     assert set(example) == used
     assert set(example.values()) == {"change-me"}
     # no literal secret anywhere in the compose file
@@ -186,8 +202,10 @@ def test_one_dockerfile_installs_the_packages_and_runs_uvicorn_as_non_root() -> 
     assert user and user[-1] not in ("root", "0")
     assert "EXPOSE 8000" in instructions
     assert any(line.startswith("HEALTHCHECK") for line in instructions) and "/healthz" in text
-    assert instructions[-1] == ('CMD ["sh", "-c", "exec uvicorn \\"${SERVICE}.entrypoints.http:app\\" '
-                                '--host 0.0.0.0 --port 8000 --no-access-log"]')
+    assert instructions[-1] == (
+        'CMD ["sh", "-c", "exec uvicorn \\"${SERVICE}.entrypoints.http:app\\" '
+        '--host 0.0.0.0 --port 8000 --no-access-log"]'
+    )
     # a non-editable install has no services/<svc>/migrations next to the package: the image ships them itself
     assert "COPY services/${SERVICE}/migrations/ /app/migrations/" in instructions
     assert "ENV MIGRATIONS_DIR=/app/migrations" in instructions
@@ -220,17 +238,26 @@ def test_a_service_installed_without_its_source_tree_migrates_from_MIGRATIONS_DI
     """What the image does: the package alone in site-packages (as a non-editable install leaves it), the Alembic
     directory elsewhere, MIGRATIONS_DIR naming it."""
     site = tmp_path / "site-packages"
-    shutil.copytree(ROOT / "services" / svc / "src" / svc, site / svc,
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "services" / svc / "src" / svc, site / svc, ignore=shutil.ignore_patterns("__pycache__"))
     migrations = tmp_path / "app" / "migrations"
     shutil.copytree(ROOT / "services" / svc / "migrations", migrations, ignore=shutil.ignore_patterns("__pycache__"))
     env = {k: v for k, v in os.environ.items() if k not in ("MIGRATIONS_DIR", "DATABASE_URL", "PYTHONPATH")}
-    env.update(PYTHONPATH=str(site), ENVIRONMENT="test", PYTHONDONTWRITEBYTECODE="1",
-               DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}")
+    env.update(
+        PYTHONPATH=str(site),
+        ENVIRONMENT="test",
+        PYTHONDONTWRITEBYTECODE="1",
+        DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}",
+    )
 
     def run(**extra: str) -> dict:
-        result = subprocess.run([sys.executable, "-c", _BOOTSTRAP_CHECK.format(svc=svc)], env={**env, **extra},
-                                cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            [sys.executable, "-c", _BOOTSTRAP_CHECK.format(svc=svc)],
+            env={**env, **extra},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout.splitlines()[-1])
 

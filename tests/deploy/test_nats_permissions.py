@@ -6,6 +6,7 @@ accounts, users, permissions and JetStream settings are the operators' own. Pass
 in compose. The services' durables are taken from the services' own composition roots, so a service that starts
 consuming a new event type fails here until nats.conf lists its durable.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -47,9 +48,9 @@ EVENT_STREAMS = dict(topology.STREAMS)  # {"members": "MEMBERS", ...}
 
 @dataclass(frozen=True)
 class Durable:
-    service: str      # the consuming service (its NATS user)
-    name: str         # topology.durable_name()
-    stream: str       # the producer's stream
+    service: str  # the consuming service (its NATS user)
+    name: str  # topology.durable_name()
+    stream: str  # the producer's stream
     config: ConsumerConfig
 
     @property
@@ -67,9 +68,11 @@ def _service_durables() -> list[Durable]:
     from notifications.config import Settings as NotificationsSettings
 
     durables = []
-    for service, build, settings in (("members", members_bootstrap, MembersSettings),
-                                     ("meetings", meetings_bootstrap, MeetingsSettings),
-                                     ("notifications", notifications_bootstrap, NotificationsSettings)):
+    for service, build, settings in (
+        ("members", members_bootstrap, MembersSettings),
+        ("meetings", meetings_bootstrap, MeetingsSettings),
+        ("notifications", notifications_bootstrap, NotificationsSettings),
+    ):
         # (the engine is built, never connected: no database file appears)
         url = f"sqlite+aiosqlite:///{tempfile.gettempdir()}/netvaerk-deploy-test-{service}.db"
         runtime = build(settings(database_url=url, environment="test"))
@@ -80,8 +83,6 @@ def _service_durables() -> list[Durable]:
 
 
 DURABLES = _service_durables()
-
-
 
 
 def _replace_once(text: str, old: str, new: str) -> str:
@@ -124,8 +125,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     log_path = tmp / "nats-server.log"
     monitor = f"http://127.0.0.1:{monitor_port}"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([str(NATS_SERVER), "-c", str(conf_path)], env=_server_env(),
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [str(NATS_SERVER), "-c", str(conf_path)],
+            env=_server_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
     try:
         deadline = time.monotonic() + 10
         while not _healthy(monitor):
@@ -169,8 +175,9 @@ async def connect(server: Server, user: str) -> AsyncIterator[Conn]:
     async def error_cb(exc: Exception) -> None:
         errors.append(str(exc).lower())
 
-    nc = await nats.connect(server.url, user=user, password=PASSWORDS[user], error_cb=error_cb,
-                            allow_reconnect=False, connect_timeout=2)
+    nc = await nats.connect(
+        server.url, user=user, password=PASSWORDS[user], error_cb=error_cb, allow_reconnect=False, connect_timeout=2
+    )
     try:
         yield Conn(nc, errors)
     finally:
@@ -229,15 +236,17 @@ async def _streams_declared(server: Server) -> None:
 def test_server_refuses_to_start_without_each_password(missing: str) -> None:
     env = _server_env()
     del env[missing]
-    result = subprocess.run([str(NATS_SERVER), "-c", str(CONF), "-t"], env=env, capture_output=True, text=True,
-                            timeout=10)
+    result = subprocess.run(
+        [str(NATS_SERVER), "-c", str(CONF), "-t"], env=env, capture_output=True, text=True, timeout=10
+    )
     assert result.returncode != 0
     assert missing in result.stdout + result.stderr
 
 
 def test_server_accepts_the_config_with_all_passwords() -> None:
-    ok = subprocess.run([str(NATS_SERVER), "-c", str(CONF), "-t"], env=_server_env(), capture_output=True,
-                        text=True, timeout=10)
+    ok = subprocess.run(
+        [str(NATS_SERVER), "-c", str(CONF), "-t"], env=_server_env(), capture_output=True, text=True, timeout=10
+    )
     assert ok.returncode == 0, ok.stdout + ok.stderr
 
 
@@ -253,8 +262,15 @@ async def test_wrong_password_is_refused(server: Server) -> None:
         pass
 
     with pytest.raises(nats.errors.Error, match="(?i)authorization violation"):
-        await nats.connect(server.url, user="members", password=PASSWORDS["meetings"], allow_reconnect=False,
-                           connect_timeout=2, max_reconnect_attempts=0, error_cb=quiet)
+        await nats.connect(
+            server.url,
+            user="members",
+            password=PASSWORDS["meetings"],
+            allow_reconnect=False,
+            connect_timeout=2,
+            max_reconnect_attempts=0,
+            error_cb=quiet,
+        )
 
 
 # -- the services -----------------------------------------------------------------------------------------------
@@ -275,7 +291,7 @@ def test_the_services_consume_with_one_durable_per_event_type() -> None:
         assert f'"$JS.API.CONSUMER.MSG.NEXT.{d.stream}.{d.name}"' in conf, d.name
         assert f'"$JS.API.CONSUMER.MSG.NEXT.*.{d.name}"' in conf, f"{d.name} missing from subscriber's deny list"
     for gone in ("meetings", "notifications"):  # the old per-service durables
-        assert f"MEMBERS.{gone}\"" not in conf and f".{gone}.>\"" not in conf
+        assert f'MEMBERS.{gone}"' not in conf and f'.{gone}.>"' not in conf
 
 
 @pytest.mark.asyncio
@@ -291,19 +307,24 @@ async def test_members_owns_its_stream_and_publishes_with_puback(server: Server)
         ack = await members.js.publish(subject, b'{"specversion":"1.0"}', headers={"Nats-Msg-Id": str(uuid.uuid4())})
         assert ack.stream == "MEMBERS" and ack.seq >= 1
         # the outbox relay's path: publish_async, then await the PubAcks
-        futures = [await members.js.publish_async(_event_subject("members", "member", "joined"), b"{}")
-                   for _ in range(3)]
+        futures = [
+            await members.js.publish_async(_event_subject("members", "member", "joined"), b"{}") for _ in range(3)
+        ]
         acks = await asyncio.gather(*futures)
         assert all(a.stream == "MEMBERS" for a in acks)
         assert members.errors == []
 
         # ... but no other stream, and no deleting or purging its own
-        await all_denied(members, {
-            "$JS.API.STREAM.CREATE.MEETINGS": members.jsm_denied.add_stream(
-                StreamConfig(name="MEETINGS", subjects=["meetings.>"])),
-            "$JS.API.STREAM.DELETE.MEMBERS": members.jsm_denied.delete_stream("MEMBERS"),
-            "$JS.API.STREAM.PURGE.MEMBERS": members.jsm_denied.purge_stream("MEMBERS"),
-        })
+        await all_denied(
+            members,
+            {
+                "$JS.API.STREAM.CREATE.MEETINGS": members.jsm_denied.add_stream(
+                    StreamConfig(name="MEETINGS", subjects=["meetings.>"])
+                ),
+                "$JS.API.STREAM.DELETE.MEMBERS": members.jsm_denied.delete_stream("MEMBERS"),
+                "$JS.API.STREAM.PURGE.MEMBERS": members.jsm_denied.purge_stream("MEMBERS"),
+            },
+        )
         assert await stream_messages(members, "MEMBERS") >= 4
 
 
@@ -342,42 +363,58 @@ async def test_service_consumes_with_its_durable(server: Server, durable: Durabl
 
         # what shared/consumer does: wait for the producer's stream, then the durable pull consumer
         assert (await svc.js.stream_info(durable.stream)).config.name == durable.stream
-        pull = await svc.js.pull_subscribe(durable.config.filter_subject, durable=durable.name,
-                                           stream=durable.stream, config=durable.config)
+        pull = await svc.js.pull_subscribe(
+            durable.config.filter_subject, durable=durable.name, stream=durable.stream, config=durable.config
+        )
         assert any(m.subject == subject for m in await fetch_until(pull, subject))
         info = await svc.js.consumer_info(durable.stream, durable.name)
         assert info.num_ack_pending == 0 and info.ack_floor.stream_seq >= ack.seq
         await pull.unsubscribe()
         # binding again finds the existing durable; the legacy create form is allowed too
-        again = await svc.js.pull_subscribe(durable.config.filter_subject, durable=durable.name,
-                                            stream=durable.stream, config=durable.config)
+        again = await svc.js.pull_subscribe(
+            durable.config.filter_subject, durable=durable.name, stream=durable.stream, config=durable.config
+        )
         await again.unsubscribe()
-        await svc.js.add_consumer(durable.stream, durable_name=durable.name, ack_policy=AckPolicy.EXPLICIT,
-                                  deliver_policy=DeliverPolicy.ALL, ack_wait=30, max_ack_pending=5000,
-                                  max_deliver=-1, filter_subject=durable.config.filter_subject)
+        await svc.js.add_consumer(
+            durable.stream,
+            durable_name=durable.name,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=30,
+            max_ack_pending=5000,
+            max_deliver=-1,
+            filter_subject=durable.config.filter_subject,
+        )
         assert svc.errors == []
 
         # not another service's durable, no durable of another name, not deleting its own, no stream of its producer
         other = next(d for d in DURABLES if d.service != durable.service)
-        await all_denied(svc, {
-            f"$JS.API.CONSUMER.CREATE.{other.stream}.{other.name}.{other.config.filter_subject}":
-                svc.jsm_denied.add_consumer(other.stream, other.config),
-            f"$JS.API.CONSUMER.CREATE.{durable.stream}.other": svc.jsm_denied.add_consumer(
-                durable.stream, name="other", durable_name="other", ack_policy=AckPolicy.EXPLICIT),
-            f"$JS.API.CONSUMER.DELETE.{durable.stream}.{durable.name}": svc.jsm_denied.delete_consumer(
-                durable.stream, durable.name),
-            f"$JS.API.STREAM.DELETE.{durable.stream}": svc.jsm_denied.delete_stream(durable.stream),
-            f"$JS.API.STREAM.CREATE.{durable.stream}": svc.jsm_denied.add_stream(
-                topology.stream_config(producer)),
-        })
+        others_create = f"$JS.API.CONSUMER.CREATE.{other.stream}.{other.name}.{other.config.filter_subject}"
+        await all_denied(
+            svc,
+            {
+                others_create: svc.jsm_denied.add_consumer(other.stream, other.config),
+                f"$JS.API.CONSUMER.CREATE.{durable.stream}.other": svc.jsm_denied.add_consumer(
+                    durable.stream, name="other", durable_name="other", ack_policy=AckPolicy.EXPLICIT
+                ),
+                f"$JS.API.CONSUMER.DELETE.{durable.stream}.{durable.name}": svc.jsm_denied.delete_consumer(
+                    durable.stream, durable.name
+                ),
+                f"$JS.API.STREAM.DELETE.{durable.stream}": svc.jsm_denied.delete_stream(durable.stream),
+                f"$JS.API.STREAM.CREATE.{durable.stream}": svc.jsm_denied.add_stream(topology.stream_config(producer)),
+            },
+        )
 
 
 @pytest.mark.asyncio
 async def test_meetings_reads_no_notifications(server: Server) -> None:
     async with connect(server, "meetings") as meetings:
-        await all_denied(meetings, {
-            "$JS.API.STREAM.INFO.NOTIFICATIONS": meetings.jsm_denied.stream_info("NOTIFICATIONS"),
-        })
+        await all_denied(
+            meetings,
+            {
+                "$JS.API.STREAM.INFO.NOTIFICATIONS": meetings.jsm_denied.stream_info("NOTIFICATIONS"),
+            },
+        )
 
 
 # -- admin ------------------------------------------------------------------------------------------------------
@@ -416,29 +453,47 @@ async def test_subscriber_cannot_create_any_consumer(server: Server) -> None:
         exact = {
             # push consumer replaying MEETINGS onto members.*, i.e. into MEMBERS (the #8274 attack)
             "$JS.API.CONSUMER.CREATE.MEETINGS.replay": sub.jsm_denied.add_consumer(
-                "MEETINGS", name="replay", deliver_subject=target, ack_policy=AckPolicy.NONE,
-                deliver_policy=DeliverPolicy.ALL),
+                "MEETINGS",
+                name="replay",
+                deliver_subject=target,
+                ack_policy=AckPolicy.NONE,
+                deliver_policy=DeliverPolicy.ALL,
+            ),
             "$JS.API.CONSUMER.CREATE.MEETINGS": sub.jsm_denied.add_consumer(  # ephemeral, push
-                "MEETINGS", deliver_subject=target, ack_policy=AckPolicy.NONE),
+                "MEETINGS", deliver_subject=target, ack_policy=AckPolicy.NONE
+            ),
             "$JS.API.CONSUMER.DURABLE.CREATE.MEETINGS.replay-legacy": sub.jsm_denied.add_consumer(
-                "MEETINGS", durable_name="replay-legacy", deliver_subject=target, ack_policy=AckPolicy.NONE),
+                "MEETINGS", durable_name="replay-legacy", deliver_subject=target, ack_policy=AckPolicy.NONE
+            ),
             # pull consumers, with and without a filter, durable or not
             "$JS.API.CONSUMER.CREATE.MEMBERS.crm-own.members.>": sub.jsm_denied.add_consumer(
-                "MEMBERS", name="crm-own", durable_name="crm-own", filter_subject="members.>",
-                ack_policy=AckPolicy.EXPLICIT),
+                "MEMBERS",
+                name="crm-own",
+                durable_name="crm-own",
+                filter_subject="members.>",
+                ack_policy=AckPolicy.EXPLICIT,
+            ),
             "$JS.API.CONSUMER.CREATE.MEMBERS.crm-nofilter": sub.jsm_denied.add_consumer(
-                "MEMBERS", name="crm-nofilter", ack_policy=AckPolicy.EXPLICIT),
+                "MEMBERS", name="crm-nofilter", ack_policy=AckPolicy.EXPLICIT
+            ),
             "$JS.API.CONSUMER.DURABLE.CREATE.MEMBERS.crm-legacy": sub.jsm_denied.add_consumer(
-                "MEMBERS", durable_name="crm-legacy", ack_policy=AckPolicy.EXPLICIT),
+                "MEMBERS", durable_name="crm-legacy", ack_policy=AckPolicy.EXPLICIT
+            ),
             "$JS.API.CONSUMER.CREATE.NOTIFICATIONS": sub.jsm_denied.add_consumer(
-                "NOTIFICATIONS", ack_policy=AckPolicy.EXPLICIT),
+                "NOTIFICATIONS", ack_policy=AckPolicy.EXPLICIT
+            ),
         }
         await all_denied(sub, exact)
         # nats-py's own way (CONSUMER.INFO says "not found", then CONSUMER.CREATE.<S>.<name>.<filter>)
-        await all_denied(sub, {
-            "$JS.API.CONSUMER.CREATE.MEMBERS.crm-pull.": sub.jsm_denied.pull_subscribe(
-                "members.>", durable="crm-pull", stream="MEMBERS"),
-        }, prefix=True)
+        await all_denied(
+            sub,
+            {
+                "$JS.API.CONSUMER.CREATE.MEMBERS.crm-pull.": sub.jsm_denied.pull_subscribe(
+                    "members.>", durable="crm-pull", stream="MEMBERS"
+                ),
+            },
+            prefix=True,
+        )
         with pytest.raises(nats.errors.TimeoutError):
             await sub.jsm_denied.pull_subscribe("members.>", stream="MEMBERS")  # ephemeral: a random name
         assert len(await sub.violations("$JS.API.CONSUMER.CREATE.MEMBERS.", prefix=True)) >= 3
@@ -453,11 +508,18 @@ async def test_subscriber_cannot_create_any_consumer(server: Server) -> None:
 @pytest.mark.asyncio
 async def test_subscriber_reads_live_and_from_a_consumer_provisioned_by_admin(server: Server) -> None:
     await _streams_declared(server)
-    async with connect(server, "admin") as admin, connect(server, "members") as members, \
-            connect(server, "subscriber") as sub:
+    async with (
+        connect(server, "admin") as admin,
+        connect(server, "members") as members,
+        connect(server, "subscriber") as sub,
+    ):
         info = await operator.provision_subscriber(admin.js, "crm-sync", "MEMBERS")
-        assert (info.config.deliver_subject, info.config.ack_policy, info.config.deliver_policy,
-                info.config.filter_subject) == (None, AckPolicy.EXPLICIT, DeliverPolicy.ALL, "members.>")
+        assert (
+            info.config.deliver_subject,
+            info.config.ack_policy,
+            info.config.deliver_policy,
+            info.config.filter_subject,
+        ) == (None, AckPolicy.EXPLICIT, DeliverPolicy.ALL, "members.>")
         again = await operator.provision_subscriber(admin.js, "crm-sync", "members")  # idempotent
         assert (again.name, again.created) == (info.name, info.created)
 
@@ -500,12 +562,12 @@ async def test_operator_refuses_what_it_should_not_provision(server: Server) -> 
     async with connect(server, "admin") as admin:
         await operator.provision_subscriber(admin.js, "erp-feed", "MEETINGS")
         for name, stream, filter_subject in (
-                ("erp-feed", "MEETINGS", "meetings.meeting.scheduled.v1.>"),  # exists with another filter
-                ("erp.feed", "MEETINGS", None),                                # not one token
-                ("meetings-member-joined-v1", "MEMBERS", None),                # a service's durable
-                ("notifications", "MEMBERS", None),
-                ("erp2", "ELSEWHERE", None),                                   # no such stream
-                ("erp3", "MEETINGS", "members.>"),                             # filter outside the stream
+            ("erp-feed", "MEETINGS", "meetings.meeting.scheduled.v1.>"),  # exists with another filter
+            ("erp.feed", "MEETINGS", None),  # not one token
+            ("meetings-member-joined-v1", "MEMBERS", None),  # a service's durable
+            ("notifications", "MEMBERS", None),
+            ("erp2", "ELSEWHERE", None),  # no such stream
+            ("erp3", "MEETINGS", "members.>"),  # filter outside the stream
         ):
             with pytest.raises(operator.OperatorError):
                 await operator.provision_subscriber(admin.js, name, stream, filter_subject)
@@ -519,8 +581,9 @@ async def test_operator_refuses_what_it_should_not_provision(server: Server) -> 
 def _operator_cli(server: Server, user: str, *args: str, password: str | None = None):
     env = {k: v for k, v in os.environ.items() if not k.startswith("NATS_")}
     env.update(NATS_URL=server.url, NATS_USER=user, NATS_PASSWORD=password or PASSWORDS[user])
-    return subprocess.run([sys.executable, "-m", "netvaerk_shared.operator", *args], env=env, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "netvaerk_shared.operator", *args], env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 @pytest.mark.asyncio
@@ -532,18 +595,31 @@ async def test_operator_command_line(server: Server) -> None:
         result = _operator_cli(server, "admin", "provision-subscriber", "crm-cli", "NOTIFICATIONS")
         assert result.returncode == 0, result.stderr
         assert "NOTIFICATIONS/crm-cli" in result.stdout
-    filtered = _operator_cli(server, "admin", "provision-subscriber", "crm-cli-sched", "MEETINGS",
-                             "--filter", "meetings.meeting.scheduled.v1.>")
+    filtered = _operator_cli(
+        server,
+        "admin",
+        "provision-subscriber",
+        "crm-cli-sched",
+        "MEETINGS",
+        "--filter",
+        "meetings.meeting.scheduled.v1.>",
+    )
     assert filtered.returncode == 0, filtered.stderr
     async with connect(server, "admin") as admin:
         for service, stream in EVENT_STREAMS.items():
             config = (await admin.js.stream_info(stream)).config
             expected = topology.stream_config(service)
             assert (config.subjects, config.duplicate_window, config.storage) == (
-                expected.subjects, expected.duplicate_window, expected.storage)
+                expected.subjects,
+                expected.duplicate_window,
+                expected.storage,
+            )
         info = await admin.js.consumer_info("NOTIFICATIONS", "crm-cli")
         assert (info.config.deliver_subject, info.config.ack_policy, info.config.filter_subject) == (
-            None, AckPolicy.EXPLICIT, "notifications.>")
+            None,
+            AckPolicy.EXPLICIT,
+            "notifications.>",
+        )
         info = await admin.js.consumer_info("MEETINGS", "crm-cli-sched")
         assert info.config.filter_subject == "meetings.meeting.scheduled.v1.>"
 
@@ -563,8 +639,13 @@ async def test_subscriber_may_publish_nothing_and_touch_no_stream(server: Server
         await operator.provision_subscriber(admin.js, "crm-ro", "MEMBERS")
         before = await all_stream_messages(admin)
 
-        for subject in ("members.member.joined.v1.x", "meetings.meeting.scheduled.v1.x",
-                        "notifications.notification.sent.v1.x", "anything.else", "_INBOX.x"):
+        for subject in (
+            "members.member.joined.v1.x",
+            "meetings.meeting.scheduled.v1.x",
+            "notifications.notification.sent.v1.x",
+            "anything.else",
+            "_INBOX.x",
+        ):
             await sub.nc.publish(subject, b"forged")
             assert await sub.violations(subject), subject
 
@@ -573,26 +654,34 @@ async def test_subscriber_may_publish_nothing_and_touch_no_stream(server: Server
             "$JS.API.STREAM.PURGE.MEMBERS": sub.jsm_denied.purge_stream("MEMBERS"),
             "$JS.API.STREAM.CREATE.EVIL": sub.jsm_denied.add_stream(StreamConfig(name="EVIL", subjects=["evil.>"])),
             "$JS.API.STREAM.UPDATE.MEMBERS": sub.jsm_denied.update_stream(
-                StreamConfig(name="MEMBERS", subjects=["members.>", "evil.>"])),
+                StreamConfig(name="MEMBERS", subjects=["members.>", "evil.>"])
+            ),
             "$JS.API.STREAM.LIST": sub.jsm_denied.streams_info(),
             # (raw requests: nats-py's delete_msg / get_msg ignore the context's timeout)
-            "$JS.API.STREAM.MSG.DELETE.MEMBERS": sub.nc.request("$JS.API.STREAM.MSG.DELETE.MEMBERS", b'{"seq":1}',
-                                                                timeout=DENIED),
-            "$JS.API.STREAM.MSG.GET.MEMBERS": sub.nc.request("$JS.API.STREAM.MSG.GET.MEMBERS", b'{"seq":1}',
-                                                             timeout=DENIED),
+            "$JS.API.STREAM.MSG.DELETE.MEMBERS": sub.nc.request(
+                "$JS.API.STREAM.MSG.DELETE.MEMBERS", b'{"seq":1}', timeout=DENIED
+            ),
+            "$JS.API.STREAM.MSG.GET.MEMBERS": sub.nc.request(
+                "$JS.API.STREAM.MSG.GET.MEMBERS", b'{"seq":1}', timeout=DENIED
+            ),
             # not even the consumer provisioned for it may be deleted, listed or changed by it
             "$JS.API.CONSUMER.DELETE.MEMBERS.crm-ro": sub.jsm_denied.delete_consumer("MEMBERS", "crm-ro"),
             "$JS.API.CONSUMER.LIST.MEMBERS": sub.jsm_denied.consumers_info("MEMBERS"),
             "$JS.API.CONSUMER.CREATE.MEMBERS.crm-ro.members.member.>": sub.jsm_denied.add_consumer(
-                "MEMBERS", name="crm-ro", durable_name="crm-ro", filter_subject="members.member.>",
-                ack_policy=AckPolicy.EXPLICIT),
+                "MEMBERS",
+                name="crm-ro",
+                durable_name="crm-ro",
+                filter_subject="members.member.>",
+                ack_policy=AckPolicy.EXPLICIT,
+            ),
             "members.member.joined.v1.y": sub.js.publish("members.member.joined.v1.y", b"forged", timeout=DENIED),
         }
         # the services' durables are off limits: a pull would steal the service's events
         for d in DURABLES:
             denied[f"$JS.API.CONSUMER.INFO.{d.stream}.{d.name}"] = sub.jsm_denied.consumer_info(d.stream, d.name)
             denied[f"$JS.API.CONSUMER.MSG.NEXT.{d.stream}.{d.name}"] = sub.nc.request(
-                f"$JS.API.CONSUMER.MSG.NEXT.{d.stream}.{d.name}", b'{"batch":1}', timeout=DENIED)
+                f"$JS.API.CONSUMER.MSG.NEXT.{d.stream}.{d.name}", b'{"batch":1}', timeout=DENIED
+            )
         await all_denied(sub, denied)
 
         assert await all_stream_messages(admin) == before
@@ -605,8 +694,11 @@ async def test_subscriber_cannot_inject_through_reply_subjects(server: Server) -
     """NATS never checks the reply subject a client names: whatever answers a request publishes to it. Answers to
     `subscriber` must not land in a stream (they stay in its own account), however it names the reply."""
     await _streams_declared(server)
-    async with connect(server, "admin") as admin, connect(server, "meetings") as meetings, \
-            connect(server, "subscriber") as sub:
+    async with (
+        connect(server, "admin") as admin,
+        connect(server, "meetings") as meetings,
+        connect(server, "subscriber") as sub,
+    ):
         await operator.provision_subscriber(admin.js, "erp-replay", "MEETINGS")
         for _ in range(3):
             await meetings.js.publish(_event_subject("meetings", "meeting", "scheduled"), b'{"real":true}')

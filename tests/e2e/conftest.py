@@ -1,5 +1,6 @@
 """The platform as real processes: three services (uvicorn), a real NATS JetStream, real databases (PostgreSQL, or
 SQLite where no PostgreSQL can be had) and a real SMTP server (the Maildir sink)."""
+
 from __future__ import annotations
 
 import email
@@ -27,9 +28,12 @@ class Platform:
 
     def call(self, service: str, method: str, path: str, body=None, headers=None) -> tuple[int, dict | list]:
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.services[service].url + path, data=data, method=method,
-                                     headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json",
-                                              **(headers or {})})
+        req = urllib.request.Request(
+            self.services[service].url + path,
+            data=data,
+            method=method,
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json", **(headers or {})},
+        )
         try:
             with urllib.request.urlopen(req, timeout=10) as r:
                 return r.status, json.loads(r.read() or b"null")
@@ -47,14 +51,25 @@ def platform(clean_nats, make_database_url, tmp_path, request):
     smtp_port = free_port()
     maildir = tmp_path / "mail"
     sink = start_sink("127.0.0.1", smtp_port, maildir)
-    common = {"NATS_URL": clean_nats, "API_TOKEN": TOKEN, "ENVIRONMENT": "test", "RATE_LIMIT_PER_MINUTE": "0",
-              "LOG_LEVEL": "INFO"}
+    common = {
+        "NATS_URL": clean_nats,
+        "API_TOKEN": TOKEN,
+        "ENVIRONMENT": "test",
+        "RATE_LIMIT_PER_MINUTE": "0",
+        "LOG_LEVEL": "INFO",
+    }
     services = {}
     for name in SERVICES:
         env = {**common, "DATABASE_URL": make_database_url(backend, name)}
         if name == "notifications":
-            env.update({"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp_port), "DELIVERY_LEASE_SECONDS": "3",
-                        "MAIL_FROM": "netvaerk@example.org"})
+            env.update(
+                {
+                    "SMTP_HOST": "127.0.0.1",
+                    "SMTP_PORT": str(smtp_port),
+                    "DELIVERY_LEASE_SECONDS": "3",
+                    "MAIL_FROM": "netvaerk@example.org",
+                }
+            )
         services[name] = ServiceProcess(name, env, tmp_path)
     try:
         for s in services.values():

@@ -2,6 +2,7 @@
 write accepted into the outbox, published once NATS is back; its database away → 503 problem+json with Retry-After
 on the API, /admin/outbox and /readyz, and back to normal when it returns. The log stays JSON lines throughout, with
 one line per NATS state change rather than a traceback per retry."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,12 @@ TOKEN = "degraded-token-0123456789"
 
 def call(service: ServiceProcess, method: str, path: str, body=None):
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(service.url + path, data=data, method=method, headers={
-        "Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+    request = urllib.request.Request(
+        service.url + path,
+        data=data,
+        method=method,
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             headers = {k.lower(): v for k, v in response.headers.items()}
@@ -34,8 +39,12 @@ def call(service: ServiceProcess, method: str, path: str, body=None):
 
 
 def member(i: int) -> dict:
-    return {"name": f"Deltager {i}", "email": f"deltager-{i}-{uuid.uuid4().hex[:6]}@example.org",
-            "organisation": {"name": "Eksempel Kommune", "kind": "public_authority"}, "job_title": "Arkitekt"}
+    return {
+        "name": f"Deltager {i}",
+        "email": f"deltager-{i}-{uuid.uuid4().hex[:6]}@example.org",
+        "organisation": {"name": "Eksempel Kommune", "kind": "public_authority"},
+        "job_title": "Arkitekt",
+    }
 
 
 def wait_for(predicate, timeout: float, what: str):
@@ -63,9 +72,18 @@ def json_lines(service: ServiceProcess) -> list[dict]:
 def members_alone(make_database_url, tmp_path):
     nats_server = infra.start_nats(tmp_path / "nats")
     database_url = make_database_url("postgresql", "members")
-    service = ServiceProcess("members", {"NATS_URL": nats_server.url, "DATABASE_URL": database_url,
-                                         "API_TOKEN": TOKEN, "ENVIRONMENT": "test", "RATE_LIMIT_PER_MINUTE": "0",
-                                         "LOG_LEVEL": "INFO"}, tmp_path)
+    service = ServiceProcess(
+        "members",
+        {
+            "NATS_URL": nats_server.url,
+            "DATABASE_URL": database_url,
+            "API_TOKEN": TOKEN,
+            "ENVIRONMENT": "test",
+            "RATE_LIMIT_PER_MINUTE": "0",
+            "LOG_LEVEL": "INFO",
+        },
+        tmp_path,
+    )
     service.start()
     try:
         yield service, nats_server, database_url
@@ -123,8 +141,12 @@ async def test_database_away_is_503_with_retry_after_everywhere_and_then_normal_
     assert status == 201
     await _allow_connections(pg_admin_url, database, False)
     try:
-        for method, path, body in (("POST", "/members", member(1)), ("GET", "/groups", None),
-                                   ("GET", "/admin/outbox", None), ("GET", "/readyz", None)):
+        for method, path, body in (
+            ("POST", "/members", member(1)),
+            ("GET", "/groups", None),
+            ("GET", "/admin/outbox", None),
+            ("GET", "/readyz", None),
+        ):
             status, headers, problem = call(service, method, path, body)
             assert status == 503, (path, status, problem)
             assert headers["content-type"] == "application/problem+json" and int(headers["retry-after"]) > 0

@@ -5,6 +5,7 @@ on 4222), a supervisor that restarts a child killed with -9 while the others kee
 The run gets its own var/ (NETVAERK_VAR) and service ports (NETVAERK_PORT_BASE), so it does not meet a developer's
 own `dev.py run`. The tests share one run and go in file order; the last one stops it.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,17 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 DEV = ROOT / "dev.py"
 START_TIMEOUT = 60  # a first run in a fresh tree also creates .venv; here it is there already
-NOT_INHERITED = ("NATS_URL", "SMTP_HOST", "SMTP_PORT", "API_TOKEN", "DATABASE_URL", "MEMBERS_DATABASE_URL",
-                 "MEETINGS_DATABASE_URL", "NOTIFICATIONS_DATABASE_URL", "NETVAERK_DEV_T0")
+NOT_INHERITED = (
+    "NATS_URL",
+    "SMTP_HOST",
+    "SMTP_PORT",
+    "API_TOKEN",
+    "DATABASE_URL",
+    "MEMBERS_DATABASE_URL",
+    "MEETINGS_DATABASE_URL",
+    "NOTIFICATIONS_DATABASE_URL",
+    "NETVAERK_DEV_T0",
+)
 
 
 def listening(port: int) -> bool:
@@ -75,8 +85,14 @@ class DevRun:
         self.env.update(NETVAERK_VAR=str(var), NETVAERK_PORT_BASE=str(base))
         self.nats_on_4222_before = listening(4222)
         self.lines: list[str] = []
-        self.proc = subprocess.Popen([sys.executable, str(DEV), "run"], cwd=ROOT, env=self.env,
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(DEV), "run"],
+            cwd=ROOT,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         self.process = psutil.Process(self.proc.pid)
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -119,15 +135,18 @@ class DevRun:
 
     def call(self, service: str, method: str, path: str, body=None):
         request = urllib.request.Request(
-            f"http://127.0.0.1:{self.ports[service]}{path}", method=method,
+            f"http://127.0.0.1:{self.ports[service]}{path}",
+            method=method,
             data=json.dumps(body).encode() if body is not None else None,
-            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"})
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read())
 
     def mail(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, str(DEV), "mail", *args], cwd=ROOT, env=self.env, capture_output=True,
-                              timeout=60)
+        return subprocess.run(
+            [sys.executable, str(DEV), "mail", *args], cwd=ROOT, env=self.env, capture_output=True, timeout=60
+        )
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -200,9 +219,17 @@ def test_mail_lists_the_welcome_mail(dev_run):
     status, groups = dev_run.call("members", "GET", "/groups")
     group_id = next(g["group_id"] for g in groups if g["slug"] == "offentlig-digitalisering-oest")
     before = dev_run.mail().stdout.decode().count("@")
-    status, member = dev_run.call("members", "POST", "/members", {
-        "name": "Jens Eksempel", "email": "jens@example.org", "job_title": "Konsulent",
-        "organisation": {"name": "Eksempel Kommune", "kind": "public_authority"}})
+    status, member = dev_run.call(
+        "members",
+        "POST",
+        "/members",
+        {
+            "name": "Jens Eksempel",
+            "email": "jens@example.org",
+            "job_title": "Konsulent",
+            "organisation": {"name": "Eksempel Kommune", "kind": "public_authority"},
+        },
+    )
     assert status == 201, member
     status, body = dev_run.call("members", "POST", f"/groups/{group_id}/members", {"member_id": member["member_id"]})
     assert status == 201, body
@@ -239,8 +266,13 @@ def test_a_killed_service_is_restarted_while_the_others_serve(dev_run):
 def test_sigint_stops_everything(dev_run):
     children = dev_run.children()
     command_lines = " ".join(" ".join(p.cmdline()) for p in children)
-    for needle in ("nats-server", "smtp_sink", "members.entrypoints", "meetings.entrypoints",
-                   "notifications.entrypoints"):
+    for needle in (
+        "nats-server",
+        "smtp_sink",
+        "members.entrypoints",
+        "meetings.entrypoints",
+        "notifications.entrypoints",
+    ):
         assert needle in command_lines, command_lines
     dev_run.proc.send_signal(signal.SIGINT)
     assert dev_run.proc.wait(30) == 0, dev_run.tail()

@@ -2,6 +2,7 @@
 load of registrations and joins (about five a second), while its parts are taken away. After each fault, every join
 that was accepted got exactly one welcome mail at the SMTP sink, no service holds a dead letter, and the backlog is
 gone within seconds of the recovery. Each test prints its figures (accepted joins, welcomes, dead letters, drain)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -33,12 +34,19 @@ RATE = 5.0  # joins a second
 
 def call(service: ServiceProcess, method: str, path: str, body=None, timeout: float = 5.0):
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(service.url + path, data=data, method=method, headers={
-        "Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+    request = urllib.request.Request(
+        service.url + path,
+        data=data,
+        method=method,
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, {k.lower(): v for k, v in response.headers.items()}, json.loads(
-                response.read() or b"null")
+            return (
+                response.status,
+                {k.lower(): v for k, v in response.headers.items()},
+                json.loads(response.read() or b"null"),
+            )
     except urllib.error.HTTPError as error:
         return error.code, {k.lower(): v for k, v in error.headers.items()}, json.loads(error.read() or b"null")
     except (OSError, ValueError) as error:  # refused, reset, timed out: the service is away
@@ -66,13 +74,22 @@ class Load:
         while not self._stop.is_set():
             i += 1
             address = f"last-{i}-{uuid.uuid4().hex[:8]}@example.org"
-            status, _, body = call(self.members, "POST", "/members", {
-                "name": f"Belastning {i}", "email": address, "job_title": "Tester",
-                "organisation": {"name": "Eksempel Kommune", "kind": "public_authority"}})
+            status, _, body = call(
+                self.members,
+                "POST",
+                "/members",
+                {
+                    "name": f"Belastning {i}",
+                    "email": address,
+                    "job_title": "Tester",
+                    "organisation": {"name": "Eksempel Kommune", "kind": "public_authority"},
+                },
+            )
             self.statuses[f"register {status}"] += 1
             if status == 201:
-                status, _, _ = call(self.members, "POST", f"/groups/{self.group_id}/members",
-                                    {"member_id": body["member_id"]})
+                status, _, _ = call(
+                    self.members, "POST", f"/groups/{self.group_id}/members", {"member_id": body["member_id"]}
+                )
                 self.statuses[f"join {status}"] += 1
                 if status == 201:
                     self.accepted[address] = body["member_id"]
@@ -128,14 +145,26 @@ def platform(tmp_path):
     maildir = tmp_path / "mail"
     sink = start_sink("127.0.0.1", smtp_port, maildir)
     urls = {name: asyncio.run(infra.create_database(cluster.admin_url, f"faults_{name}")) for name in SERVICES}
-    common = {"NATS_URL": nats_server.url, "API_TOKEN": TOKEN, "ENVIRONMENT": "test", "RATE_LIMIT_PER_MINUTE": "0",
-              "LOG_LEVEL": "INFO", "CONSUMER_MAX_DELIVER": "3"}
+    common = {
+        "NATS_URL": nats_server.url,
+        "API_TOKEN": TOKEN,
+        "ENVIRONMENT": "test",
+        "RATE_LIMIT_PER_MINUTE": "0",
+        "LOG_LEVEL": "INFO",
+        "CONSUMER_MAX_DELIVER": "3",
+    }
     services = {}
     for name in SERVICES:
         env = {**common, "DATABASE_URL": urls[name]}
         if name == "notifications":
-            env.update({"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp_port), "DELIVERY_LEASE_SECONDS": "3",
-                        "MAIL_FROM": "netvaerk@example.org"})
+            env.update(
+                {
+                    "SMTP_HOST": "127.0.0.1",
+                    "SMTP_PORT": str(smtp_port),
+                    "DELIVERY_LEASE_SECONDS": "3",
+                    "MAIL_FROM": "netvaerk@example.org",
+                }
+            )
         services[name] = ServiceProcess(name, env, tmp_path)
     try:
         for service in services.values():
@@ -143,8 +172,9 @@ def platform(tmp_path):
         for service in services.values():
             service.wait_ready()
         p = Platform(cluster, nats_server, services, urls, maildir)
-        status, _, group = call(services["members"], "POST", "/groups", {"name": "Offentlig digitalisering øst",
-                                                                          "region": "Øst"})
+        status, _, group = call(
+            services["members"], "POST", "/groups", {"name": "Offentlig digitalisering øst", "region": "Øst"}
+        )
         assert status == 201, group
         p.group_id = group["group_id"]
         yield p
@@ -170,8 +200,10 @@ def settle(p: Platform, load: Load, recovered_at: float, label: str, timeout: fl
     dead = p.dead_letters()
     missing = [a for a in load.accepted if welcomes[a] == 0]
     doubled = {a: n for a, n in welcomes.items() if n > 1}
-    print(f"\n{label}: accepted joins {len(load.accepted)}, welcomes {sum(welcomes.values())}, "
-          f"dead letters {dead}, drained {drained:.1f} s after recovery; requests {dict(load.statuses)}")
+    print(
+        f"\n{label}: accepted joins {len(load.accepted)}, welcomes {sum(welcomes.values())}, "
+        f"dead letters {dead}, drained {drained:.1f} s after recovery; requests {dict(load.statuses)}"
+    )
     assert len(load.accepted) >= 10, load.statuses
     assert not missing, f"{len(missing)} accepted joins never got a welcome"
     assert not doubled, f"welcomes sent twice: {doubled}"
@@ -210,9 +242,17 @@ def test_the_whole_database_server_away_for_10_s(platform):
     assert stopped.returncode == 0, stopped.stderr
     answers = collections.Counter()
     for _ in range(10):
-        status, headers, problem = call(p.services["members"], "POST", "/members", {
-            "name": "Under udfald", "email": f"udfald-{uuid.uuid4().hex[:8]}@example.org", "job_title": "Tester",
-            "organisation": {"name": "Eksempel Kommune", "kind": "public_authority"}})
+        status, headers, problem = call(
+            p.services["members"],
+            "POST",
+            "/members",
+            {
+                "name": "Under udfald",
+                "email": f"udfald-{uuid.uuid4().hex[:8]}@example.org",
+                "job_title": "Tester",
+                "organisation": {"name": "Eksempel Kommune", "kind": "public_authority"},
+            },
+        )
         answers[status] += 1
         if status == 503:
             assert int(headers["retry-after"]) > 0 and headers["content-type"] == "application/problem+json"

@@ -1,6 +1,7 @@
 """End to end with real processes: no request a client sends can stop a pipeline. After each hostile request the next
 ordinary change still flows through (its event is published; a join's welcome mail arrives), and a huge body, with
 or without the token, is refused while it streams in without the process growing."""
+
 from __future__ import annotations
 
 import socket
@@ -19,21 +20,61 @@ pytestmark = pytest.mark.e2e
 HOSTILE = [
     ("members", "/groups", {"name": "Store emner", "region": "Øst", "topics": ["x" * 15_000] * 50}),
     ("members", "/groups", {"name": "Mange emner", "region": "Øst", "topics": ["SKI"] * 51}),
-    ("members", "/members", {"name": "Evil\r\nBcc: victim@example.net", "email": "evil@example.org",
-                             "organisation": {"name": "Eksempel A/S", "kind": "supplier"}, "job_title": "Chef"}),
-    ("members", "/members", {"name": "Nul\u0000Byte", "email": "nul@example.org",
-                             "organisation": {"name": "Eksempel A/S", "kind": "supplier"}, "job_title": "Chef"}),
-    ("members", "/members", {"name": "Tom Organisation", "email": "tom@example.org",
-                             "organisation": {"name": "\u001d", "kind": "supplier"}, "job_title": "Chef"}),
-    ("members", "/members", {"name": "Blank Titel", "email": "blank@example.org",
-                             "organisation": {"name": "Eksempel A/S", "kind": "supplier"}, "job_title": " "}),
+    (
+        "members",
+        "/members",
+        {
+            "name": "Evil\r\nBcc: victim@example.net",
+            "email": "evil@example.org",
+            "organisation": {"name": "Eksempel A/S", "kind": "supplier"},
+            "job_title": "Chef",
+        },
+    ),
+    (
+        "members",
+        "/members",
+        {
+            "name": "Nul\u0000Byte",
+            "email": "nul@example.org",
+            "organisation": {"name": "Eksempel A/S", "kind": "supplier"},
+            "job_title": "Chef",
+        },
+    ),
+    (
+        "members",
+        "/members",
+        {
+            "name": "Tom Organisation",
+            "email": "tom@example.org",
+            "organisation": {"name": "\u001d", "kind": "supplier"},
+            "job_title": "Chef",
+        },
+    ),
+    (
+        "members",
+        "/members",
+        {
+            "name": "Blank Titel",
+            "email": "blank@example.org",
+            "organisation": {"name": "Eksempel A/S", "kind": "supplier"},
+            "job_title": " ",
+        },
+    ),
 ]
 
 
 def _member(p, i: int) -> str:
-    status, body = p.call("members", "POST", "/members", {
-        "name": f"Almindelig Deltager {i}", "email": f"almindelig{i}-{uuid.uuid4().hex[:6]}@example.org",
-        "organisation": {"name": "Eksempel Kommune", "kind": "public_authority"}, "job_title": "Konsulent"})
+    status, body = p.call(
+        "members",
+        "POST",
+        "/members",
+        {
+            "name": f"Almindelig Deltager {i}",
+            "email": f"almindelig{i}-{uuid.uuid4().hex[:6]}@example.org",
+            "organisation": {"name": "Eksempel Kommune", "kind": "public_authority"},
+            "job_title": "Konsulent",
+        },
+    )
     assert status == 201, body
     return body["member_id"]
 
@@ -92,8 +133,9 @@ def test_a_100_mb_body_is_refused_while_it_streams_in_and_the_process_does_not_g
     total = 100 << 20
     for auth, expected in (("", 401), (f"Authorization: Bearer {TOKEN}\r\n", 413)):
         for framing in (f"Content-Length: {total}\r\n", "Transfer-Encoding: chunked\r\n"):
-            headers = (f"POST /groups HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/json\r\n"
-                       f"{framing}\r\n")
+            headers = (
+                f"POST /groups HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/json\r\n{framing}\r\n"
+            )
             started = time.monotonic()
             status, sent = _send_huge(members.port, headers, total)
             assert status == expected, (auth, framing, status)

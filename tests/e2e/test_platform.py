@@ -1,5 +1,6 @@
 """End to end: register -> join -> welcome email; schedule -> invitations with ICS; an outside subscriber sees every
 event as a valid CloudEvent; kill -9 in the middle of the flow loses nothing and doubles nothing."""
+
 from __future__ import annotations
 
 import asyncio
@@ -21,38 +22,62 @@ TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
 def new_member(p, i: int, locale: str = "da") -> str:
-    status, body = p.call("members", "POST", "/members", {
-        "name": f"Deltager {i:03d}", "email": f"deltager{i:03d}@example.org", "job_title": "Projektleder",
-        "organisation": {"name": f"Eksempel {'Kommune' if i % 2 else 'Leverandør A/S'}",
-                         "kind": "public_authority" if i % 2 else "supplier"},
-        "locale": locale})
+    status, body = p.call(
+        "members",
+        "POST",
+        "/members",
+        {
+            "name": f"Deltager {i:03d}",
+            "email": f"deltager{i:03d}@example.org",
+            "job_title": "Projektleder",
+            "organisation": {
+                "name": f"Eksempel {'Kommune' if i % 2 else 'Leverandør A/S'}",
+                "kind": "public_authority" if i % 2 else "supplier",
+            },
+            "locale": locale,
+        },
+    )
     assert status == 201, body
     return body["member_id"]
 
 
 def new_group(p, name="Offentlig digitalisering øst") -> str:
-    status, body = p.call("members", "POST", "/groups", {"name": name, "region": "Øst"},
-                          headers={"traceparent": f"00-{TRACE}-00f067aa0ba902b7-01"})
+    status, body = p.call(
+        "members",
+        "POST",
+        "/groups",
+        {"name": name, "region": "Øst"},
+        headers={"traceparent": f"00-{TRACE}-00f067aa0ba902b7-01"},
+    )
     assert status == 201, body
     return body["group_id"]
 
 
 def join(p, member_id: str, group_id: str, headers=None) -> None:
-    status, body = p.call("members", "POST", f"/groups/{group_id}/members", {"member_id": member_id},
-                          headers=headers)
+    status, body = p.call("members", "POST", f"/groups/{group_id}/members", {"member_id": member_id}, headers=headers)
     assert status == 201, body
 
 
 def schedule(p, group_id: str) -> tuple[int, dict]:
     starts = (datetime.now(UTC) + timedelta(days=40)).replace(hour=8, minute=0, second=0, microsecond=0)
-    return p.call("meetings", "POST", "/meetings", {
-        "group_id": group_id, "title": "Netværksmøde: agile kontrakter", "starts_at": starts.isoformat(),
-        "ends_at": (starts + timedelta(hours=3)).isoformat(), "timezone": "Europe/Copenhagen",
-        "venue": {"name": "Eksempelhuset", "address": "Eksempelvej 1, 1000 København"},
-        "agenda": [{"kind": "check_in", "title": "Runden: hvad fylder hos jer?", "minutes": 30},
-                   {"kind": "talk", "title": "Agile kontrakter i praksis", "speaker": "Oplægsholder",
-                    "minutes": 60},
-                   {"kind": "discussion", "title": "Drøftelse", "minutes": 45}]})
+    return p.call(
+        "meetings",
+        "POST",
+        "/meetings",
+        {
+            "group_id": group_id,
+            "title": "Netværksmøde: agile kontrakter",
+            "starts_at": starts.isoformat(),
+            "ends_at": (starts + timedelta(hours=3)).isoformat(),
+            "timezone": "Europe/Copenhagen",
+            "venue": {"name": "Eksempelhuset", "address": "Eksempelvej 1, 1000 København"},
+            "agenda": [
+                {"kind": "check_in", "title": "Runden: hvad fylder hos jer?", "minutes": 30},
+                {"kind": "talk", "title": "Agile kontrakter i praksis", "speaker": "Oplægsholder", "minutes": 60},
+                {"kind": "discussion", "title": "Drøftelse", "minutes": 45},
+            ],
+        },
+    )
 
 
 async def roster_has(p, group_id: str, n: int) -> bool:
@@ -103,8 +128,12 @@ async def test_the_whole_flow_reaches_members_and_outside_subscribers(platform):
     await asyncio.sleep(0.5)
     await outside.close()
     types = collections.Counter(e["type"] for e, _ in seen)
-    assert types == {"dk.danskit.group.created.v1": 1, "dk.danskit.member.registered.v1": 4,
-                     "dk.danskit.member.joined.v1": 4, "dk.danskit.meeting.scheduled.v1": 1}
+    assert types == {
+        "dk.danskit.group.created.v1": 1,
+        "dk.danskit.member.registered.v1": 4,
+        "dk.danskit.member.joined.v1": 4,
+        "dk.danskit.meeting.scheduled.v1": 1,
+    }
     for event, msg in seen:
         assert msg.headers["Nats-Msg-Id"] == event["id"]
         ce = JSONFormat().read(None, msg.data)  # a valid CloudEvent by the CloudEvents SDK
@@ -113,24 +142,44 @@ async def test_the_whole_flow_reaches_members_and_outside_subscribers(platform):
 
     # one member's action can be followed across all three services by its trace id
     for name in ("members", "meetings", "notifications"):
-        traced = [json.loads(line) for line in p.services[name].log().splitlines()
-                  if line.startswith("{") and TRACE in line]
+        traced = [
+            json.loads(line) for line in p.services[name].log().splitlines() if line.startswith("{") and TRACE in line
+        ]
         assert traced, f"{name} logged nothing with the request's trace id"
         assert all("event_id" in r or "event_ids" in r for r in traced if r["logger"].endswith("consumer"))
 
 
 async def test_schedule_errors_are_clear(platform):
     p = platform
-    status, body = p.call("meetings", "POST", "/meetings", {
-        "group_id": "00000000-0000-4000-8000-000000000000", "title": "x",
-        "starts_at": "2030-01-01T10:00:00+01:00", "ends_at": "2030-01-01T12:00:00+01:00"})
+    status, body = p.call(
+        "meetings",
+        "POST",
+        "/meetings",
+        {
+            "group_id": "00000000-0000-4000-8000-000000000000",
+            "title": "x",
+            "starts_at": "2030-01-01T10:00:00+01:00",
+            "ends_at": "2030-01-01T12:00:00+01:00",
+        },
+    )
     assert status == 404 and body["status"] == 404 and "detail" in body
     group_id = new_group(p)
-    await wait_until(lambda: p.call("meetings", "GET", f"/groups/{group_id}")[0] == 200, timeout=15,
-                     message="meetings knows the group")
-    status, body = p.call("meetings", "POST", "/meetings", {
-        "group_id": group_id, "title": "Baglæns", "starts_at": "2030-01-01T12:00:00+01:00",
-        "ends_at": "2030-01-01T10:00:00+01:00"})
+    await wait_until(
+        lambda: p.call("meetings", "GET", f"/groups/{group_id}")[0] == 200,
+        timeout=15,
+        message="meetings knows the group",
+    )
+    status, body = p.call(
+        "meetings",
+        "POST",
+        "/meetings",
+        {
+            "group_id": group_id,
+            "title": "Baglæns",
+            "starts_at": "2030-01-01T12:00:00+01:00",
+            "ends_at": "2030-01-01T10:00:00+01:00",
+        },
+    )
     assert status == 422, body
 
 

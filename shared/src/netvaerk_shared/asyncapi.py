@@ -3,6 +3,7 @@
 Each channel is one event type on its NATS subject pattern; its message payload is the CloudEvents envelope with the
 contract as `data`, so what the document says is what a subscriber receives. Served at /asyncapi.json.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -53,25 +54,37 @@ def _documented_handler(model: type[BaseModel]):
     return handler
 
 
-def specification(service: str, consumes: Sequence[type[EventData]] = (), *, server: str = "nats://nats:4222",
-                  version: str = "1.0.0") -> dict:
+def specification(
+    service: str, consumes: Sequence[type[EventData]] = (), *, server: str = "nats://nats:4222", version: str = "1.0.0"
+) -> dict:
     """`server`: the NATS URL to name in the document (without credentials)."""
     broker = NatsBroker(server)
     own = JStream(topology.stream_for(service), declare=False)
     for contract in PRODUCES.get(service, ()):
         broker.publisher(
-            f"{contract.subject_prefix()}.*", stream=own, schema=envelope_model(contract), title=contract.event_type(),
+            f"{contract.subject_prefix()}.*",
+            stream=own,
+            schema=envelope_model(contract),
+            title=contract.event_type(),
             description=f"{(contract.__doc__ or '').strip()} "
-                        f"Subject: {contract.subject_prefix()}.<{contract.subject_field}>;"
-                        f" stream {topology.stream_for(service)}; header Nats-Msg-Id = id.")
+            f"Subject: {contract.subject_prefix()}.<{contract.subject_field}>;"
+            f" stream {topology.stream_for(service)}; header Nats-Msg-Id = id.",
+        )
     for contract in consumes:
         durable = topology.durable_name(service, contract)
         broker.subscriber(
-            f"{contract.subject_prefix()}.*", stream=JStream(topology.stream_for(contract.service), declare=False),
-            durable=durable, pull_sub=PullSub(batch_size=1), title=durable,
+            f"{contract.subject_prefix()}.*",
+            stream=JStream(topology.stream_for(contract.service), declare=False),
+            durable=durable,
+            pull_sub=PullSub(batch_size=1),
+            title=durable,
             description=f"{service} consumes {contract.event_type()} with the durable pull consumer {durable}.",
         )(_documented_handler(envelope_model(contract)))
-    doc = AsyncAPI(broker, title=f"Netværk {service} events", version=version,
-                   description=f"Events published by the {service} service on NATS JetStream as CloudEvents 1.0 "
-                               "(structured JSON mode), and the events it consumes.")
+    doc = AsyncAPI(
+        broker,
+        title=f"Netværk {service} events",
+        version=version,
+        description=f"Events published by the {service} service on NATS JetStream as CloudEvents 1.0 "
+        "(structured JSON mode), and the events it consumes.",
+    )
     return doc.to_specification().to_jsonable()

@@ -28,6 +28,7 @@ another instance of the service taking the message, starts the tally afresh: a p
 Dead letters live in the service's own database; an operator lists them and replays one, or many at once in their
 original stream order, stopping at the first that fails again.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -170,9 +171,7 @@ class EventConsumer:
     async def run(self, js: JetStreamContext, stop: asyncio.Event) -> None:
         await topology.wait_for_stream(js, self.stream, stop)
         config = topology.consumer_config(self.name, self.contract)
-        sub = await js.pull_subscribe(
-            config.filter_subject, durable=self.name, stream=self.stream, config=config
-        )
+        sub = await js.pull_subscribe(config.filter_subject, durable=self.name, stream=self.stream, config=config)
         log.info("consumer %s started on %s (%s)", self.name, self.stream, config.filter_subject)
         self.ready = True
         failures = 0
@@ -206,8 +205,12 @@ class EventConsumer:
         loop = asyncio.get_running_loop()
         started = loop.time()
         self.paused = True
-        log.warning("database unavailable, pausing consumer %s: %s", self.name, describe(self._away),
-                    extra={"consumer": self.name})
+        log.warning(
+            "database unavailable, pausing consumer %s: %s",
+            self.name,
+            describe(self._away),
+            extra={"consumer": self.name},
+        )
         delay = PROBE_FIRST_DELAY
         try:
             while not stop.is_set():
@@ -217,8 +220,12 @@ class EventConsumer:
                 except TimeoutError:
                     pass
                 if await self.probe():
-                    log.warning("database back, resuming consumer %s (paused %.1fs)", self.name,
-                                loop.time() - started, extra={"consumer": self.name})
+                    log.warning(
+                        "database back, resuming consumer %s (paused %.1fs)",
+                        self.name,
+                        loop.time() - started,
+                        extra={"consumer": self.name},
+                    )
                     return
                 delay = min(delay * 2, PROBE_MAX_DELAY)
         finally:
@@ -252,8 +259,13 @@ class EventConsumer:
             for item in items:
                 item.away = True
         except Exception as exc:
-            log.warning("consumer %s: batch transaction failed while the database answers (%s); redoing the %d "
-                        "events one per transaction", self.name, describe(exc), len(items))
+            log.warning(
+                "consumer %s: batch transaction failed while the database answers (%s); redoing the %d "
+                "events one per transaction",
+                self.name,
+                describe(exc),
+                len(items),
+            )
             await self._one_by_one(items)
         else:
             self._committed = True
@@ -275,8 +287,9 @@ class EventConsumer:
                     raise _DatabaseAway(first.error) from first.error
                 # the event that failed is not run again: this delivery of it has had its try (unless the error
                 # came from the database layer: a connection lost and found again, say; then it runs again)
-                known = ({id(first.item): first.error}
-                         if first.item is not None and not _from_database(first.error) else {})
+                known = (
+                    {id(first.item): first.error} if first.item is not None and not _from_database(first.error) else {}
+                )
                 return await self._transaction(items, isolate=True, known=known)
         except _DatabaseAway:
             raise
@@ -303,8 +316,12 @@ class EventConsumer:
                         rest.away = True
                     return
                 if item.dead_reason is not None and not item.dead_reason.startswith("unprocessable: "):
-                    log.error("consumer %s: could not store the dead letter of stream sequence %s: %s", self.name,
-                              _stream_seq(item.msg), describe(exc))
+                    log.error(
+                        "consumer %s: could not store the dead letter of stream sequence %s: %s",
+                        self.name,
+                        _stream_seq(item.msg),
+                        describe(exc),
+                    )
                     item.dead_reason, item.failure = None, exc  # nacked with backoff; nothing else to do with it
                     continue
                 item.dead_reason = None
@@ -313,7 +330,7 @@ class EventConsumer:
                 self._committed = True
             await self._count(failed)
             if self._away is not None:
-                for rest in items[index + 1:]:
+                for rest in items[index + 1 :]:
                     rest.away = True
                 return
 
@@ -337,9 +354,15 @@ class EventConsumer:
                 item.deliveries = tally.failures
                 dying.append(item)
             else:
-                log.warning("consumer %s: handler failed for event %s (failure %d of %d, retried later): %s",
-                            self.name, item.event.id, tally.failures, self.max_deliver, describe(error),
-                            extra={"consumer": self.name, "failed_event_id": item.event.id})
+                log.warning(
+                    "consumer %s: handler failed for event %s (failure %d of %d, retried later): %s",
+                    self.name,
+                    item.event.id,
+                    tally.failures,
+                    self.max_deliver,
+                    describe(error),
+                    extra={"consumer": self.name, "failed_event_id": item.event.id},
+                )
         if dying:
             await self._bury(dying)
 
@@ -361,8 +384,13 @@ class EventConsumer:
         self._committed = True
         for item in items:
             self._tally.pop(_tally_key(item), None)
-            log.error("consumer %s: dead letter %s: %s", self.name, item.event.id, item.dead_reason,
-                      extra={"consumer": self.name, "dead_event_id": item.event.id})
+            log.error(
+                "consumer %s: dead letter %s: %s",
+                self.name,
+                item.event.id,
+                item.dead_reason,
+                extra={"consumer": self.name, "dead_event_id": item.event.id},
+            )
 
     def _record_failure(self, item: _Item, error: Exception) -> _Tally:
         key = _tally_key(item)
@@ -391,8 +419,9 @@ class EventConsumer:
             else:
                 await _quiet(item.msg.ack())
 
-    async def _transaction(self, items: list[_Item], *, isolate: bool,
-                           known: dict[int, Exception] | None = None) -> list[tuple[_Item, Exception]]:
+    async def _transaction(
+        self, items: list[_Item], *, isolate: bool, known: dict[int, Exception] | None = None
+    ) -> list[tuple[_Item, Exception]]:
         for item in items:  # a first attempt may have marked an event unprocessable: start from what was read
             if item.dead_reason is not None and item.dead_reason.startswith("unprocessable: "):
                 item.dead_reason = None
@@ -415,12 +444,23 @@ class EventConsumer:
                 try:
                     await self.batch_handler(conn, [(it.event, it.data) for it in fresh])
                 except Exception as exc:
-                    log.info("consumer %s: batch of %d failed, going event by event: %s", self.name, len(fresh),
-                             describe(exc))
+                    log.info(
+                        "consumer %s: batch of %d failed, going event by event: %s",
+                        self.name,
+                        len(fresh),
+                        describe(exc),
+                    )
                     raise _HandlerFailed(None, exc) from exc
-                log.info("consumed %d x %s", len(fresh), self.contract.event_type(), extra={
-                    "consumer": self.name, "event_ids": [it.event.id for it in fresh],
-                    "trace_ids": sorted({t for it in fresh if (t := tracing.trace_id_of(it.event.traceparent))})})
+                log.info(
+                    "consumed %d x %s",
+                    len(fresh),
+                    self.contract.event_type(),
+                    extra={
+                        "consumer": self.name,
+                        "event_ids": [it.event.id for it in fresh],
+                        "trace_ids": sorted({t for it in fresh if (t := tracing.trace_id_of(it.event.traceparent))}),
+                    },
+                )
                 processed, fresh = fresh, []
             for item in fresh:
                 error = (known or {}).get(id(item)) or await self._handle(conn, item, isolate=isolate)
@@ -433,8 +473,9 @@ class EventConsumer:
             if failed:
                 i = self.tables.inbox
                 await conn.execute(
-                    delete(i).where(and_(i.c.consumer == self.name,
-                                         i.c.event_id.in_([it.event.id for it, _ in failed])))
+                    delete(i).where(
+                        and_(i.c.consumer == self.name, i.c.event_id.in_([it.event.id for it, _ in failed]))
+                    )
                 )
                 unprocessable = [(it, e) for it, e in failed if isinstance(e, Unprocessable)]
                 for it, e in unprocessable:
@@ -449,8 +490,13 @@ class EventConsumer:
         for item, error in failed:
             if isinstance(error, Unprocessable):
                 self._tally.pop(_tally_key(item), None)
-                log.error("consumer %s: dead letter %s: %s", self.name, item.event.id, item.dead_reason,
-                          extra={"consumer": self.name, "dead_event_id": item.event.id})
+                log.error(
+                    "consumer %s: dead letter %s: %s",
+                    self.name,
+                    item.event.id,
+                    item.dead_reason,
+                    extra={"consumer": self.name, "dead_event_id": item.event.id},
+                )
         return failed
 
     # -- steps ---------------------------------------------------------------------------------------------------
@@ -473,8 +519,13 @@ class EventConsumer:
         if tally.failures >= self.max_deliver:  # out of tries, but its dead letter could not be stored last time
             item.deliveries = tally.failures
             item.dead_reason = f"gave up after {tally.failures} deliveries; last error: {tally.last_error}"
-            log.error("consumer %s: dead letter %s: %s", self.name, item.event.id, item.dead_reason,
-                      extra={"consumer": self.name, "dead_event_id": item.event.id})
+            log.error(
+                "consumer %s: dead letter %s: %s",
+                self.name,
+                item.event.id,
+                item.dead_reason,
+                extra={"consumer": self.name, "dead_event_id": item.event.id},
+            )
         return item
 
     async def _claim(self, conn: AsyncConnection, live: list[_Item]) -> set[str]:
@@ -483,11 +534,13 @@ class EventConsumer:
         if not live:
             return set()
         if self._claim_stmt is None:
-            self._claim_stmt = (dialect_insert(conn, self.tables.inbox).on_conflict_do_nothing()
-                                .returning(self.tables.inbox.c.event_id))
+            self._claim_stmt = (
+                dialect_insert(conn, self.tables.inbox).on_conflict_do_nothing().returning(self.tables.inbox.c.event_id)
+            )
         now = datetime.now(UTC)
-        rows = [{"consumer": self.name, "event_id": it.event.id, "type": it.event.type, "processed_at": now}
-                for it in live]
+        rows = [
+            {"consumer": self.name, "event_id": it.event.id, "type": it.event.type, "processed_at": now} for it in live
+        ]
         return {r[0] for r in await conn.execute(self._claim_stmt, rows)}
 
     async def _handle(self, conn: AsyncConnection, item: _Item, *, isolate: bool) -> Exception | None:
@@ -536,11 +589,14 @@ class EventConsumer:
     async def replay(self, conn: AsyncConnection, row) -> str:
         """Run a dead letter through the handler again, inside the caller's transaction. Returns the outcome."""
         event, data = parse_event(row.body)  # MalformedEvent propagates: still not replayable
-        claimed = (await conn.execute(
-            dialect_insert(conn, self.tables.inbox).values(
-                consumer=self.name, event_id=event.id, type=event.type, processed_at=datetime.now(UTC)
-            ).on_conflict_do_nothing().returning(self.tables.inbox.c.event_id)
-        )).first()
+        claimed = (
+            await conn.execute(
+                dialect_insert(conn, self.tables.inbox)
+                .values(consumer=self.name, event_id=event.id, type=event.type, processed_at=datetime.now(UTC))
+                .on_conflict_do_nothing()
+                .returning(self.tables.inbox.c.event_id)
+            )
+        ).first()
         if claimed is None:
             return "duplicate"
         with _event_context(event):
@@ -581,8 +637,9 @@ async def _quiet(awaitable) -> None:
         log.warning("ack/nak failed: %s", exc)
 
 
-async def list_dead_letters(engine: AsyncEngine, tables: MessagingTables, *, include_replayed: bool = False,
-                            limit: int = 100) -> list[dict]:
+async def list_dead_letters(
+    engine: AsyncEngine, tables: MessagingTables, *, include_replayed: bool = False, limit: int = 100
+) -> list[dict]:
     d = tables.dead_letters
     stmt = select(d).order_by(d.c.created_at.desc()).limit(limit)
     if not include_replayed:
@@ -600,15 +657,17 @@ async def list_dead_letters(engine: AsyncEngine, tables: MessagingTables, *, inc
     return out
 
 
-async def _replay_row(engine: AsyncEngine, tables: MessagingTables, consumer: EventConsumer,
-                      row) -> tuple[str, str | None]:
+async def _replay_row(
+    engine: AsyncEngine, tables: MessagingTables, consumer: EventConsumer, row
+) -> tuple[str, str | None]:
     """One dead letter through its consumer again, in its own transaction; the row says when, or why not."""
     d = tables.dead_letters
     try:
         async with engine.begin() as conn:
             outcome = await consumer.replay(conn, row)
-            await conn.execute(update(d).where(d.c.id == row.id).values(replayed_at=datetime.now(UTC),
-                                                                        replay_error=None))
+            await conn.execute(
+                update(d).where(d.c.id == row.id).values(replayed_at=datetime.now(UTC), replay_error=None)
+            )
     except Exception as exc:
         error = describe(exc)
         try:
@@ -622,8 +681,9 @@ async def _replay_row(engine: AsyncEngine, tables: MessagingTables, consumer: Ev
     return outcome, None
 
 
-async def replay_dead_letter(engine: AsyncEngine, tables: MessagingTables, consumers: dict[str, EventConsumer],
-                             dead_letter_id: str) -> tuple[str, str | None]:
+async def replay_dead_letter(
+    engine: AsyncEngine, tables: MessagingTables, consumers: dict[str, EventConsumer], dead_letter_id: str
+) -> tuple[str, str | None]:
     """Returns (outcome, error). outcome: processed | duplicate | failed | not_found | already_replayed."""
     d = tables.dead_letters
     async with engine.connect() as conn:
@@ -642,8 +702,14 @@ class UnknownConsumer(LookupError):
     """replay_dead_letters was asked for a consumer this service does not have."""
 
 
-async def replay_dead_letters(engine: AsyncEngine, tables: MessagingTables, consumers: dict[str, EventConsumer],
-                              *, consumer: str | None = None, limit: int = 1000) -> dict:
+async def replay_dead_letters(
+    engine: AsyncEngine,
+    tables: MessagingTables,
+    consumers: dict[str, EventConsumer],
+    *,
+    consumer: str | None = None,
+    limit: int = 1000,
+) -> dict:
     """Replay the open dead letters (of one consumer, or all) in their original order, each in its own transaction,
     and stop at the first that fails again, so that nothing after it overtakes it.
 
@@ -655,8 +721,12 @@ async def replay_dead_letters(engine: AsyncEngine, tables: MessagingTables, cons
         raise UnknownConsumer(consumer)
     d = tables.dead_letters
     where = [d.c.replayed_at.is_(None)] + ([d.c.consumer == consumer] if consumer is not None else [])
-    stmt = (select(d).where(*where)
-            .order_by(d.c.stream, d.c.stream_seq.is_(None), d.c.stream_seq, d.c.created_at, d.c.id).limit(limit))
+    stmt = (
+        select(d)
+        .where(*where)
+        .order_by(d.c.stream, d.c.stream_seq.is_(None), d.c.stream_seq, d.c.created_at, d.c.id)
+        .limit(limit)
+    )
     async with engine.connect() as conn:
         rows = (await conn.execute(stmt)).all()
     replayed: list[dict] = []
@@ -670,8 +740,14 @@ async def replay_dead_letters(engine: AsyncEngine, tables: MessagingTables, cons
         entry = {"id": row.id, "event_id": row.event_id, "stream_seq": row.stream_seq}
         if outcome == "failed":
             failed = {**entry, "error": error or "failed"}
-            log.warning("replay of dead letters stopped at %s (event %s, stream sequence %s) after %d: %s", row.id,
-                        row.event_id, row.stream_seq, len(replayed), error)
+            log.warning(
+                "replay of dead letters stopped at %s (event %s, stream sequence %s) after %d: %s",
+                row.id,
+                row.event_id,
+                row.stream_seq,
+                len(replayed),
+                error,
+            )
             break
         replayed.append({**entry, "outcome": outcome})
     async with engine.connect() as conn:

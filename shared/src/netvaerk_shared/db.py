@@ -1,4 +1,5 @@
 """Engines for PostgreSQL (asyncpg) and the embedded default SQLite (aiosqlite), built when called, never at import."""
+
 from __future__ import annotations
 
 from datetime import UTC
@@ -22,9 +23,9 @@ def normalise_url(url: str) -> str:
     """Accept postgresql:// and postgres:// as well as the asyncpg form; SQLite stays as given."""
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+asyncpg://" + url[len(prefix):]
+            return "postgresql+asyncpg://" + url[len(prefix) :]
     if url.startswith("sqlite:///"):
-        return "sqlite+aiosqlite:///" + url[len("sqlite:///"):]
+        return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
     return url
 
 
@@ -98,16 +99,34 @@ _OUTAGE_SQLSTATE_CLASSES = ("08", "53", "57", "58")
 _OUTAGE_SQLSTATES = {"3D000", "55P03"}
 # asyncpg's (and SQLAlchemy's adapted) errors for a connection that is gone or was never made; InternalClientError
 # ("cannot switch to state ...; another operation is in progress") is what a connection killed mid-statement leaves
-_OUTAGE_DRIVER_ERRORS = {"InterfaceError", "ConnectionDoesNotExistError", "ConnectionFailureError",
-                         "PostgresConnectionError", "CannotConnectNowError", "TooManyConnectionsError",
-                         "InternalClientError"}
+_OUTAGE_DRIVER_ERRORS = {
+    "InterfaceError",
+    "ConnectionDoesNotExistError",
+    "ConnectionFailureError",
+    "PostgresConnectionError",
+    "CannotConnectNowError",
+    "TooManyConnectionsError",
+    "InternalClientError",
+}
 _OUTAGE_MESSAGES = (
-    "not currently accepting connections", "does not allow connections", "too many connections",
-    "remaining connection slots", "the database system is", "terminating connection", "connection is closed",
-    "connection was closed", "server closed the connection", "could not connect", "connection refused",
-    "connection reset", "connection timed out",
+    "not currently accepting connections",
+    "does not allow connections",
+    "too many connections",
+    "remaining connection slots",
+    "the database system is",
+    "terminating connection",
+    "connection is closed",
+    "connection was closed",
+    "server closed the connection",
+    "could not connect",
+    "connection refused",
+    "connection reset",
+    "connection timed out",
     # SQLite: the file is away, locked past busy_timeout, or the disk is full
-    "database is locked", "unable to open database file", "disk i/o error", "database or disk is full",
+    "database is locked",
+    "unable to open database file",
+    "disk i/o error",
+    "database or disk is full",
 )
 
 
@@ -128,8 +147,17 @@ def is_outage(exc: BaseException | None) -> bool:
         if e is None or id(e) in seen or len(seen) > 20:
             continue
         seen.add(id(e))
-        if isinstance(e, (OSError, TimeoutError, sa_exc.DisconnectionError, sa_exc.TimeoutError,
-                          sa_exc.OperationalError, sa_exc.InterfaceError)):
+        if isinstance(
+            e,
+            (
+                OSError,
+                TimeoutError,
+                sa_exc.DisconnectionError,
+                sa_exc.TimeoutError,
+                sa_exc.OperationalError,
+                sa_exc.InterfaceError,
+            ),
+        ):
             return True
         if isinstance(e, sa_exc.DBAPIError) and e.connection_invalidated:
             return True

@@ -1,4 +1,5 @@
 """The CloudEvents 1.0 envelope (structured JSON mode) around every contract, and its strict parser."""
+
 from __future__ import annotations
 
 import json

@@ -1,6 +1,7 @@
 """What every service's HTTP side has in common: the strict edge (rate limit, authentication before the body is read,
 a body limit enforced while it streams in, JSON only), RFC 9457 problem+json errors, trace context, metrics, health,
 an OpenAPI document that tells the truth, and the operator's dead-letter and outbox endpoints."""
+
 from __future__ import annotations
 
 import hmac
@@ -34,6 +35,7 @@ DATABASE_RETRY_AFTER = 5  # seconds a client is asked to wait while the database
 
 # ------------------------------------------------------------------------------------------------------ problem+json
 
+
 def status_phrase(status: int) -> str:
     try:
         return HTTPStatus(status).phrase
@@ -49,8 +51,14 @@ class Problem(Exception):
         self.status, self.detail, self.headers, self.extra = status, detail, headers, extra
 
 
-def problem_response(status: int, detail: str | None = None, *, instance: str | None = None,
-                     headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+def problem_response(
+    status: int,
+    detail: str | None = None,
+    *,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
     body: dict[str, Any] = {"type": "about:blank", "title": status_phrase(status), "status": status}
     if detail:
         body["detail"] = detail
@@ -120,8 +128,9 @@ def install_problem_handlers(app: FastAPI, domain_error: type[Exception] | None 
         if decode is not None:
             where = _json_position(getattr(exc, "body", None), decode["loc"][-1] if decode.get("loc") else None)
             message = f"The body is not valid JSON{where}: {(decode.get('ctx') or {}).get('error', 'decode error')}."
-            return problem_response(400, message, instance=request.url.path,
-                                    errors=[{"field": "body", "message": message}])
+            return problem_response(
+                400, message, instance=request.url.path, errors=[{"field": "body", "message": message}]
+            )
         fields = [{"field": _field(e["loc"]), "message": e["msg"]} for e in errors]
         return problem_response(422, "One or more fields are invalid.", instance=request.url.path, errors=fields)
 
@@ -136,8 +145,11 @@ def install_problem_handlers(app: FastAPI, domain_error: type[Exception] | None 
     @app.exception_handler(IntegrityError)
     async def _integrity(request: Request, exc: IntegrityError):
         # two requests raced for the same unique value (slug, email, membership): the loser gets a clear 409
-        return problem_response(409, "The change clashes with data that already exists "
-                                "(perhaps created by a request at the same moment).", instance=request.url.path)
+        return problem_response(
+            409,
+            "The change clashes with data that already exists (perhaps created by a request at the same moment).",
+            instance=request.url.path,
+        )
 
     @app.exception_handler(DataError)
     async def _data(request: Request, exc: DataError):
@@ -147,26 +159,35 @@ def install_problem_handlers(app: FastAPI, domain_error: type[Exception] | None 
 
     @app.exception_handler(EventTooLarge)
     async def _too_large(request: Request, exc: EventTooLarge):
-        return problem_response(413, str(exc), instance=request.url.path,
-                                errors=[{"field": exc.field or "body", "message": str(exc)}])
+        return problem_response(
+            413, str(exc), instance=request.url.path, errors=[{"field": exc.field or "body", "message": str(exc)}]
+        )
 
     async def _database_away(request: Request, exc: Exception):
-        log.warning("database unavailable on %s: %s: %s", request.url.path, type(exc).__name__,
-                    str(exc).splitlines()[0][:300] if str(exc) else "")
-        return problem_response(503, "The service's database is unavailable; nothing was changed. Try again shortly.",
-                                instance=request.url.path, retry_after=DATABASE_RETRY_AFTER)
+        log.warning(
+            "database unavailable on %s: %s: %s",
+            request.url.path,
+            type(exc).__name__,
+            str(exc).splitlines()[0][:300] if str(exc) else "",
+        )
+        return problem_response(
+            503,
+            "The service's database is unavailable; nothing was changed. Try again shortly.",
+            instance=request.url.path,
+            retry_after=DATABASE_RETRY_AFTER,
+        )
 
     async def _database_error(request: Request, exc: Exception):
         if is_outage(exc):
             return await _database_away(request, exc)
         log.error("database error on %s", request.url.path, exc_info=exc)
-        return problem_response(500, "Something went wrong on our side; it has been logged.",
-                                instance=request.url.path)
+        return problem_response(500, "Something went wrong on our side; it has been logged.", instance=request.url.path)
 
     for exc_class in (DBAPIError, ConnectionError, TimeoutError, OSError):
         app.add_exception_handler(exc_class, _database_error)
 
     if domain_error is not None:
+
         @app.exception_handler(domain_error)
         async def _domain(request: Request, exc):
             return problem_response(exc.status, exc.detail, instance=request.url.path)
@@ -177,8 +198,9 @@ def install_problem_handlers(app: FastAPI, domain_error: type[Exception] | None 
 
 # ------------------------------------------------------------------------------------------------- authentication
 
-_bearer = HTTPBearer(auto_error=False, scheme_name="bearer",
-                     description="The API token (API_TOKEN) as `Authorization: Bearer <token>`.")
+_bearer = HTTPBearer(
+    auto_error=False, scheme_name="bearer", description="The API token (API_TOKEN) as `Authorization: Bearer <token>`."
+)
 
 
 def token_matches(header: str, token: str) -> bool:
@@ -186,8 +208,9 @@ def token_matches(header: str, token: str) -> bool:
     return bool(token) and scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
 
-async def require_token(request: Request,
-                        credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]) -> None:
+async def require_token(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
+) -> None:
     """Checked by the edge middleware already, before the body is read; here again so that no route depends on the
     middleware being in place, and so that the OpenAPI document declares the security scheme."""
     if not token_matches(request.headers.get("authorization", ""), request.app.state.edge.token):
@@ -291,8 +314,7 @@ class EdgeMiddleware:
                 log.exception("unhandled error on %s %s", scope.get("method"), path)
                 if status_holder.get("started"):
                     return  # too late for a problem response; the server closes the connection
-                response = problem_response(500, "Something went wrong on our side; it has been logged.",
-                                            instance=path)
+                response = problem_response(500, "Something went wrong on our side; it has been logged.", instance=path)
                 await response(scope, receive, _send)
         finally:
             route = scope.get("route")
@@ -301,8 +323,13 @@ class EdgeMiddleware:
             elapsed = time.perf_counter() - start
             metrics.http_duration.labels(scope.get("method", ""), route_path).observe(elapsed)
             if not path.startswith(OPEN_PATHS):
-                access_log.info("%s %s %s", scope.get("method"), path, status_holder["status"],
-                                extra={"status": status_holder["status"], "duration_ms": round(elapsed * 1000, 2)})
+                access_log.info(
+                    "%s %s %s",
+                    scope.get("method"),
+                    path,
+                    status_holder["status"],
+                    extra={"status": status_holder["status"], "duration_ms": round(elapsed * 1000, 2)},
+                )
             tracing.current_traceparent.reset(token)
 
     async def _check(self, scope, path: str, headers: dict, receive):
@@ -313,11 +340,13 @@ class EdgeMiddleware:
         if policy.rate > 0:
             ok, retry = self._allow((scope.get("client") or ("?", 0))[0])
             if not ok:
-                return problem_response(429, "Slow down and try again shortly.", instance=path,
-                                        retry_after=max(1, int(retry + 0.999))), receive
+                return problem_response(
+                    429, "Slow down and try again shortly.", instance=path, retry_after=max(1, int(retry + 0.999))
+                ), receive
         if not token_matches(headers.get(b"authorization", b"").decode("latin-1"), policy.token):
-            return problem_response(401, "A valid bearer token is required.", instance=path,
-                                    headers={"WWW-Authenticate": "Bearer"}), receive
+            return problem_response(
+                401, "A valid bearer token is required.", instance=path, headers={"WWW-Authenticate": "Bearer"}
+            ), receive
         if scope.get("method") not in _BODY_METHODS:
             return None, receive
         length = headers.get(b"content-length")
@@ -328,16 +357,19 @@ class EdgeMiddleware:
                 return self._too_large(path), receive
         chunked = b"chunked" in headers.get(b"transfer-encoding", b"").lower()
         if (chunked or (length is not None and int(length) > 0)) and not _is_json(
-                headers.get(b"content-type", b"").decode("latin-1")):
-            return problem_response(415, "The body must be JSON (Content-Type: application/json).",
-                                    instance=path), receive
+            headers.get(b"content-type", b"").decode("latin-1")
+        ):
+            return problem_response(
+                415, "The body must be JSON (Content-Type: application/json).", instance=path
+            ), receive
         try:
             body = await self._read(receive, policy.max_body)
         except _BodyTooLarge:
             return self._too_large(path), receive
         if body and not _is_json(headers.get(b"content-type", b"").decode("latin-1")):
-            return problem_response(415, "The body must be JSON (Content-Type: application/json).",
-                                    instance=path), receive
+            return problem_response(
+                415, "The body must be JSON (Content-Type: application/json).", instance=path
+            ), receive
         return None, _replay(body, receive)
 
     def _too_large(self, path: str):
@@ -411,8 +443,12 @@ def truthful_openapi(app: FastAPI) -> dict[str, Any]:
                 if status.isdigit() and int(status) >= 400:
                     response["content"] = {PROBLEM: {"schema": ref}}
                     if status in ("429", "503"):
-                        response["headers"] = {"Retry-After": {
-                            "description": "Seconds to wait before trying again", "schema": {"type": "integer"}}}
+                        response["headers"] = {
+                            "Retry-After": {
+                                "description": "Seconds to wait before trying again",
+                                "schema": {"type": "integer"},
+                            }
+                        }
                     if status == "401":
                         response["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
     for unused in ("HTTPValidationError", "ValidationError"):
@@ -422,6 +458,7 @@ def truthful_openapi(app: FastAPI) -> dict[str, Any]:
 
 
 # -------------------------------------------------------------------------------------------------- operations API
+
 
 class Health(BaseModel):
     status: str
@@ -508,27 +545,38 @@ def operations_router() -> APIRouter:
     async def healthz(runtime: Runtime):
         return {"status": "ok", "service": runtime.service}
 
-    @router.get("/readyz", response_model=Readiness,
-                summary="Can this instance serve its API? 200 while its database answers (\"degraded: nats\" while "
-                        "NATS is away: the outbox holds every change); 503 while the database is away",
-                responses={503: {"description": "Not ready", "content": {PROBLEM: {"schema": {
-                    "$ref": "#/components/schemas/Problem"}}}}})
+    @router.get(
+        "/readyz",
+        response_model=Readiness,
+        summary='Can this instance serve its API? 200 while its database answers ("degraded: nats" while '
+        "NATS is away: the outbox holds every change); 503 while the database is away",
+        responses={
+            503: {
+                "description": "Not ready",
+                "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+            }
+        },
+    )
     async def readyz(runtime: Runtime):
         checks = await runtime.readiness()
         if not checks.get("database"):
-            return problem_response(503, "database unreachable", checks=checks,
-                                    retry_after=DATABASE_RETRY_AFTER)
+            return problem_response(503, "database unreachable", checks=checks, retry_after=DATABASE_RETRY_AFTER)
         degraded = [name for name, ok in checks.items() if not ok]
         return {"status": "degraded: " + ", ".join(degraded) if degraded else "ready", "checks": checks}
 
-    @router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse,
-                responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
+    @router.get(
+        "/metrics",
+        summary="Prometheus metrics",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     async def prometheus(runtime: Runtime):
         await runtime.refresh_gauges()
         return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
-    @router.get("/asyncapi.json", summary="AsyncAPI 3.0 document of this service's events",
-                response_model=dict[str, Any])
+    @router.get(
+        "/asyncapi.json", summary="AsyncAPI 3.0 document of this service's events", response_model=dict[str, Any]
+    )
     async def asyncapi(runtime: Runtime):
         from .asyncapi import specification
 
@@ -537,20 +585,21 @@ def operations_router() -> APIRouter:
 
     admin = protected_router(tags=["operations"])
 
-    @admin.get("/admin/dead-letters", summary="Events this service could not process",
-               response_model=list[DeadLetter])
-    async def dead_letters(runtime: Runtime, include_replayed: bool = False,
-                           limit: int = Query(100, ge=1, le=1000)):
+    @admin.get("/admin/dead-letters", summary="Events this service could not process", response_model=list[DeadLetter])
+    async def dead_letters(runtime: Runtime, include_replayed: bool = False, limit: int = Query(100, ge=1, le=1000)):
         from .consumer import list_dead_letters
 
-        return await list_dead_letters(runtime.engine, runtime.tables, include_replayed=include_replayed,
-                                       limit=limit)
+        return await list_dead_letters(runtime.engine, runtime.tables, include_replayed=include_replayed, limit=limit)
 
-    @admin.post("/admin/dead-letters/{dead_letter_id}/replay", response_model=ReplayOutcome,
-                summary="Run a dead letter through its consumer again (idempotent)",
-                responses=problems(404, 409, 422))
-    async def replay(runtime: Runtime, dead_letter_id: Annotated[str, Path(max_length=64,
-                                                                           pattern=r"^[0-9a-fA-F-]{1,64}$")]):
+    @admin.post(
+        "/admin/dead-letters/{dead_letter_id}/replay",
+        response_model=ReplayOutcome,
+        summary="Run a dead letter through its consumer again (idempotent)",
+        responses=problems(404, 409, 422),
+    )
+    async def replay(
+        runtime: Runtime, dead_letter_id: Annotated[str, Path(max_length=64, pattern=r"^[0-9a-fA-F-]{1,64}$")]
+    ):
         from .consumer import replay_dead_letter
 
         outcome, error = await replay_dead_letter(runtime.engine, runtime.tables, runtime.consumers, dead_letter_id)
@@ -562,18 +611,24 @@ def operations_router() -> APIRouter:
             raise Problem(422, error or "The consumer failed again.")
         return {"id": dead_letter_id, "outcome": outcome}
 
-    @admin.post("/admin/dead-letters/replay", response_model=ReplayBatch,
-                summary="Replay the open dead letters (of one consumer) in their original stream order, stopping at "
-                        "the first that fails again",
-                responses=problems(404))
-    async def replay_many(runtime: Runtime,
-                          consumer: Annotated[str | None, Query(max_length=100, pattern=r"^[a-z0-9-]{1,100}$")] = None,
-                          limit: int = Query(1000, ge=1, le=10000)):
+    @admin.post(
+        "/admin/dead-letters/replay",
+        response_model=ReplayBatch,
+        summary="Replay the open dead letters (of one consumer) in their original stream order, stopping at "
+        "the first that fails again",
+        responses=problems(404),
+    )
+    async def replay_many(
+        runtime: Runtime,
+        consumer: Annotated[str | None, Query(max_length=100, pattern=r"^[a-z0-9-]{1,100}$")] = None,
+        limit: int = Query(1000, ge=1, le=10000),
+    ):
         from .consumer import UnknownConsumer, replay_dead_letters
 
         try:
-            return await replay_dead_letters(runtime.engine, runtime.tables, runtime.consumers, consumer=consumer,
-                                             limit=limit)
+            return await replay_dead_letters(
+                runtime.engine, runtime.tables, runtime.consumers, consumer=consumer, limit=limit
+            )
         except UnknownConsumer:
             raise Problem(404, f"No consumer {consumer} in this service.") from None
 
@@ -583,18 +638,25 @@ def operations_router() -> APIRouter:
 
         count, age = await backlog(runtime.engine, runtime.tables)
         parked_count, parked_rows = await parked(runtime.engine, runtime.tables, limit=limit)
-        return {"unpublished": count, "oldest_age_seconds": round(age, 3), "parked": parked_count,
-                "parked_events": parked_rows}
+        return {
+            "unpublished": count,
+            "oldest_age_seconds": round(age, 3),
+            "parked": parked_count,
+            "parked_events": parked_rows,
+        }
 
-    @admin.post("/admin/outbox/{event_id}/retry", response_model=RetryOutcome,
-                summary="Put a parked event back for the relay, once its cause is fixed (e.g. max_payload raised)",
-                responses=problems(404, 409))
-    async def retry_outbox_event(runtime: Runtime, event_id: Annotated[str, Path(
-            max_length=64, pattern=r"^[0-9A-Za-z._:-]{1,64}$")]):
+    @admin.post(
+        "/admin/outbox/{event_id}/retry",
+        response_model=RetryOutcome,
+        summary="Put a parked event back for the relay, once its cause is fixed (e.g. max_payload raised)",
+        responses=problems(404, 409),
+    )
+    async def retry_outbox_event(
+        runtime: Runtime, event_id: Annotated[str, Path(max_length=64, pattern=r"^[0-9A-Za-z._:-]{1,64}$")]
+    ):
         from .outbox import notify_channel, retry_parked
 
-        outcome = await retry_parked(runtime.engine, runtime.tables, event_id,
-                                     notify=notify_channel(runtime.service))
+        outcome = await retry_parked(runtime.engine, runtime.tables, event_id, notify=notify_channel(runtime.service))
         if outcome == "not_found":
             raise Problem(404, f"No event {event_id} in the outbox.")
         if outcome == "not_parked":
@@ -608,8 +670,10 @@ def operations_router() -> APIRouter:
 
 # ------------------------------------------------------------------------------------------------------ the service
 
-def service_app(*, runtime_factory, title: str, description: str, routers, domain_error: type[Exception],
-                version: str = "1.0.0") -> FastAPI:
+
+def service_app(
+    *, runtime_factory, title: str, description: str, routers, domain_error: type[Exception], version: str = "1.0.0"
+) -> FastAPI:
     """Build a service's FastAPI app with every route in place (so `app.openapi()` is complete without starting it).
     `runtime_factory()` is called in the lifespan (never at import) and returns the ServiceRuntime that the routes
     reach through the `Runtime` dependency."""
@@ -628,8 +692,9 @@ def service_app(*, runtime_factory, title: str, description: str, routers, domai
         configure(runtime.service, runtime.settings.log_level)
         app.state.runtime = runtime
         settings = runtime.settings
-        policy.set(per_minute=settings.rate_limit_per_minute, max_body=settings.max_body_bytes,
-                   token=settings.api_token)
+        policy.set(
+            per_minute=settings.rate_limit_per_minute, max_body=settings.max_body_bytes, token=settings.api_token
+        )
         await runtime.start()
         log.info("%s started", runtime.service)
         try:
@@ -640,8 +705,14 @@ def service_app(*, runtime_factory, title: str, description: str, routers, domai
     # JSON lines from the first line uvicorn writes (the lifespan applies the service's own settings again)
     configure(runtime_factory.__module__.split(".")[0], os.environ.get("LOG_LEVEL", "INFO"))
     # Swagger UI from the installed fastapi-offline package: /docs works without reaching a CDN
-    app = FastAPIOffline(title=title, description=description, version=version, lifespan=lifespan,
-                         static_url="/docs/static", redoc_url=None)
+    app = FastAPIOffline(
+        title=title,
+        description=description,
+        version=version,
+        lifespan=lifespan,
+        static_url="/docs/static",
+        redoc_url=None,
+    )
     for router in routers:
         app.include_router(router)
     app.include_router(operations_router())

@@ -15,6 +15,7 @@ these Pydantic types, so no handler has to defend itself and PostgreSQL and SQLi
   (not 0, 1 or "yes"), `Integer` refuses strings and booleans ("5", true), `Moment` is an RFC 3339 string, never a
   number of seconds.
 """
+
 from __future__ import annotations
 
 import unicodedata
@@ -170,9 +171,13 @@ EMAIL_SPECIAL_USE_PATTERN = f"[@.](?:{_ANY_CASE})$"
 def Email(max_length: int = 254, *, examples: list[str] | None = None) -> Any:
     """An email address a message can be sent to: email-validator decides (EmailStr), the schema tells."""
     schema: dict[str, Any] = {
-        "type": "string", "format": "email", "maxLength": max_length, "pattern": EMAIL_PATTERN,
+        "type": "string",
+        "format": "email",
+        "maxLength": max_length,
+        "pattern": EMAIL_PATTERN,
         "not": {"pattern": EMAIL_SPECIAL_USE_PATTERN},
-        "description": "An address on a public domain (not .test, .local, .invalid, .localhost, .onion or .arpa)"}
+        "description": "An address on a public domain (not .test, .local, .invalid, .localhost, .onion or .arpa)",
+    }
     if examples:
         schema["examples"] = examples
     return Annotated[EmailStr, Field(max_length=max_length), AfterValidator(_local_part_fits), WithJsonSchema(schema)]
@@ -180,6 +185,7 @@ def Email(max_length: int = 254, *, examples: list[str] | None = None) -> Any:
 
 def _local_part_fits(address: str) -> str:
     if len(address.rpartition("@")[0]) > 64:
-        raise PydanticCustomError("value_error", "value is not a valid email address: at most 64 characters "
-                                                 "before the @-sign.")
+        raise PydanticCustomError(
+            "value_error", "value is not a valid email address: at most 64 characters before the @-sign."
+        )
     return address

@@ -1,4 +1,5 @@
 """Structured JSON logs, one object a line, with the service, trace id and event id of the work at hand."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """The tables every service keeps for messaging: outbox (to publish), inbox (processed event ids), dead letters."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

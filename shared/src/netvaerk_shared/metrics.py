@@ -1,13 +1,12 @@
 """Prometheus metrics shared by every service (one registry per process)."""
+
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
-http_requests = Counter(
-    "http_requests_total", "HTTP requests served", ["method", "route", "status"], registry=REGISTRY
-)
+http_requests = Counter("http_requests_total", "HTTP requests served", ["method", "route", "status"], registry=REGISTRY)
 http_duration = Histogram(
     "http_request_duration_seconds", "HTTP request duration", ["method", "route"], registry=REGISTRY
 )
@@ -31,7 +30,8 @@ events_dead_lettered = Counter(
     "events_dead_lettered_total", "Events that became dead letters", ["consumer"], registry=REGISTRY
 )
 outbox_backlog = Gauge(
-    "outbox_backlog", "Outbox rows waiting to be published (parked rows not included: see outbox_parked)",
+    "outbox_backlog",
+    "Outbox rows waiting to be published (parked rows not included: see outbox_parked)",
     registry=REGISTRY,
 )
 outbox_oldest_age = Gauge(

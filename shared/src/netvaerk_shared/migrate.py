@@ -1,4 +1,5 @@
 """Alembic, run from code (service start-up, CLI) or from alembic.ini; one helper for every service's env.py."""
+
 from __future__ import annotations
 
 import asyncio

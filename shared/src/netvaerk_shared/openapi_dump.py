@@ -7,6 +7,7 @@
 The document comes from `create_app().openapi()` (every route is in place without starting the app), so writing it
 needs neither a database nor NATS.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -10,6 +10,7 @@ Connection from the environment: NATS_URL (default nats://127.0.0.1:4222), NATS_
 outside systems, which the read-only `subscriber` user cannot create itself; that system then binds to it, e.g. with
 nats-py `js.pull_subscribe_bind(durable=NAME, stream=STREAM)`, fetches and acks. Both commands are idempotent.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,8 +70,9 @@ def subscriber_consumer_config(name: str, stream: str, filter_subject: str | Non
     )
 
 
-async def provision_subscriber(js: JetStreamContext, name: str, stream: str,
-                               filter_subject: str | None = None) -> ConsumerInfo:
+async def provision_subscriber(
+    js: JetStreamContext, name: str, stream: str, filter_subject: str | None = None
+) -> ConsumerInfo:
     """Create the durable pull consumer `name` on `stream`; when it already exists as asked, leave it alone."""
     stream = stream.upper()
     config = subscriber_consumer_config(name, stream, filter_subject)
@@ -82,10 +84,14 @@ async def provision_subscriber(js: JetStreamContext, name: str, stream: str,
     if have.deliver_subject:
         raise OperatorError(f"{stream}/{name} exists as a push consumer; delete it first to provision a pull one")
     if (have.filter_subject, have.deliver_policy, have.ack_policy) != (
-            config.filter_subject, config.deliver_policy, config.ack_policy):
+        config.filter_subject,
+        config.deliver_policy,
+        config.ack_policy,
+    ):
         raise OperatorError(
             f"{stream}/{name} exists with filter={have.filter_subject!r}, deliver={have.deliver_policy}, "
-            f"ack={have.ack_policy}; delete it first (its position is lost) or pick another name")
+            f"ack={have.ack_policy}; delete it first (its position is lost) or pick another name"
+        )
     return existing
 
 
@@ -96,16 +102,22 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m netvaerk_shared.operator",
         description="Netværk NATS operator commands (use the admin NATS user). "
-                    "Connection: NATS_URL, NATS_USER, NATS_PASSWORD from the environment.")
+        "Connection: NATS_URL, NATS_USER, NATS_PASSWORD from the environment.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     declare = commands.add_parser("declare", help="create or update the MEMBERS, MEETINGS and NOTIFICATIONS streams")
     declare.add_argument("--replicas", type=int, default=1, help="stream replicas (clustered NATS only)")
     provision = commands.add_parser(
-        "provision-subscriber", help="create a durable pull consumer for an outside system (user `subscriber`)")
+        "provision-subscriber", help="create a durable pull consumer for an outside system (user `subscriber`)"
+    )
     provision.add_argument("name", help="consumer (durable) name, e.g. crm-sync")
     provision.add_argument("stream", help="MEMBERS, MEETINGS or NOTIFICATIONS")
-    provision.add_argument("--filter", dest="filter_subject", default=None,
-                           help="subject filter within the stream (default: <stream>.>, every event)")
+    provision.add_argument(
+        "--filter",
+        dest="filter_subject",
+        default=None,
+        help="subject filter within the stream (default: <stream>.>, every event)",
+    )
     return parser
 
 
@@ -114,19 +126,27 @@ async def _quiet(exc: Exception) -> None:
 
 
 async def _run(args: argparse.Namespace) -> str:
-    nc = await nats.connect(os.environ.get("NATS_URL") or DEFAULT_NATS_URL,
-                            user=os.environ.get("NATS_USER") or None,
-                            password=os.environ.get("NATS_PASSWORD") or None,
-                            name="netvaerk-operator", allow_reconnect=False, max_reconnect_attempts=1,
-                            reconnect_time_wait=0.2, connect_timeout=5, error_cb=_quiet)
+    nc = await nats.connect(
+        os.environ.get("NATS_URL") or DEFAULT_NATS_URL,
+        user=os.environ.get("NATS_USER") or None,
+        password=os.environ.get("NATS_PASSWORD") or None,
+        name="netvaerk-operator",
+        allow_reconnect=False,
+        max_reconnect_attempts=1,
+        reconnect_time_wait=0.2,
+        connect_timeout=5,
+        error_cb=_quiet,
+    )
     try:
         js = nc.jetstream(timeout=10)
         if args.command == "declare":
             names = await declare_streams(js, replicas=args.replicas)
             return "streams declared: " + ", ".join(names)
         info = await provision_subscriber(js, args.name, args.stream, args.filter_subject)
-        return (f"pull consumer {info.stream_name}/{info.name} ready (filter {info.config.filter_subject}, "
-                f"{info.num_pending} events pending); bind with durable={info.name!r}, stream={info.stream_name!r}")
+        return (
+            f"pull consumer {info.stream_name}/{info.name} ready (filter {info.config.filter_subject}, "
+            f"{info.num_pending} events pending); bind with durable={info.name!r}, stream={info.stream_name!r}"
+        )
     finally:
         await nc.close()
 

@@ -12,6 +12,7 @@ it is: larger than the server's max_payload, a subject this connection may not p
 itself) is parked: `parked_at`, `attempts` and a true `last_error` are set, and the relay goes on with the rest at once.
 An operator puts a parked row back with retry_parked() (POST /admin/outbox/{event_id}/retry).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -59,8 +60,10 @@ class EventTooLarge(Exception):
 
     def __init__(self, event_type: str, size: int, limit: int, field: str | None) -> None:
         where = f" (mostly the field {field!r})" if field else ""
-        super().__init__(f"The change would make a {event_type} event of {size} bytes{where}; "
-                         f"at most {limit} bytes fit in one message. Send less text.")
+        super().__init__(
+            f"The change would make a {event_type} event of {size} bytes{where}; "
+            f"at most {limit} bytes fit in one message. Send less text."
+        )
         self.event_type, self.size, self.limit, self.field = event_type, size, limit, field
 
 
@@ -78,15 +81,24 @@ def notify_channel(service: str) -> str:
     return f"outbox_{service}"
 
 
-async def enqueue(conn: AsyncConnection, tables: MessagingTables, events: Sequence[CloudEvent], subjects: Sequence[str],
-                  *, notify: str | None = None, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+async def enqueue(
+    conn: AsyncConnection,
+    tables: MessagingTables,
+    events: Sequence[CloudEvent],
+    subjects: Sequence[str],
+    *,
+    notify: str | None = None,
+    max_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+) -> None:
     """Add events to the outbox inside the caller's transaction. `notify`: a PostgreSQL channel to wake relays on
     commit. Raises EventTooLarge, before writing anything, for an event of more than `max_bytes`."""
     if not events:
         return
     now = datetime.now(UTC)
-    rows = [{"event_id": e.id, "subject": s, "type": e.type, "body": to_bytes(e), "created_at": now, "attempts": 0}
-            for e, s in zip(events, subjects, strict=True)]
+    rows = [
+        {"event_id": e.id, "subject": s, "type": e.type, "body": to_bytes(e), "created_at": now, "attempts": 0}
+        for e, s in zip(events, subjects, strict=True)
+    ]
     for row in rows:
         if len(row["body"]) > max_bytes:
             raise EventTooLarge(row["type"], len(row["body"]), max_bytes, _largest_field(row["body"]))
@@ -96,6 +108,7 @@ async def enqueue(conn: AsyncConnection, tables: MessagingTables, events: Sequen
 
 
 # ------------------------------------------------------------------------------------------------- operator's view
+
 
 def _pending(o):
     """Rows the relay still has to publish: neither published nor parked (the where clause of ix_outbox_pending)."""
@@ -122,14 +135,35 @@ async def parked(engine: AsyncEngine, tables: MessagingTables, limit: int = 100)
     is_parked = o.c.parked_at.is_not(None)
     async with engine.connect() as conn:
         count = (await conn.execute(select(func.count()).where(is_parked))).scalar_one()
-        rows = [] if not count or limit <= 0 else (await conn.execute(
-            select(o.c.position, o.c.event_id, o.c.type, o.c.subject, o.c.attempts, o.c.last_error, o.c.created_at,
-                   o.c.parked_at).where(is_parked).order_by(o.c.position).limit(limit))).mappings().all()
+        rows = (
+            []
+            if not count or limit <= 0
+            else (
+                await conn.execute(
+                    select(
+                        o.c.position,
+                        o.c.event_id,
+                        o.c.type,
+                        o.c.subject,
+                        o.c.attempts,
+                        o.c.last_error,
+                        o.c.created_at,
+                        o.c.parked_at,
+                    )
+                    .where(is_parked)
+                    .order_by(o.c.position)
+                    .limit(limit)
+                )
+            )
+            .mappings()
+            .all()
+        )
     return int(count), [dict(r) for r in rows]
 
 
-async def retry_parked(engine: AsyncEngine, tables: MessagingTables, event_id: str, *,
-                       notify: str | None = None) -> str:
+async def retry_parked(
+    engine: AsyncEngine, tables: MessagingTables, event_id: str, *, notify: str | None = None
+) -> str:
     """Put a parked row back in the relay's way (after the cause was fixed). 'retried', 'not_found' or 'not_parked'.
     The row keeps its position, so the relay sends it next, after events of its aggregate that went out meanwhile."""
     o = tables.outbox
@@ -203,8 +237,9 @@ def _is_database_error(exc: BaseException) -> bool:
     if isinstance(exc, nats.errors.Error):
         return False
     module = type(exc).__module__ or ""
-    return (isinstance(exc, (SQLAlchemyError, OSError, ConnectionError))
-            or module.startswith(("asyncpg", "sqlite3", "aiosqlite")))
+    return isinstance(exc, (SQLAlchemyError, OSError, ConnectionError)) or module.startswith(
+        ("asyncpg", "sqlite3", "aiosqlite")
+    )
 
 
 class Outage(Exception):
@@ -355,8 +390,11 @@ class Relay:
                         failures = 0  # the thing that was away is back: no leftover backoff
                     continue
                 if away is not None:
-                    log.info("outbox relay: %s is back after %.1fs; publishing again",
-                             _SYSTEM_NAMES.get(away[0], away[0]), loop.time() - away[1])
+                    log.info(
+                        "outbox relay: %s is back after %.1fs; publishing again",
+                        _SYSTEM_NAMES.get(away[0], away[0]),
+                        loop.time() - away[1],
+                    )
                     away = None
                 failures = 0
                 if handled >= self.batch_size:
@@ -386,8 +424,9 @@ class Relay:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return False
-            await _wait_any(stop, self._wake, min(remaining, self.probe_interval) if system == "database"
-                            else remaining)
+            await _wait_any(
+                stop, self._wake, min(remaining, self.probe_interval) if system == "database" else remaining
+            )
             if stop.is_set():
                 return False
             if self._wake.is_set():
@@ -432,12 +471,23 @@ class Relay:
             self._last_outage_log = (key, now)
         level = logging.DEBUG if repeat else logging.WARNING
         if outage.system == "relay":  # not an outage we know: a bug; keep the work, show the traceback once
-            log.log(logging.DEBUG if repeat else logging.ERROR,
-                    "outbox relay: unexpected %s; keeping the outbox as it is, retrying in %.1fs (attempt %d)",
-                    outage.reason, delay, failures, exc_info=None if repeat else exc)
+            log.log(
+                logging.DEBUG if repeat else logging.ERROR,
+                "outbox relay: unexpected %s; keeping the outbox as it is, retrying in %.1fs (attempt %d)",
+                outage.reason,
+                delay,
+                failures,
+                exc_info=None if repeat else exc,
+            )
             return
-        log.log(level, "outbox relay: %s; holding the rest of the outbox in order, retrying in %.1fs (attempt %d)",
-                outage, delay, failures, extra={"failed_system": outage.system})
+        log.log(
+            level,
+            "outbox relay: %s; holding the rest of the outbox in order, retrying in %.1fs (attempt %d)",
+            outage,
+            delay,
+            failures,
+            extra={"failed_system": outage.system},
+        )
 
     # --- one batch ---------------------------------------------------------------------------------------------------
 
@@ -500,8 +550,13 @@ class Relay:
             if limit:
                 size = _wire_size(row.body, headers)
                 if size > limit:
-                    batch.parked.append((row, f"MaxPayloadError: the event is {size} bytes with its headers; the "
-                                              f"connected NATS server takes at most {limit} bytes (max_payload)"))
+                    batch.parked.append(
+                        (
+                            row,
+                            f"MaxPayloadError: the event is {size} bytes with its headers; the "
+                            f"connected NATS server takes at most {limit} bytes (max_payload)",
+                        )
+                    )
                     continue
             try:
                 # no wait_stall: nats-py would wrap every message in its own wait_for (7x slower); a batch stays far
@@ -589,13 +644,19 @@ class Relay:
         now = datetime.now(UTC)
         done_positions = [r.position for r in batch.done]
         for i in range(0, len(done_positions), 1000):
-            await conn.execute(update(o).where(o.c.position.in_(done_positions[i:i + 1000])).values(published_at=now))
+            await conn.execute(update(o).where(o.c.position.in_(done_positions[i : i + 1000])).values(published_at=now))
         for row, reason in batch.parked:
-            await conn.execute(update(o).where(o.c.position == row.position)
-                               .values(parked_at=now, attempts=o.c.attempts + 1, last_error=_clean(reason)))
+            await conn.execute(
+                update(o)
+                .where(o.c.position == row.position)
+                .values(parked_at=now, attempts=o.c.attempts + 1, last_error=_clean(reason))
+            )
         if batch.held is not None and batch.outage is not None:
-            await conn.execute(update(o).where(o.c.position == batch.held.position)
-                               .values(attempts=o.c.attempts + 1, last_error=_clean(str(batch.outage))))
+            await conn.execute(
+                update(o)
+                .where(o.c.position == batch.held.position)
+                .values(attempts=o.c.attempts + 1, last_error=_clean(str(batch.outage)))
+            )
 
     def _account(self, batch: _Batch) -> None:
         """Metrics and the one log line per parked row, once the marks are committed."""
@@ -603,10 +664,18 @@ class Relay:
             metrics.events_published.labels(type=r.type).inc()
         for row, reason in batch.parked:
             metrics.publish_failures.labels(cause=POISON).inc()
-            log.error("outbox relay: parked event %s (%s, subject %s, outbox position %s): %s. It can never be "
-                      "published as it is; the relay goes on with the rest. Fix the cause, then "
-                      "POST /admin/outbox/%s/retry", row.event_id, row.type, row.subject, row.position, reason,
-                      row.event_id, extra={"event_id": row.event_id, "outbox_position": row.position})
+            log.error(
+                "outbox relay: parked event %s (%s, subject %s, outbox position %s): %s. It can never be "
+                "published as it is; the relay goes on with the rest. Fix the cause, then "
+                "POST /admin/outbox/%s/retry",
+                row.event_id,
+                row.type,
+                row.subject,
+                row.position,
+                reason,
+                row.event_id,
+                extra={"event_id": row.event_id, "outbox_position": row.position},
+            )
 
     async def _cleanup(self) -> None:
         loop = asyncio.get_running_loop()
@@ -635,13 +704,13 @@ class Relay:
         try:
             import asyncpg
 
-            conn = await asyncpg.connect(asyncpg_dsn(self.engine.url.render_as_string(hide_password=False)),
-                                         timeout=2)
+            conn = await asyncpg.connect(asyncpg_dsn(self.engine.url.render_as_string(hide_password=False)), timeout=2)
             await conn.add_listener(notify_channel(self.service), lambda *_: self._wake.set())
         except Exception as exc:
             if not self._listen_warned:
-                log.warning("outbox relay: LISTEN unavailable, polling every %.1fs: %s", self.poll_interval,
-                            describe(exc))
+                log.warning(
+                    "outbox relay: LISTEN unavailable, polling every %.1fs: %s", self.poll_interval, describe(exc)
+                )
                 self._listen_warned = True
             return
         if self._listen_warned:

@@ -1,4 +1,5 @@
 """The messaging side of one service process: NATS connection, its stream, the outbox relay and the consumers."""
+
 from __future__ import annotations
 
 import asyncio
@@ -62,8 +63,12 @@ class ServiceRuntime:
         self._gauges: list[Callable[[], Awaitable[None]]] = []
         for sub in subscriptions:
             consumer = EventConsumer(
-                service=service, subscription=sub, engine=engine, tables=tables,
-                max_deliver=settings.consumer_max_deliver, batch_size=settings.consumer_batch_size,
+                service=service,
+                subscription=sub,
+                engine=engine,
+                tables=tables,
+                max_deliver=settings.consumer_max_deliver,
+                batch_size=settings.consumer_batch_size,
                 on_commit=self._after_consumer_commit,
             )
             self.consumers[consumer.name] = consumer
@@ -71,8 +76,14 @@ class ServiceRuntime:
     def uow(self) -> UnitOfWork:
         # With a relay in this process the in-process wake is enough (and saves a round trip per change); an
         # instance that runs no relay (RUN_RELAY=false) wakes the others with NOTIFY.
-        return UnitOfWork(self.engine, self.tables, self.service, on_commit=self.wake_relay,
-                          notify=self.relay is None, max_event_bytes=self.max_event_bytes())
+        return UnitOfWork(
+            self.engine,
+            self.tables,
+            self.service,
+            on_commit=self.wake_relay,
+            notify=self.relay is None,
+            max_event_bytes=self.max_event_bytes(),
+        )
 
     def max_event_bytes(self) -> int:
         """The largest event this service may write: the setting, else what the connected server takes."""
@@ -92,8 +103,9 @@ class ServiceRuntime:
         """A service's own gauges, refreshed on every /metrics scrape with the shared ones."""
         self._gauges.append(refresh)
 
-    def add_worker(self, name: str, run: Callable[[asyncio.Event], Awaitable[None]],
-                   wake: Callable[[], None] | None = None) -> None:
+    def add_worker(
+        self, name: str, run: Callable[[asyncio.Event], Awaitable[None]], wake: Callable[[], None] | None = None
+    ) -> None:
         """A service's own background loop (e.g. email delivery), woken after each consumer commit."""
         self._workers[name] = run
         if wake is not None:
@@ -114,17 +126,24 @@ class ServiceRuntime:
         delay = 0.2
         while not self._stop.is_set():
             try:
-                self.nc = await topology.connect(self.settings.nats_url, user=self.settings.nats_user,
-                                                 password=self.settings.nats_password, name=self.service,
-                                                 on_reconnect=self._nats_reconnected, on_error=self._nats_error)
+                self.nc = await topology.connect(
+                    self.settings.nats_url,
+                    user=self.settings.nats_user,
+                    password=self.settings.nats_password,
+                    name=self.service,
+                    on_reconnect=self._nats_reconnected,
+                    on_error=self._nats_error,
+                )
                 if delay > 0.2:
                     log.warning("NATS reachable: connected")
                 break
             except Exception as exc:
                 # one line when it starts, not one per attempt: the HTTP side serves meanwhile
                 (log.warning if delay == 0.2 else log.debug)(
-                    "NATS not reachable yet (%s: %s); retrying with backoff up to 5 s", type(exc).__name__,
-                    str(exc) or "no message")
+                    "NATS not reachable yet (%s: %s); retrying with backoff up to 5 s",
+                    type(exc).__name__,
+                    str(exc) or "no message",
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         if self._stop.is_set():
@@ -138,9 +157,16 @@ class ServiceRuntime:
                 log.warning("could not declare stream %s: %s", topology.stream_for(self.service), exc)
                 await asyncio.sleep(1.0)
         if self.settings.run_relay:
-            self.relay = Relay(engine=self.engine, tables=self.tables, js=self.js, nc=self.nc, service=self.service,
-                               batch_size=self.settings.relay_batch_size, fault_hook=_fault_hook(),
-                               ensure_stream=self._declare_stream)
+            self.relay = Relay(
+                engine=self.engine,
+                tables=self.tables,
+                js=self.js,
+                nc=self.nc,
+                service=self.service,
+                batch_size=self.settings.relay_batch_size,
+                fault_hook=_fault_hook(),
+                ensure_stream=self._declare_stream,
+            )
             self._tasks.append(asyncio.create_task(self._guard(self.relay.run(self._stop), "relay")))
         if self.settings.run_consumers:
             for consumer in self.consumers.values():

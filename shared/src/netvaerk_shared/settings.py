@@ -1,4 +1,5 @@
 """Configuration from environment variables only; every service extends ServiceSettings."""
+
 from __future__ import annotations
 
 from pydantic import field_validator, model_validator

@@ -1,4 +1,5 @@
 """JetStream topology: one stream per producing service, durable pull consumers one per consuming service and type."""
+
 from __future__ import annotations
 
 import asyncio
@@ -67,9 +68,15 @@ def consumer_config(durable: str, contract: type[EventData], *, max_ack_pending:
     )
 
 
-async def connect(url: str, *, user: str | None = None, password: str | None = None, name: str = "netvaerk",
-                  on_reconnect: Callable[[], None] | None = None,
-                  on_error: Callable[[Exception], None] | None = None):
+async def connect(
+    url: str,
+    *,
+    user: str | None = None,
+    password: str | None = None,
+    name: str = "netvaerk",
+    on_reconnect: Callable[[], None] | None = None,
+    on_error: Callable[[Exception], None] | None = None,
+):
     """Connect and keep reconnecting forever; callers decide what to do while the server is away.
 
     The log gets one line per change of the connection's state (disconnected, each new kind of error while away,

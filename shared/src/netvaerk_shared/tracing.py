@@ -1,4 +1,5 @@
 """W3C trace context (traceparent) carried from an HTTP request into the events it causes and on into consumers."""
+
 from __future__ import annotations
 
 import re

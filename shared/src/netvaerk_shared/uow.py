@@ -1,4 +1,5 @@
 """A unit of work over one database transaction: the change and its outbox rows commit together, or neither does."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -22,9 +23,15 @@ async def commit_with_events(uow, aggregates, translate) -> None:
 class UnitOfWork:
     """`async with uow:` opens a transaction; `uow.publish(event_data)` queues an integration event; `commit()`."""
 
-    def __init__(self, engine: AsyncEngine, tables: MessagingTables, service: str,
-                 on_commit: Callable[[], None] | None = None, notify: bool = True,
-                 max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        tables: MessagingTables,
+        service: str,
+        on_commit: Callable[[], None] | None = None,
+        notify: bool = True,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    ) -> None:
         self.engine = engine
         self.max_event_bytes = max_event_bytes
         self.notify = notify  # NOTIFY relays in other processes; needless when on_commit wakes one in this process
@@ -58,9 +65,14 @@ class UnitOfWork:
         assert self.conn is not None
         if self._pending:
             cloud = [make_event(e, causationid=self._causation) for e in self._pending]
-            await enqueue(self.conn, self.tables, cloud, [e.nats_subject() for e in self._pending],
-                          notify=notify_channel(self.service) if self.notify else None,
-                          max_bytes=self.max_event_bytes)
+            await enqueue(
+                self.conn,
+                self.tables,
+                cloud,
+                [e.nats_subject() for e in self._pending],
+                notify=notify_channel(self.service) if self.notify else None,
+                max_bytes=self.max_event_bytes,
+            )
         await self._ctx.__aexit__(None, None, None)
         self._committed = True
         if self._pending and self.on_commit is not None:

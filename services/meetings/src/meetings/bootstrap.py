@@ -1,4 +1,5 @@
 """The composition root: builds the engine and the messaging runtime when called, never at import."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,5 +24,11 @@ def bootstrap(settings: Settings | None = None) -> ServiceRuntime:
         Subscription(contracts.GroupCreated, on_group_created),
         Subscription(contracts.MemberJoined, on_member_joined, on_members_joined),
     )
-    return ServiceRuntime(service="meetings", settings=settings, engine=engine, tables=orm.messaging,
-                          subscriptions=subscriptions, migrations_dir=migrations)
+    return ServiceRuntime(
+        service="meetings",
+        settings=settings,
+        engine=engine,
+        tables=orm.messaging,
+        subscriptions=subscriptions,
+        migrations_dir=migrations,
+    )

@@ -1,4 +1,5 @@
 """Settings of the meetings service: environment variables only."""
+
 from netvaerk_shared.settings import ServiceSettings
 
 

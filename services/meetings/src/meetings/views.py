@@ -1,4 +1,5 @@
 """Read side: plain selects for meetings, the roster copy and the GDPR export."""
+
 from __future__ import annotations
 
 from uuid import UUID
@@ -29,20 +30,42 @@ async def get_group(engine: AsyncEngine, group_id: UUID) -> dict | None:
         row = await _group_row(conn, group_id)
         if row is None:
             return None
-        roster = (await conn.execute(
-            select(gm.c.member_id, gm.c.role, gm.c.joined_at).where(gm.c.group_id == group_id)
-            .order_by(gm.c.joined_at, gm.c.member_id))).mappings().all()
-    return {"group_id": row.id, "name": row.name, "slug": row.slug, "region": row.region,
-            "member_ids": [r["member_id"] for r in roster], "members": [dict(r) for r in roster]}
+        roster = (
+            (
+                await conn.execute(
+                    select(gm.c.member_id, gm.c.role, gm.c.joined_at)
+                    .where(gm.c.group_id == group_id)
+                    .order_by(gm.c.joined_at, gm.c.member_id)
+                )
+            )
+            .mappings()
+            .all()
+        )
+    return {
+        "group_id": row.id,
+        "name": row.name,
+        "slug": row.slug,
+        "region": row.region,
+        "member_ids": [r["member_id"] for r in roster],
+        "members": [dict(r) for r in roster],
+    }
 
 
 async def member_export(engine: AsyncEngine, member_id: UUID) -> dict:
     gm, g = orm.group_members, orm.groups
     async with engine.connect() as conn:
-        rows = (await conn.execute(
-            select(gm.c.group_id, g.c.name.label("group_name"), gm.c.role, gm.c.joined_at)
-            .outerjoin(g, g.c.id == gm.c.group_id)  # the membership may have come before its group
-            .where(gm.c.member_id == member_id).order_by(gm.c.joined_at))).mappings().all()
+        rows = (
+            (
+                await conn.execute(
+                    select(gm.c.group_id, g.c.name.label("group_name"), gm.c.role, gm.c.joined_at)
+                    .outerjoin(g, g.c.id == gm.c.group_id)  # the membership may have come before its group
+                    .where(gm.c.member_id == member_id)
+                    .order_by(gm.c.joined_at)
+                )
+            )
+            .mappings()
+            .all()
+        )
     return {"service": "meetings", "member_id": member_id, "group_memberships": [dict(r) for r in rows]}
 
 
@@ -55,24 +78,50 @@ async def _meetings(conn: AsyncConnection, where) -> list[dict]:
     rows = (await conn.execute(select(m).where(where).order_by(m.c.starts_at, m.c.id))).mappings().all()
     if not rows:
         return []
-    items = (await conn.execute(
-        select(a).where(a.c.meeting_id.in_([r["id"] for r in rows])).order_by(a.c.meeting_id, a.c.position)
-    )).mappings().all()
+    items = (
+        (
+            await conn.execute(
+                select(a).where(a.c.meeting_id.in_([r["id"] for r in rows])).order_by(a.c.meeting_id, a.c.position)
+            )
+        )
+        .mappings()
+        .all()
+    )
     agendas: dict[UUID, list[dict]] = {r["id"]: [] for r in rows}
     for item in items:
-        agendas[item["meeting_id"]].append({
-            "position": item["position"], "kind": item["kind"], "title": item["title"], "speaker": item["speaker"],
-            "speaker_organisation": item["speaker_organisation"], "minutes": item["minutes"],
-            "tags": list(item["tags"] or [])})
+        agendas[item["meeting_id"]].append(
+            {
+                "position": item["position"],
+                "kind": item["kind"],
+                "title": item["title"],
+                "speaker": item["speaker"],
+                "speaker_organisation": item["speaker_organisation"],
+                "minutes": item["minutes"],
+                "tags": list(item["tags"] or []),
+            }
+        )
     return [_meeting(r, agendas[r["id"]]) for r in rows]
 
 
 def _meeting(row, agenda: list[dict]) -> dict:
     venue = None
     if row["venue_name"] is not None:
-        venue = {"name": row["venue_name"], "address": row["venue_address"],
-                 "host_organisation": row["venue_host_organisation"]}
-    return {"meeting_id": row["id"], "group_id": row["group_id"], "title": row["title"],
-            "starts_at": row["starts_at"], "ends_at": row["ends_at"], "timezone": row["timezone"], "venue": venue,
-            "online_url": row["online_url"], "capacity": row["capacity"], "agenda": agenda,
-            "sequence": row["sequence"], "scheduled_at": row["scheduled_at"]}
+        venue = {
+            "name": row["venue_name"],
+            "address": row["venue_address"],
+            "host_organisation": row["venue_host_organisation"],
+        }
+    return {
+        "meeting_id": row["id"],
+        "group_id": row["group_id"],
+        "title": row["title"],
+        "starts_at": row["starts_at"],
+        "ends_at": row["ends_at"],
+        "timezone": row["timezone"],
+        "venue": venue,
+        "online_url": row["online_url"],
+        "capacity": row["capacity"],
+        "agenda": agenda,
+        "sequence": row["sequence"],
+        "scheduled_at": row["scheduled_at"],
+    }

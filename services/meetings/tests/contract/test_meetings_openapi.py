@@ -1,5 +1,6 @@
 """The meetings service's OpenAPI document is the contract, and it is true: the checked-in openapi.json is what the
 code says, and schemathesis (every check; PostgreSQL, and SQLite more briefly) finds no request where they disagree."""
+
 from __future__ import annotations
 
 import uuid
@@ -54,25 +55,64 @@ def test_the_answers_random_data_cannot_reach_keep_the_contract(running, nats_ur
     """A group and a member arrive as MEMBERS events; a meeting is scheduled for the group and read back: 201s and
     200s with bodies, every check."""
     group_id, member_id = uuid.uuid4(), uuid.uuid4()
-    publish(nats_url,
-            contracts.GroupCreated(group_id=group_id, name="Offentlig digitalisering øst",
-                                   slug="offentlig-digitalisering-oest", region="Øst", description="", topics=()),
-            contracts.MemberJoined(member_id=member_id, group_id=group_id, role="coordinator",
-                                   joined_at=datetime(2026, 11, 2, 9, 30, tzinfo=UTC)))
+    publish(
+        nats_url,
+        contracts.GroupCreated(
+            group_id=group_id,
+            name="Offentlig digitalisering øst",
+            slug="offentlig-digitalisering-oest",
+            region="Øst",
+            description="",
+            topics=(),
+        ),
+        contracts.MemberJoined(
+            member_id=member_id,
+            group_id=group_id,
+            role="coordinator",
+            joined_at=datetime(2026, 11, 2, 9, 30, tzinfo=UTC),
+        ),
+    )
     group = {"group_id": str(group_id)}
     eventually(schema, "GET", "/groups/{group_id}", path_parameters=group)
     eventually(schema, "GET", "/members/{member_id}/export", path_parameters={"member_id": str(member_id)})
     starts = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0)
-    meeting = check(schema, "POST", "/meetings", 201, body={
-        "group_id": str(group_id), "title": "Vintermøde", "starts_at": starts.isoformat(),
-        "ends_at": (starts + timedelta(hours=2)).isoformat(), "timezone": "Europe/Copenhagen",
-        "venue": {"name": "Rådhuset", "address": "Rådhuspladsen 1, 1550 København V"},
-        "online_url": "https://meet.example.org/vintermoede", "capacity": 40,
-        "agenda": [{"kind": "check_in", "title": "Runde", "minutes": 20},
-                   {"kind": "talk", "title": "Databeskyttelse", "speaker": "Mette Eksempel", "minutes": 60,
-                    "tags": ["databeskyttelse"]}]}).json()
+    meeting = check(
+        schema,
+        "POST",
+        "/meetings",
+        201,
+        body={
+            "group_id": str(group_id),
+            "title": "Vintermøde",
+            "starts_at": starts.isoformat(),
+            "ends_at": (starts + timedelta(hours=2)).isoformat(),
+            "timezone": "Europe/Copenhagen",
+            "venue": {"name": "Rådhuset", "address": "Rådhuspladsen 1, 1550 København V"},
+            "online_url": "https://meet.example.org/vintermoede",
+            "capacity": 40,
+            "agenda": [
+                {"kind": "check_in", "title": "Runde", "minutes": 20},
+                {
+                    "kind": "talk",
+                    "title": "Databeskyttelse",
+                    "speaker": "Mette Eksempel",
+                    "minutes": 60,
+                    "tags": ["databeskyttelse"],
+                },
+            ],
+        },
+    ).json()
     check(schema, "GET", "/meetings/{meeting_id}", 200, path_parameters={"meeting_id": meeting["meeting_id"]})
     assert len(check(schema, "GET", "/groups/{group_id}/meetings", 200, path_parameters=group).json()) == 1
-    check(schema, "POST", "/meetings", 422, body={
-        "group_id": str(group_id), "title": "For sent", "starts_at": "2020-01-01T10:00:00+01:00",
-        "ends_at": "2020-01-01T12:00:00+01:00"})
+    check(
+        schema,
+        "POST",
+        "/meetings",
+        422,
+        body={
+            "group_id": str(group_id),
+            "title": "For sent",
+            "starts_at": "2020-01-01T10:00:00+01:00",
+            "ends_at": "2020-01-01T12:00:00+01:00",
+        },
+    )

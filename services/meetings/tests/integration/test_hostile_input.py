@@ -1,6 +1,7 @@
 """The meetings service's edge against hostile input, on PostgreSQL and SQLite alike: every string field of a meeting,
 its venue and its agenda items with control characters, blanks and one character too many, every list over its
 maximum → 4xx problem+json naming the field, never a 5xx, and nothing half-written (no meeting, no event)."""
+
 from __future__ import annotations
 
 import uuid
@@ -22,21 +23,41 @@ def _future(days: int, hour: int) -> str:
 
 def meeting(group_id, **overrides) -> dict:
     return {
-        "group_id": str(group_id), "title": "Vintermøde: udbud, SKI og databeskyttelse",
-        "starts_at": _future(30, 12), "ends_at": _future(30, 15), "timezone": "Europe/Copenhagen",
-        "venue": {"name": "Rådhuset, mødesal 2", "address": "Rådhuspladsen 1, 1550 København V",
-                  "host_organisation": "Eksempel Kommune"},
-        "online_url": "https://meet.example.org/vintermoede", "capacity": 30,
-        "agenda": [{"kind": "check_in", "title": "Runden", "minutes": 30, "tags": ["netværk"]},
-                   {"kind": "talk", "title": "Agile kontrakter", "speaker": "Oplægsholder",
-                    "speaker_organisation": "Eksempel Leverandør A/S", "minutes": 60, "tags": ["SKI", "udbud"]}],
-        **overrides}
+        "group_id": str(group_id),
+        "title": "Vintermøde: udbud, SKI og databeskyttelse",
+        "starts_at": _future(30, 12),
+        "ends_at": _future(30, 15),
+        "timezone": "Europe/Copenhagen",
+        "venue": {
+            "name": "Rådhuset, mødesal 2",
+            "address": "Rådhuspladsen 1, 1550 København V",
+            "host_organisation": "Eksempel Kommune",
+        },
+        "online_url": "https://meet.example.org/vintermoede",
+        "capacity": 30,
+        "agenda": [
+            {"kind": "check_in", "title": "Runden", "minutes": 30, "tags": ["netværk"]},
+            {
+                "kind": "talk",
+                "title": "Agile kontrakter",
+                "speaker": "Oplægsholder",
+                "speaker_organisation": "Eksempel Leverandør A/S",
+                "minutes": 60,
+                "tags": ["SKI", "udbud"],
+            },
+        ],
+        **overrides,
+    }
 
 
 async def _counts(runtime) -> tuple[int, int, int]:
     async with runtime.engine.connect() as conn:
-        return tuple([(await conn.execute(select(func.count()).select_from(t))).scalar_one()
-                      for t in (orm.meetings, orm.agenda_items, runtime.tables.outbox)])
+        return tuple(
+            [
+                (await conn.execute(select(func.count()).select_from(t))).scalar_one()
+                for t in (orm.meetings, orm.agenda_items, runtime.tables.outbox)
+            ]
+        )
 
 
 async def test_every_field_refuses_hostile_text_and_nothing_is_written(clean_nats, database_url):
@@ -52,13 +73,17 @@ async def test_every_field_refuses_hostile_text_and_nothing_is_written(clean_nat
             response = await client.post("/meetings", json=variant.body)
             assert 400 <= response.status_code < 500, (variant, response.text)
             assert response.headers["content-type"] == "application/problem+json", variant
-            assert any(e["field"] == variant.field for e in response.json().get("errors", [])), (
-                variant, response.text)
+            assert any(e["field"] == variant.field for e in response.json().get("errors", [])), (variant, response.text)
         assert await _counts(runtime) == before
 
         # an agenda that does not fit in the meeting, and a hostile link
-        too_long = meeting(group_id, agenda=[{"kind": "talk", "title": "Langt oplæg", "minutes": 120},
-                                             {"kind": "discussion", "title": "Drøftelse", "minutes": 61}])
+        too_long = meeting(
+            group_id,
+            agenda=[
+                {"kind": "talk", "title": "Langt oplæg", "minutes": 120},
+                {"kind": "discussion", "title": "Drøftelse", "minutes": 61},
+            ],
+        )
         response = await client.post("/meetings", json=too_long)
         assert response.status_code == 422 and "181 minutes" in response.json()["detail"], response.text
         for url in ("javascript:alert(1)", "https://ex ample.org", "https://example.org/\r\nX: y"):
@@ -77,11 +102,21 @@ async def test_the_largest_valid_meeting_makes_an_event_far_below_the_nats_limit
         group_id = uuid.uuid4()
         await publish(js, group_created(group_id))
         await wait_until(lambda: _ok_json(client, f"/groups/{group_id}"), message="the roster copy")
-        item = {"kind": "talk", "title": "æ" * 200, "speaker": "ø" * 200, "speaker_organisation": "å" * 200,
-                "minutes": 0, "tags": ["🙂" * 50] * 10}
-        largest = meeting(group_id, title="æ" * 200, venue={"name": "ø" * 200, "address": "å" * 500,
-                                                             "host_organisation": "æ" * 200},
-                          online_url="https://example.org/" + "a" * 1980, agenda=[item] * 50)
+        item = {
+            "kind": "talk",
+            "title": "æ" * 200,
+            "speaker": "ø" * 200,
+            "speaker_organisation": "å" * 200,
+            "minutes": 0,
+            "tags": ["🙂" * 50] * 10,
+        }
+        largest = meeting(
+            group_id,
+            title="æ" * 200,
+            venue={"name": "ø" * 200, "address": "å" * 500, "host_organisation": "æ" * 200},
+            online_url="https://example.org/" + "a" * 1980,
+            agenda=[item] * 50,
+        )
         response = await client.post("/meetings", json=largest)
         assert response.status_code == 201, response.text
         async with runtime.engine.connect() as conn:

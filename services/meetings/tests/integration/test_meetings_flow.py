@@ -3,6 +3,7 @@
 MEMBERS events are published into JetStream by hand, as the members service's relay would; what the service
 publishes is read back from the MEETINGS stream with a pull consumer of our own.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,9 @@ async def meetings_service(database_url: str, nats_url: str):
         await nc.close()
 
 
-async def publish(js, data: contracts.EventData, *, event_id: str | None = None,
-                  msg_id: str | None = None) -> CloudEvent:
+async def publish(
+    js, data: contracts.EventData, *, event_id: str | None = None, msg_id: str | None = None
+) -> CloudEvent:
     event = make_event(data, event_id=event_id)
     ack = await js.publish(data.nats_subject(), to_bytes(event), headers={"Nats-Msg-Id": msg_id or event.id})
     assert not ack.duplicate  # JetStream stored it: whatever dedupe happens next is the service's own
@@ -50,14 +52,23 @@ async def publish(js, data: contracts.EventData, *, event_id: str | None = None,
 
 
 def group_created(group_id: uuid.UUID, name: str = "Offentlig digitalisering øst") -> contracts.GroupCreated:
-    return contracts.GroupCreated(group_id=group_id, name=name, slug="offentlig-digitalisering-oest", region="Øst",
-                                  description="Netværk for it-folk i kommuner og regioner øst for Storebælt.",
-                                  topics=("digitalisering", "SKI"))
+    return contracts.GroupCreated(
+        group_id=group_id,
+        name=name,
+        slug="offentlig-digitalisering-oest",
+        region="Øst",
+        description="Netværk for it-folk i kommuner og regioner øst for Storebælt.",
+        topics=("digitalisering", "SKI"),
+    )
 
 
 def member_joined(group_id, member_id, role="member", joined_at=None) -> contracts.MemberJoined:
-    return contracts.MemberJoined(member_id=member_id, group_id=group_id, role=role,
-                                  joined_at=joined_at or datetime(2026, 11, 2, 9, 30, tzinfo=UTC))
+    return contracts.MemberJoined(
+        member_id=member_id,
+        group_id=group_id,
+        role=role,
+        joined_at=joined_at or datetime(2026, 11, 2, 9, 30, tzinfo=UTC),
+    )
 
 
 def future(days: int, hour: int) -> datetime:
@@ -71,14 +82,23 @@ def meeting_body(group_id, **overrides) -> dict:
         "title": "Vintermøde: udbud, SKI og databeskyttelse",
         "starts_at": future(30, 16).isoformat(),
         "ends_at": future(30, 18).isoformat(),
-        "venue": {"name": "Rådhuset, mødesal 2", "address": "Rådhuspladsen 1, 1550 København V",
-                  "host_organisation": "Eksempel Kommune"},
+        "venue": {
+            "name": "Rådhuset, mødesal 2",
+            "address": "Rådhuspladsen 1, 1550 København V",
+            "host_organisation": "Eksempel Kommune",
+        },
         "online_url": "https://meet.example.org/vintermoede",
         "capacity": 40,
         "agenda": [
             {"kind": "check_in", "title": "Runde", "minutes": 20},
-            {"kind": "talk", "title": "Databeskyttelse i udbud", "speaker": "Mette Eksempel",
-             "speaker_organisation": "Eksempel Kommune", "minutes": 40, "tags": ["gdpr", "udbud"]},
+            {
+                "kind": "talk",
+                "title": "Databeskyttelse i udbud",
+                "speaker": "Mette Eksempel",
+                "speaker_organisation": "Eksempel Kommune",
+                "minutes": 40,
+                "tags": ["gdpr", "udbud"],
+            },
             {"kind": "break", "title": "Kaffe", "minutes": 15},
         ],
     }
@@ -110,7 +130,8 @@ async def test_roster_from_members_events_then_a_scheduled_meeting_goes_out_on_j
         await publish(js, member_joined(group_id, member_id, role="coordinator"))
         export = await wait_until(lambda: _export_rows(client, member_id), message="the membership before its group")
         assert [(r["group_id"], r["group_name"], r["role"], _instant(r["joined_at"])) for r in export] == [
-            (str(group_id), None, "coordinator", datetime(2026, 11, 2, 9, 30, tzinfo=UTC))]
+            (str(group_id), None, "coordinator", datetime(2026, 11, 2, 9, 30, tzinfo=UTC))
+        ]
         body = assert_problem(await client.get(f"/groups/{group_id}"), 404)
         assert "unknown to the meetings service" in body["detail"]
         body = assert_problem(await client.post("/meetings", json=meeting_body(group_id)), 404)
@@ -123,8 +144,9 @@ async def test_roster_from_members_events_then_a_scheduled_meeting_goes_out_on_j
         assert roster["members"][0]["role"] == "coordinator"
 
         starts, ends = future(30, 16), future(30, 18)
-        response = await client.post("/meetings", json=meeting_body(
-            group_id, starts_at=starts.isoformat(), ends_at=ends.isoformat()))
+        response = await client.post(
+            "/meetings", json=meeting_body(group_id, starts_at=starts.isoformat(), ends_at=ends.isoformat())
+        )
         assert response.status_code == 201, response.text
         meeting = response.json()
         meeting_id = meeting["meeting_id"]
@@ -151,11 +173,15 @@ async def test_roster_from_members_events_then_a_scheduled_meeting_goes_out_on_j
     assert data.starts_at == starts_utc and data.starts_at.utcoffset() == timedelta(0)
     assert data.ends_at == ends.astimezone(UTC)
     assert data.timezone == "Europe/Copenhagen" and data.sequence == 0
-    assert data.venue == contracts.Venue(name="Rådhuset, mødesal 2", address="Rådhuspladsen 1, 1550 København V",
-                                         host_organisation="Eksempel Kommune")
+    assert data.venue == contracts.Venue(
+        name="Rådhuset, mødesal 2", address="Rådhuspladsen 1, 1550 København V", host_organisation="Eksempel Kommune"
+    )
     assert data.capacity == 40 and data.online_url == "https://meet.example.org/vintermoede"
     assert [(a.position, a.kind.value, a.title, a.minutes) for a in data.agenda] == [
-        (1, "check_in", "Runde", 20), (2, "talk", "Databeskyttelse i udbud", 40), (3, "break", "Kaffe", 15)]
+        (1, "check_in", "Runde", 20),
+        (2, "talk", "Databeskyttelse i udbud", 40),
+        (3, "break", "Kaffe", 15),
+    ]
     assert data.agenda[1].tags == ("gdpr", "udbud")
     assert json.loads(msg.data)["data"]["starts_at"].endswith("Z")
 
@@ -164,15 +190,17 @@ async def test_redelivered_and_republished_members_events_leave_one_roster_row(d
     group_id, member_id = uuid.uuid4(), uuid.uuid4()
     async with meetings_service(database_url, clean_nats) as (client, js, runtime):
         created = await publish(js, group_created(group_id))
-        joined = member_joined(group_id, member_id, role="coordinator",
-                               joined_at=datetime(2026, 11, 2, 9, 30, tzinfo=UTC))
+        joined = member_joined(
+            group_id, member_id, role="coordinator", joined_at=datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
+        )
         first = await publish(js, joined)
         # the same event again under a new Nats-Msg-Id (JetStream stores it twice) ...
         await publish(js, joined, event_id=first.id, msg_id=str(uuid.uuid4()))
         # ... the same fact under a new event id (a republish), an older join arriving late, a replayed creation
         await publish(js, joined)
-        await publish(js, member_joined(group_id, member_id, role="member",
-                                        joined_at=datetime(2026, 10, 1, 8, 0, tzinfo=UTC)))
+        await publish(
+            js, member_joined(group_id, member_id, role="member", joined_at=datetime(2026, 10, 1, 8, 0, tzinfo=UTC))
+        )
         replayed = await publish(js, group_created(group_id, name="A stale copy of the name"))
         assert replayed.id != created.id
 
@@ -181,14 +209,14 @@ async def test_redelivered_and_republished_members_events_leave_one_roster_row(d
         roster = (await client.get(f"/groups/{group_id}")).json()
         assert roster["member_ids"] == [str(member_id)]
         assert [(m["role"], _instant(m["joined_at"])) for m in roster["members"]] == [
-            ("coordinator", datetime(2026, 11, 2, 9, 30, tzinfo=UTC))]
+            ("coordinator", datetime(2026, 11, 2, 9, 30, tzinfo=UTC))
+        ]
         assert roster["name"] == "Offentlig digitalisering øst"
         assert (await client.get("/admin/dead-letters")).json() == []
 
         inbox = runtime.tables.inbox
         async with runtime.engine.connect() as conn:
-            counts = dict((await conn.execute(
-                select(inbox.c.consumer, func.count()).group_by(inbox.c.consumer))).all())
+            counts = dict((await conn.execute(select(inbox.c.consumer, func.count()).group_by(inbox.c.consumer))).all())
         # 4 messages on member.joined with 3 distinct event ids; 2 distinct group.created events, both processed
         assert counts == {"meetings-member-joined-v1": 3, "meetings-group-created-v1": 2}
 
@@ -196,11 +224,19 @@ async def test_redelivered_and_republished_members_events_leave_one_roster_row(d
 async def test_a_malformed_message_becomes_a_dead_letter_and_the_next_event_still_lands(database_url, clean_nats):
     group_id, member_id = uuid.uuid4(), uuid.uuid4()
     async with meetings_service(database_url, clean_nats) as (client, js, runtime):
-        await js.publish("members.member.joined.v1.x", b"this is { not json",
-                         headers={"Nats-Msg-Id": str(uuid.uuid4())})
+        await js.publish(
+            "members.member.joined.v1.x", b"this is { not json", headers={"Nats-Msg-Id": str(uuid.uuid4())}
+        )
         bad_role = make_event(member_joined(group_id, uuid.uuid4())).model_copy(
-            update={"data": {"member_id": str(uuid.uuid4()), "group_id": str(group_id), "role": "owner",
-                             "joined_at": "2026-11-02T09:30:00Z"}})
+            update={
+                "data": {
+                    "member_id": str(uuid.uuid4()),
+                    "group_id": str(group_id),
+                    "role": "owner",
+                    "joined_at": "2026-11-02T09:30:00Z",
+                }
+            }
+        )
         bad_subject = f"members.member.joined.v1.{bad_role.subject}"
         await js.publish(bad_subject, to_bytes(bad_role), headers={"Nats-Msg-Id": bad_role.id})
         await publish(js, member_joined(group_id, member_id))
@@ -227,23 +263,42 @@ async def test_bad_requests_are_problems_not_500s(database_url, clean_nats):
 
         body = assert_problem(await client.post("/meetings", json=meeting_body(uuid.uuid4())), 404)
         assert "unknown to the meetings service" in body["detail"]
-        body = assert_problem(await client.post("/meetings", json=meeting_body(
-            group_id, starts_at=future(30, 18).isoformat(), ends_at=future(30, 16).isoformat())), 422)
+        body = assert_problem(
+            await client.post(
+                "/meetings",
+                json=meeting_body(group_id, starts_at=future(30, 18).isoformat(), ends_at=future(30, 16).isoformat()),
+            ),
+            422,
+        )
         assert "end after it starts" in body["detail"]
-        assert_problem(await client.post("/meetings", json=meeting_body(
-            group_id, ends_at=future(30, 16).isoformat())), 422)
-        body = assert_problem(await client.post("/meetings", json=meeting_body(
-            group_id, starts_at=future(-2, 16).isoformat(), ends_at=future(-2, 18).isoformat())), 422)
+        assert_problem(
+            await client.post("/meetings", json=meeting_body(group_id, ends_at=future(30, 16).isoformat())), 422
+        )
+        body = assert_problem(
+            await client.post(
+                "/meetings",
+                json=meeting_body(group_id, starts_at=future(-2, 16).isoformat(), ends_at=future(-2, 18).isoformat()),
+            ),
+            422,
+        )
         assert "past" in body["detail"]
-        body = assert_problem(await client.post("/meetings", json=meeting_body(
-            group_id, starts_at=future(30, 16).replace(tzinfo=None).isoformat())), 422)
+        body = assert_problem(
+            await client.post(
+                "/meetings", json=meeting_body(group_id, starts_at=future(30, 16).replace(tzinfo=None).isoformat())
+            ),
+            422,
+        )
         assert body["errors"][0]["field"] == "starts_at"
         for title in ("", "   "):
             assert_problem(await client.post("/meetings", json=meeting_body(group_id, title=title)), 422)
         body = assert_problem(await client.post("/meetings", json=meeting_body(group_id, timezone="Europe/Kbh")), 422)
         assert body["errors"][0]["field"] == "timezone"
-        assert_problem(await client.post("/meetings", json=meeting_body(
-            group_id, agenda=[{"kind": "lecture", "title": "Oplæg", "minutes": 30}])), 422)
+        assert_problem(
+            await client.post(
+                "/meetings", json=meeting_body(group_id, agenda=[{"kind": "lecture", "title": "Oplæg", "minutes": 30}])
+            ),
+            422,
+        )
         assert_problem(await client.get(f"/meetings/{uuid.uuid4()}"), 404)
         assert_problem(await client.get(f"/groups/{uuid.uuid4()}/meetings"), 404)
         assert (await client.get(f"/groups/{group_id}/meetings")).json() == []

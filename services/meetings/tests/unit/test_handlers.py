@@ -1,4 +1,5 @@
 """Service layer with small fakes: what scheduling commits and publishes, and how MEMBERS events become roster rows."""
+
 from datetime import UTC, datetime, timedelta, timezone
 from uuid import uuid4
 
@@ -22,8 +23,9 @@ CPH = timezone(timedelta(hours=1))
 
 class FakeStore:
     def __init__(self, groups=()):
-        self.groups: dict = {g: ("Offentlig digitalisering øst", "offentlig-digitalisering-oest", "Øst")
-                             for g in groups}
+        self.groups: dict = {
+            g: ("Offentlig digitalisering øst", "offentlig-digitalisering-oest", "Øst") for g in groups
+        }
         self.members: dict = {}
         self.meetings: dict = {}
 
@@ -73,14 +75,25 @@ class FakeUnitOfWork:
 
 
 def command(group_id, **overrides):
-    args = dict(group_id=group_id, title="Forårsmøde: data, AI og ansvar",
-                starts_at=datetime(2027, 3, 11, 16, 0, tzinfo=CPH), ends_at=datetime(2027, 3, 11, 18, 0, tzinfo=CPH),
-                venue=Venue(name="Rådhuset", address="Rådhuspladsen 1, 1550 København V",
-                            host_organisation="Eksempel Kommune"),
-                capacity=40,
-                agenda=(AgendaItem(kind="check_in", title="Runde", minutes=20),
-                        AgendaItem(kind="talk", title="AI i sagsbehandlingen", minutes=40, speaker="Mette Eksempel",
-                                   speaker_organisation="Eksempel Kommune", tags=("ai",))))
+    args = dict(
+        group_id=group_id,
+        title="Forårsmøde: data, AI og ansvar",
+        starts_at=datetime(2027, 3, 11, 16, 0, tzinfo=CPH),
+        ends_at=datetime(2027, 3, 11, 18, 0, tzinfo=CPH),
+        venue=Venue(name="Rådhuset", address="Rådhuspladsen 1, 1550 København V", host_organisation="Eksempel Kommune"),
+        capacity=40,
+        agenda=(
+            AgendaItem(kind="check_in", title="Runde", minutes=20),
+            AgendaItem(
+                kind="talk",
+                title="AI i sagsbehandlingen",
+                minutes=40,
+                speaker="Mette Eksempel",
+                speaker_organisation="Eksempel Kommune",
+                tags=("ai",),
+            ),
+        ),
+    )
     args.update(overrides)
     return commands.ScheduleMeeting(**args)
 
@@ -105,7 +118,9 @@ async def test_scheduling_saves_the_meeting_and_publishes_meeting_scheduled_in_t
     assert event.starts_at.utcoffset() == timedelta(0)
     assert event.ends_at == datetime(2027, 3, 11, 17, 0, tzinfo=UTC)
     assert [(a.position, a.kind, a.title) for a in event.agenda] == [
-        (1, contracts.AgendaKind.check_in, "Runde"), (2, contracts.AgendaKind.talk, "AI i sagsbehandlingen")]
+        (1, contracts.AgendaKind.check_in, "Runde"),
+        (2, contracts.AgendaKind.talk, "AI i sagsbehandlingen"),
+    ]
     assert event.nats_subject() == f"meetings.meeting.scheduled.v1.{meeting.id}"
 
 
@@ -122,8 +137,12 @@ async def test_an_unknown_group_is_not_found_and_nothing_is_committed_or_publish
 async def test_a_broken_rule_is_refused_before_the_database_is_touched():
     uow = FakeUnitOfWork()
     with pytest.raises(Invalid):
-        await handlers.handle(command(uuid4(), ends_at=datetime(2027, 3, 11, 15, 0, tzinfo=CPH)), uow,
-                              clock=lambda: NOW, repository=repository_on(FakeStore()))
+        await handlers.handle(
+            command(uuid4(), ends_at=datetime(2027, 3, 11, 15, 0, tzinfo=CPH)),
+            uow,
+            clock=lambda: NOW,
+            repository=repository_on(FakeStore()),
+        )
     assert not uow.entered
 
 
@@ -131,16 +150,21 @@ async def test_the_clock_decides_what_is_past():
     group = uuid4()
     later = datetime(2027, 6, 1, tzinfo=UTC)
     with pytest.raises(Invalid, match="past"):
-        await handlers.handle(command(group), FakeUnitOfWork(), clock=lambda: later,
-                              repository=repository_on(FakeStore([group])))
+        await handlers.handle(
+            command(group), FakeUnitOfWork(), clock=lambda: later, repository=repository_on(FakeStore([group]))
+        )
 
 
 def test_the_contract_matches_the_published_json_schema_and_survives_the_envelope():
-    meeting = Meeting.schedule(group_id=uuid4(), title="Møde", now=NOW,
-                               starts_at=datetime(2027, 3, 11, 16, 0, tzinfo=CPH),
-                               ends_at=datetime(2027, 3, 11, 18, 0, tzinfo=CPH),
-                               online_url="https://meet.example.org/x",
-                               agenda=[AgendaItem(kind="break", title="Kaffe", minutes=15)])
+    meeting = Meeting.schedule(
+        group_id=uuid4(),
+        title="Møde",
+        now=NOW,
+        starts_at=datetime(2027, 3, 11, 16, 0, tzinfo=CPH),
+        ends_at=datetime(2027, 3, 11, 18, 0, tzinfo=CPH),
+        online_url="https://meet.example.org/x",
+        agenda=[AgendaItem(kind="break", title="Kaffe", minutes=15)],
+    )
     data = to_contract(meeting.events[0], meeting)
     jsonschema.validate(data.model_dump(mode="json"), schema_for(contracts.MeetingScheduled))
     assert data.venue is None
@@ -161,10 +185,16 @@ async def test_roster_commands_reach_the_repository():
     store = FakeStore()
     group, member = uuid4(), uuid4()
     joined = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
-    await handlers.record_group(commands.RecordGroup(group_id=group, name="Netværk Vest", slug="netvaerk-vest",
-                                                     region="Vest"), None, repository=repository_on(store))
-    await handlers.record_membership(commands.RecordMembership(group_id=group, member_id=member, role="coordinator",
-                                                               joined_at=joined), None, repository=repository_on(store))
+    await handlers.record_group(
+        commands.RecordGroup(group_id=group, name="Netværk Vest", slug="netvaerk-vest", region="Vest"),
+        None,
+        repository=repository_on(store),
+    )
+    await handlers.record_membership(
+        commands.RecordMembership(group_id=group, member_id=member, role="coordinator", joined_at=joined),
+        None,
+        repository=repository_on(store),
+    )
     assert store.groups == {group: ("Netværk Vest", "netvaerk-vest", "Vest")}
     assert store.members == {(group, member): ("coordinator", joined)}
 
@@ -176,12 +206,19 @@ async def test_member_joined_becomes_a_record_membership_command(monkeypatch):
         seen.append((cmd, conn))
 
     monkeypatch.setattr(handlers, "record_membership", record_membership)
-    data = contracts.MemberJoined(member_id=uuid4(), group_id=uuid4(), role="coordinator",
-                                  joined_at=datetime(2026, 11, 1, 12, 0, tzinfo=UTC))
+    data = contracts.MemberJoined(
+        member_id=uuid4(), group_id=uuid4(), role="coordinator", joined_at=datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+    )
     conn = object()
     await consumers.on_member_joined(conn, make_event(data), data)
-    assert seen == [(commands.RecordMembership(group_id=data.group_id, member_id=data.member_id, role="coordinator",
-                                               joined_at=data.joined_at), conn)]
+    assert seen == [
+        (
+            commands.RecordMembership(
+                group_id=data.group_id, member_id=data.member_id, role="coordinator", joined_at=data.joined_at
+            ),
+            conn,
+        )
+    ]
 
 
 async def test_group_created_becomes_a_record_group_command(monkeypatch):
@@ -191,15 +228,18 @@ async def test_group_created_becomes_a_record_group_command(monkeypatch):
         seen.append(cmd)
 
     monkeypatch.setattr(handlers, "record_group", record_group)
-    data = contracts.GroupCreated(group_id=uuid4(), name="Netværk Øst", slug="netvaerk-oest", region="Øst",
-                                  description="", topics=("SKI",))
+    data = contracts.GroupCreated(
+        group_id=uuid4(), name="Netværk Øst", slug="netvaerk-oest", region="Øst", description="", topics=("SKI",)
+    )
     await consumers.on_group_created(object(), make_event(data), data)
-    assert seen == [commands.RecordGroup(group_id=data.group_id, name="Netværk Øst", slug="netvaerk-oest",
-                                         region="Øst")]
+    assert seen == [
+        commands.RecordGroup(group_id=data.group_id, name="Netværk Øst", slug="netvaerk-oest", region="Øst")
+    ]
 
 
 async def test_a_member_joined_without_a_utc_offset_is_unprocessable_not_retried():
-    data = contracts.MemberJoined(member_id=uuid4(), group_id=uuid4(), role="member",
-                                  joined_at=datetime(2026, 11, 1, 12, 0))
+    data = contracts.MemberJoined(
+        member_id=uuid4(), group_id=uuid4(), role="member", joined_at=datetime(2026, 11, 1, 12, 0)
+    )
     with pytest.raises(Unprocessable):
         await consumers.on_member_joined(object(), make_event(data), data)

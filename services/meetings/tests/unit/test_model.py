@@ -1,4 +1,5 @@
 """The scheduling rules of a meeting, with the clock passed in."""
+
 from datetime import UTC, datetime, timedelta, timezone
 from uuid import uuid4
 
@@ -14,9 +15,13 @@ GROUP = uuid4()
 
 
 def schedule(**overrides) -> Meeting:
-    args = dict(group_id=GROUP, title="Vintermøde: udbud og SKI", now=NOW,
-                starts_at=datetime(2026, 12, 10, 16, 0, tzinfo=CPH_WINTER),
-                ends_at=datetime(2026, 12, 10, 18, 0, tzinfo=CPH_WINTER))
+    args = dict(
+        group_id=GROUP,
+        title="Vintermøde: udbud og SKI",
+        now=NOW,
+        starts_at=datetime(2026, 12, 10, 16, 0, tzinfo=CPH_WINTER),
+        ends_at=datetime(2026, 12, 10, 18, 0, tzinfo=CPH_WINTER),
+    )
     args.update(overrides)
     return Meeting.schedule(**args)
 
@@ -37,14 +42,25 @@ def test_each_meeting_gets_its_own_id():
 
 
 def test_agenda_items_are_numbered_one_to_n_in_the_given_order_whatever_positions_came_in():
-    meeting = schedule(agenda=[
-        AgendaItem(kind="check_in", title=" Runde ", minutes=15, position=7),
-        AgendaItem(kind="talk", title="AI i sagsbehandlingen", minutes=30, speaker="Mette Eksempel",
-                   speaker_organisation="Eksempel Kommune", tags=("ai", " ", "jura ")),
-        AgendaItem(kind="break", title="Kaffe", minutes=10),
-    ])
+    meeting = schedule(
+        agenda=[
+            AgendaItem(kind="check_in", title=" Runde ", minutes=15, position=7),
+            AgendaItem(
+                kind="talk",
+                title="AI i sagsbehandlingen",
+                minutes=30,
+                speaker="Mette Eksempel",
+                speaker_organisation="Eksempel Kommune",
+                tags=("ai", " ", "jura "),
+            ),
+            AgendaItem(kind="break", title="Kaffe", minutes=10),
+        ]
+    )
     assert [(i.position, i.kind, i.title) for i in meeting.agenda] == [
-        (1, "check_in", "Runde"), (2, "talk", "AI i sagsbehandlingen"), (3, "break", "Kaffe")]
+        (1, "check_in", "Runde"),
+        (2, "talk", "AI i sagsbehandlingen"),
+        (3, "break", "Kaffe"),
+    ]
     assert meeting.agenda[1].tags == ("ai", "jura")
 
 
@@ -64,8 +80,10 @@ def test_a_meeting_must_end_after_it_starts(minutes):
 def test_end_and_start_are_compared_as_instants_not_wall_clock_times():
     # 17:30 in Copenhagen is 16:30 UTC: before the 17:00 UTC start, though the wall clock says later.
     with pytest.raises(Invalid, match="end after it starts"):
-        schedule(starts_at=datetime(2026, 12, 10, 17, 0, tzinfo=UTC),
-                 ends_at=datetime(2026, 12, 10, 17, 30, tzinfo=CPH_WINTER))
+        schedule(
+            starts_at=datetime(2026, 12, 10, 17, 0, tzinfo=UTC),
+            ends_at=datetime(2026, 12, 10, 17, 30, tzinfo=CPH_WINTER),
+        )
 
 
 def test_a_meeting_cannot_start_in_the_past_by_the_clock_it_is_given():
@@ -96,9 +114,11 @@ def test_known_zones_are_accepted(zone):
 
 
 def test_venue_link_and_capacity():
-    meeting = schedule(venue=Venue(name=" Rådhuset ", address="Rådhuspladsen 1, 1550 København V",
-                                   host_organisation=" "),
-                       online_url="https://meet.example.org/vinter", capacity=40)
+    meeting = schedule(
+        venue=Venue(name=" Rådhuset ", address="Rådhuspladsen 1, 1550 København V", host_organisation=" "),
+        online_url="https://meet.example.org/vinter",
+        capacity=40,
+    )
     assert meeting.venue == Venue(name="Rådhuset", address="Rådhuspladsen 1, 1550 København V")
     assert meeting.online_url == "https://meet.example.org/vinter"
     assert meeting.capacity == 40
@@ -110,12 +130,15 @@ def test_venue_link_and_capacity():
         schedule(venue=Venue(name="  "))
 
 
-@pytest.mark.parametrize("item, message", [
-    (AgendaItem(kind="lecture", title="Oplæg", minutes=30), "kind"),
-    (AgendaItem(kind="talk", title=" ", minutes=30), "title"),
-    (AgendaItem(kind="talk", title="Oplæg", minutes=-1), "minutes"),
-    (AgendaItem(kind="talk", title="Oplæg", minutes=601), "minutes"),
-])
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        (AgendaItem(kind="lecture", title="Oplæg", minutes=30), "kind"),
+        (AgendaItem(kind="talk", title=" ", minutes=30), "title"),
+        (AgendaItem(kind="talk", title="Oplæg", minutes=-1), "minutes"),
+        (AgendaItem(kind="talk", title="Oplæg", minutes=601), "minutes"),
+    ],
+)
 def test_bad_agenda_items_are_refused_with_their_position(item, message):
     with pytest.raises(Invalid, match=f"Agenda item 2.*{message}"):
         schedule(agenda=[AgendaItem(kind="check_in", title="Runde", minutes=10), item])

@@ -1,4 +1,5 @@
 """The composition root: builds the engine and the messaging runtime when called, never at import."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,5 +17,11 @@ def bootstrap(settings: Settings | None = None) -> ServiceRuntime:
     settings = settings or Settings()
     engine = create_engine(settings.database_url)
     migrations = Path(settings.migrations_dir) if settings.migrations_dir else MIGRATIONS
-    return ServiceRuntime(service="members", settings=settings, engine=engine, tables=orm.messaging,
-                          subscriptions=(), migrations_dir=migrations)
+    return ServiceRuntime(
+        service="members",
+        settings=settings,
+        engine=engine,
+        tables=orm.messaging,
+        subscriptions=(),
+        migrations_dir=migrations,
+    )

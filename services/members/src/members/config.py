@@ -1,4 +1,5 @@
 """Settings of the members service: environment variables only."""
+
 from netvaerk_shared.settings import ServiceSettings
 
 

@@ -1,5 +1,6 @@
 """The members service's OpenAPI document is the contract, and it is true: the checked-in openapi.json is what the
 code says, and schemathesis (every check; PostgreSQL, and SQLite more briefly) finds no request where they disagree."""
+
 from __future__ import annotations
 
 import uuid
@@ -45,20 +46,58 @@ def test_api_keeps_its_contract_on_sqlite(case, running):
 def test_the_answers_random_data_cannot_reach_keep_the_contract(running):
     """A group, a member, the member joining it, and each read back: 201s and 200s with bodies, every check."""
     unique = uuid.uuid4().hex[:8]  # the generated cases before this one share the database
-    group = check(schema, "POST", "/groups", 201, body={
-        "name": "Offentlig digitalisering øst", "slug": f"kontrakt-{unique}", "region": "Øst",
-        "description": "Netværk\nfor it-folk", "topics": ["SKI"], "capacity": 40, "requires_approval": True}).json()
-    member = check(schema, "POST", "/members", 201, body={
-        "name": "Mette Eksempel", "email": f"mette.{unique}@example.org", "phone": "+45 12 34 56 78",
-        "organisation": {"name": "Eksempel Kommune", "kind": "public_authority", "cvr": "12345678"},
-        "job_title": "Kontorchef", "locale": "da"}).json()
-    check(schema, "POST", "/groups/{group_id}/members", 201, path_parameters={"group_id": group["group_id"]},
-          body={"member_id": member["member_id"], "role": "coordinator"})
-    assert check(schema, "GET", "/groups/{group_id}", 200, path_parameters={"group_id": group["group_id"]}).json()[
-        "members"][0]["member_id"] == member["member_id"]
+    group = check(
+        schema,
+        "POST",
+        "/groups",
+        201,
+        body={
+            "name": "Offentlig digitalisering øst",
+            "slug": f"kontrakt-{unique}",
+            "region": "Øst",
+            "description": "Netværk\nfor it-folk",
+            "topics": ["SKI"],
+            "capacity": 40,
+            "requires_approval": True,
+        },
+    ).json()
+    member = check(
+        schema,
+        "POST",
+        "/members",
+        201,
+        body={
+            "name": "Mette Eksempel",
+            "email": f"mette.{unique}@example.org",
+            "phone": "+45 12 34 56 78",
+            "organisation": {"name": "Eksempel Kommune", "kind": "public_authority", "cvr": "12345678"},
+            "job_title": "Kontorchef",
+            "locale": "da",
+        },
+    ).json()
+    check(
+        schema,
+        "POST",
+        "/groups/{group_id}/members",
+        201,
+        path_parameters={"group_id": group["group_id"]},
+        body={"member_id": member["member_id"], "role": "coordinator"},
+    )
+    assert (
+        check(schema, "GET", "/groups/{group_id}", 200, path_parameters={"group_id": group["group_id"]}).json()[
+            "members"
+        ][0]["member_id"]
+        == member["member_id"]
+    )
     summaries = {g["group_id"]: g for g in check(schema, "GET", "/groups", 200).json()}
     assert summaries[group["group_id"]]["member_count"] == 1
     check(schema, "GET", "/members/{member_id}", 200, path_parameters={"member_id": member["member_id"]})
     check(schema, "GET", "/members/{member_id}/export", 200, path_parameters={"member_id": member["member_id"]})
-    check(schema, "POST", "/groups/{group_id}/members", 409, path_parameters={"group_id": group["group_id"]},
-          body={"member_id": member["member_id"]})
+    check(
+        schema,
+        "POST",
+        "/groups/{group_id}/members",
+        409,
+        path_parameters={"group_id": group["group_id"]},
+        body={"member_id": member["member_id"]},
+    )

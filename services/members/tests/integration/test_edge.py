@@ -1,6 +1,7 @@
 """The HTTP edge as a client meets it (members stands in for all three: the edge is shared): the document is complete
 before anything starts, errors are RFC 9457 with the status phrase as title, 405 says what is allowed, a JSON
 syntax error points at the body with its line and column, /docs works offline."""
+
 from __future__ import annotations
 
 import re
@@ -15,8 +16,14 @@ from netvaerk_shared.testing.plugin import running_app, service_settings
 
 def test_the_openapi_document_is_complete_without_starting_the_app():
     document = create_app().openapi()  # no lifespan, no runtime, no database
-    assert {"/groups", "/members", "/groups/{group_id}/members", "/members/{member_id}/export",
-            "/admin/outbox", "/readyz"} <= set(document["paths"])
+    assert {
+        "/groups",
+        "/members",
+        "/groups/{group_id}/members",
+        "/members/{member_id}/export",
+        "/admin/outbox",
+        "/readyz",
+    } <= set(document["paths"])
     operation = document["paths"]["/members"]["post"]
     assert operation["security"] == [{"bearer": []}]
     assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
@@ -42,8 +49,9 @@ async def test_405_names_every_method_the_path_allows(client):
 
 
 async def test_a_json_syntax_error_is_400_pointing_at_the_body_with_line_and_column(client):
-    response = await client.post("/groups", content=b'{"name": "Gruppe",\n  "region": }',
-                                 headers={"content-type": "application/json"})
+    response = await client.post(
+        "/groups", content=b'{"name": "Gruppe",\n  "region": }', headers={"content-type": "application/json"}
+    )
     assert response.status_code == 400, response.text
     body = response.json()
     assert body["title"] == "Bad Request" and body["errors"][0]["field"] == "body"

@@ -1,6 +1,7 @@
 """The members service's edge against hostile input, on PostgreSQL and SQLite alike: every string field of every
 operation with control characters, blanks and one character too many, every list over its maximum → 4xx
 problem+json naming the field, never a 5xx, and nothing half-written (no row, no event)."""
+
 from __future__ import annotations
 
 import uuid
@@ -15,12 +16,23 @@ from members.entrypoints.http import create_app
 from netvaerk_shared.testing import hostile
 from netvaerk_shared.testing.plugin import running_app, service_settings, wait_until
 
-GROUP = {"name": "Offentlig digitalisering øst", "slug": "offentlig-digitalisering-oest", "region": "Øst",
-         "description": "Kommuner og leverandører.\nFire møder om året.", "topics": ["SKI", "databeskyttelse"],
-         "capacity": 40, "requires_approval": False}
-MEMBER = {"name": "Mette Eksempel", "email": "mette@example.org", "phone": "+45 12 34 56 78",
-          "organisation": {"name": "Eksempel Kommune", "kind": "public_authority", "cvr": "12345678"},
-          "job_title": "Kontorchef", "locale": "da"}
+GROUP = {
+    "name": "Offentlig digitalisering øst",
+    "slug": "offentlig-digitalisering-oest",
+    "region": "Øst",
+    "description": "Kommuner og leverandører.\nFire møder om året.",
+    "topics": ["SKI", "databeskyttelse"],
+    "capacity": 40,
+    "requires_approval": False,
+}
+MEMBER = {
+    "name": "Mette Eksempel",
+    "email": "mette@example.org",
+    "phone": "+45 12 34 56 78",
+    "organisation": {"name": "Eksempel Kommune", "kind": "public_authority", "cvr": "12345678"},
+    "job_title": "Kontorchef",
+    "locale": "da",
+}
 
 
 @pytest.fixture
@@ -34,8 +46,10 @@ async def service(clean_nats, database_url):
 
 async def _counts(runtime) -> dict[str, int]:
     async with runtime.engine.connect() as conn:
-        return {t.name: (await conn.execute(select(func.count()).select_from(t))).scalar_one()
-                for t in (orm.groups, orm.members, orm.organisations, orm.memberships, runtime.tables.outbox)}
+        return {
+            t.name: (await conn.execute(select(func.count()).select_from(t))).scalar_one()
+            for t in (orm.groups, orm.members, orm.organisations, orm.memberships, runtime.tables.outbox)
+        }
 
 
 def _assert_refused(response, variant) -> None:
@@ -62,9 +76,16 @@ async def test_every_field_refuses_hostile_text_and_nothing_is_written(service, 
 async def test_blank_and_spaced_input_is_trimmed_normalised_and_stored_the_same_on_both_backends(service):
     client, runtime, _ = service
     decomposed = "Rene\u0301 Eksempel"  # e + combining acute: NFC makes it one character
-    response = await client.post("/members", json={
-        **MEMBER, "name": f"  {decomposed}\u00a0", "phone": "   ", "job_title": " Kontorchef ",
-        "organisation": {"name": "\u3000Eksempel Kommune ", "kind": "public_authority"}})
+    response = await client.post(
+        "/members",
+        json={
+            **MEMBER,
+            "name": f"  {decomposed}\u00a0",
+            "phone": "   ",
+            "job_title": " Kontorchef ",
+            "organisation": {"name": "\u3000Eksempel Kommune ", "kind": "public_authority"},
+        },
+    )
     assert response.status_code == 201, response.text
     member = response.json()
     assert member["name"] == "René Eksempel" and len(member["name"]) == 13
@@ -77,16 +98,22 @@ async def test_blank_and_spaced_input_is_trimmed_normalised_and_stored_the_same_
 @pytest.mark.parametrize("name", ["   ", "\u001d", "\x00", "\t"])
 async def test_an_organisation_name_of_spaces_or_controls_is_422_not_500(service, name):
     client, runtime, _ = service
-    response = await client.post("/members", json={**MEMBER, "organisation": {"name": name,
-                                                                              "kind": "supplier"}})
+    response = await client.post("/members", json={**MEMBER, "organisation": {"name": name, "kind": "supplier"}})
     assert response.status_code == 422, response.text
     assert response.json()["errors"][0]["field"] == "organisation.name"
 
 
 async def test_a_description_keeps_its_line_breaks_as_lf(service):
     client, _, _ = service
-    response = await client.post("/groups", json={**GROUP, "slug": None, "name": "Offentlig digitalisering vest",
-                                                  "description": "Første linje\r\nAnden linje\rTredje\n"})
+    response = await client.post(
+        "/groups",
+        json={
+            **GROUP,
+            "slug": None,
+            "name": "Offentlig digitalisering vest",
+            "description": "Første linje\r\nAnden linje\rTredje\n",
+        },
+    )
     assert response.status_code == 201, response.text
     assert response.json()["description"] == "Første linje\nAnden linje\nTredje"
 
@@ -94,8 +121,12 @@ async def test_a_description_keeps_its_line_breaks_as_lf(service):
 async def test_join_refuses_hostile_ids_and_roles(service):
     client, _, _ = service
     group = (await client.post("/groups", json=GROUP)).json()["group_id"]
-    for body in ({"member_id": "\x00"}, {"member_id": str(uuid.uuid4()), "role": "admin\r\n"},
-                 {"member_id": "x" * 10_000}, {"member_id": str(uuid.uuid4()), "extra": "x"}):
+    for body in (
+        {"member_id": "\x00"},
+        {"member_id": str(uuid.uuid4()), "role": "admin\r\n"},
+        {"member_id": "x" * 10_000},
+        {"member_id": str(uuid.uuid4()), "extra": "x"},
+    ):
         response = await client.post(f"/groups/{group}/members", json=body)
         assert response.status_code == 422, (body, response.text)
     response = await client.post(f"/groups/{group}/members", json={"member_id": str(uuid.uuid4())})
@@ -107,8 +138,14 @@ async def test_join_refuses_hostile_ids_and_roles(service):
 
 async def test_the_largest_valid_group_makes_an_event_that_fits_and_a_smaller_server_limit_refuses_it(service):
     client, runtime, _ = service
-    largest = {**GROUP, "slug": None, "name": "æ" * 200, "region": "ø" * 100, "description": "å" * 5000,
-               "topics": [f"{i:02d}" + "🙂" * 98 for i in range(50)]}
+    largest = {
+        **GROUP,
+        "slug": None,
+        "name": "æ" * 200,
+        "region": "ø" * 100,
+        "description": "å" * 5000,
+        "topics": [f"{i:02d}" + "🙂" * 98 for i in range(50)],
+    }
     response = await client.post("/groups", json=largest)
     assert response.status_code == 201, response.text
     async with runtime.engine.connect() as conn:

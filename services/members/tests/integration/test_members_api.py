@@ -1,5 +1,6 @@
 """The members service in-process over HTTP, against real NATS JetStream and a real database: every accepted change
 comes out as a CloudEvent on MEMBERS; bad input gets problem+json; nobody without the token gets in."""
+
 from __future__ import annotations
 
 import asyncio
@@ -49,14 +50,20 @@ async def _stream(js):
         return False
 
 
-MEMBER = {"name": "Mette Eksempel", "email": "Mette@Example.org", "phone": "+45 12 34 56 78",
-          "organisation": {"name": "Eksempel Kommune", "kind": "public_authority", "cvr": "12345678"},
-          "job_title": "Kontorchef", "locale": "da"}
+MEMBER = {
+    "name": "Mette Eksempel",
+    "email": "Mette@Example.org",
+    "phone": "+45 12 34 56 78",
+    "organisation": {"name": "Eksempel Kommune", "kind": "public_authority", "cvr": "12345678"},
+    "job_title": "Kontorchef",
+    "locale": "da",
+}
 
 
 async def test_flow_publishes_cloudevents_with_trace_context(client, clean_nats):
-    r = await client.post("/groups", json={"name": "Offentlig digitalisering øst", "region": "Øst",
-                                           "topics": ["SKI", "agile kontrakter"]})
+    r = await client.post(
+        "/groups", json={"name": "Offentlig digitalisering øst", "region": "Øst", "topics": ["SKI", "agile kontrakter"]}
+    )
     assert r.status_code == 201, r.text
     group = r.json()
     assert group["slug"] == "offentlig-digitalisering-oest"
@@ -64,14 +71,19 @@ async def test_flow_publishes_cloudevents_with_trace_context(client, clean_nats)
     assert r.status_code == 201, r.text
     member = r.json()
     assert member["email"] == "mette@example.org"
-    r = await client.post(f"/groups/{group['group_id']}/members",
-                          json={"member_id": member["member_id"], "role": "coordinator"},
-                          headers={"traceparent": TRACEPARENT})
+    r = await client.post(
+        f"/groups/{group['group_id']}/members",
+        json={"member_id": member["member_id"], "role": "coordinator"},
+        headers={"traceparent": TRACEPARENT},
+    )
     assert r.status_code == 201, r.text
 
     msgs = await collect(clean_nats, "members.>", 3)
     assert [m.subject.rsplit(".", 1)[0] for m in msgs] == [
-        "members.group.created.v1", "members.member.registered.v1", "members.member.joined.v1"]
+        "members.group.created.v1",
+        "members.member.registered.v1",
+        "members.member.joined.v1",
+    ]
     events = []
     for m in msgs:
         event, data = parse_event(m.data)
@@ -101,8 +113,10 @@ async def test_bad_input_is_problem_json_and_nothing_is_published(client, clean_
     r = await client.post("/members", json={**MEMBER, "name": "En anden"})
     assert r.status_code == 409 and r.json()["title"] == "Conflict"
 
-    r = await client.post("/groups/5f0c4b1e-8a37-4a53-9a61-2f0d7f0b3c11/members",
-                          json={"member_id": "5f0c4b1e-8a37-4a53-9a61-2f0d7f0b3c12"})
+    r = await client.post(
+        "/groups/5f0c4b1e-8a37-4a53-9a61-2f0d7f0b3c11/members",
+        json={"member_id": "5f0c4b1e-8a37-4a53-9a61-2f0d7f0b3c12"},
+    )
     assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
     r = await client.post("/groups", json={"name": "x", "region": "Øst", "slug": "Not A Slug"})
     assert r.status_code == 422
@@ -113,8 +127,13 @@ async def test_bad_input_is_problem_json_and_nothing_is_published(client, clean_
 
 async def test_every_endpoint_but_health_needs_the_token(client):
     anonymous = {"Authorization": ""}
-    for method, path in [("GET", "/groups"), ("POST", "/groups"), ("GET", "/admin/dead-letters"),
-                         ("POST", "/members"), ("GET", "/admin/outbox")]:
+    for method, path in [
+        ("GET", "/groups"),
+        ("POST", "/groups"),
+        ("GET", "/admin/dead-letters"),
+        ("POST", "/members"),
+        ("GET", "/admin/outbox"),
+    ]:
         r = await client.request(method, path, headers=anonymous, json={})
         assert r.status_code == 401, path
         assert r.headers["content-type"] == "application/problem+json"
@@ -157,16 +176,22 @@ async def test_gdpr_export_holds_what_the_service_stores(client):
 
 
 async def test_racing_requests_for_the_same_email_get_409_not_500(client):
-    results = await asyncio.gather(*(client.post("/members", json={**MEMBER, "name": f"Kopi {i}"})
-                                     for i in range(6)))
+    results = await asyncio.gather(*(client.post("/members", json={**MEMBER, "name": f"Kopi {i}"}) for i in range(6)))
     codes = sorted(r.status_code for r in results)
     assert codes == [201] + [409] * 5, codes
     assert all(r.headers["content-type"] == "application/problem+json" for r in results if r.status_code == 409)
 
 
 async def test_first_registrations_from_one_organisation_may_race(client):
-    bodies = [{**MEMBER, "email": f"kollega{i}@example.org", "name": f"Kollega {i}",
-               "organisation": {"name": "Ny Kommune", "kind": "public_authority"}} for i in range(8)]
+    bodies = [
+        {
+            **MEMBER,
+            "email": f"kollega{i}@example.org",
+            "name": f"Kollega {i}",
+            "organisation": {"name": "Ny Kommune", "kind": "public_authority"},
+        }
+        for i in range(8)
+    ]
     results = await asyncio.gather(*(client.post("/members", json=b) for b in bodies))
     assert [r.status_code for r in results] == [201] * 8, [r.text for r in results if r.status_code != 201]
     assert len({r.json()["organisation"]["id"] for r in results}) == 1

@@ -1,5 +1,6 @@
 """The members service's own schema and app around parked outbox rows: migration 0002 (up, down, up again) on
 PostgreSQL and SQLite, and an event the server cannot take parked, shown by GET /admin/outbox and retried."""
+
 from __future__ import annotations
 
 import json
@@ -74,9 +75,16 @@ async def test_parked_event_is_listed_without_its_body_and_retried(service):
     secret = "mette@example.org"
     body = json.dumps({"data": {"email": secret, "pad": "x" * (runtime.nc.max_payload + 1)}}).encode()
     async with runtime.engine.begin() as conn:
-        await conn.execute(insert(o).values(event_id=event_id, subject=f"members.member.registered.v1.{event_id}",
-                                            type="dk.danskit.member.registered.v1", body=body,
-                                            created_at=datetime.now(UTC), attempts=0))
+        await conn.execute(
+            insert(o).values(
+                event_id=event_id,
+                subject=f"members.member.registered.v1.{event_id}",
+                type="dk.danskit.member.registered.v1",
+                body=body,
+                created_at=datetime.now(UTC),
+                attempts=0,
+            )
+        )
     runtime.wake_relay()
     r = await client.post("/groups", json={"name": "Efter den parkerede", "region": "Øst"})
     assert r.status_code == 201, r.text  # a later change still goes out
@@ -90,8 +98,7 @@ async def test_parked_event_is_listed_without_its_body_and_retried(service):
     assert row["event_id"] == event_id and row["type"] == "dk.danskit.member.registered.v1"
     assert "MaxPayloadError" in row["last_error"] and row["attempts"] == 1
     assert secret not in str(state)  # GET /admin/outbox never shows a body
-    assert set(row) == {"position", "event_id", "type", "subject", "attempts", "last_error", "created_at",
-                        "parked_at"}
+    assert set(row) == {"position", "event_id", "type", "subject", "attempts", "last_error", "created_at", "parked_at"}
 
     # the operator "fixes" it (here: a body that fits) and retries
     async with runtime.engine.begin() as conn:

@@ -1,4 +1,5 @@
 """Service layer with small fakes: what each command saves, what it publishes, and what it refuses."""
+
 import inspect
 import json
 from dataclasses import replace
@@ -102,13 +103,21 @@ def repository_on(store, conns=None):
         if conns is not None:
             conns.append(conn)
         return FakeRepository(store)
+
     return factory
 
 
 def register_cmd(**overrides) -> commands.RegisterMember:
-    args = dict(name="Mette Eksempel", email="Mette@Example.org", organisation_name="Eksempel Kommune",
-                organisation_kind="public_authority", organisation_cvr="12345678", job_title="Kontorchef",
-                locale="da", phone="+45 12 34 56 78")
+    args = dict(
+        name="Mette Eksempel",
+        email="Mette@Example.org",
+        organisation_name="Eksempel Kommune",
+        organisation_kind="public_authority",
+        organisation_cvr="12345678",
+        job_title="Kontorchef",
+        locale="da",
+        phone="+45 12 34 56 78",
+    )
     args.update(overrides)
     return commands.RegisterMember(**args)
 
@@ -125,16 +134,26 @@ def test_the_real_repository_is_the_default():
 # -- groups ------------------------------------------------------------------------------------------------------
 async def test_creating_a_group_saves_it_and_publishes_group_created_on_the_unit_of_works_connection():
     store, uow, conns = FakeStore(), FakeUnitOfWork(), []
-    g = await handlers.handle(commands.CreateGroup(name="Offentlig digitalisering øst", region="Øst",
-                                                   topics=("SKI", "AI"), capacity=40),
-                              uow, clock=lambda: NOW, repository=repository_on(store, conns))
+    g = await handlers.handle(
+        commands.CreateGroup(name="Offentlig digitalisering øst", region="Øst", topics=("SKI", "AI"), capacity=40),
+        uow,
+        clock=lambda: NOW,
+        repository=repository_on(store, conns),
+    )
     assert conns == [uow.conn]
     assert store.groups == {g.id: g}
     assert uow.committed and g.events == []
     [event] = uow.published
-    assert event == contracts.GroupCreated(group_id=g.id, name="Offentlig digitalisering øst",
-                                           slug="offentlig-digitalisering-oest", region="Øst", description="",
-                                           topics=("SKI", "AI"), capacity=40, requires_approval=False)
+    assert event == contracts.GroupCreated(
+        group_id=g.id,
+        name="Offentlig digitalisering øst",
+        slug="offentlig-digitalisering-oest",
+        region="Øst",
+        description="",
+        topics=("SKI", "AI"),
+        capacity=40,
+        requires_approval=False,
+    )
 
 
 @pytest.mark.parametrize("slug", [None, "offentlig-digitalisering-oest"])
@@ -166,12 +185,16 @@ async def test_registering_publishes_member_registered_with_the_contact_data():
     assert isinstance(event, contracts.MemberRegistered)
     assert event.member_id == m.id
     assert (event.name, event.email, event.phone, event.job_title) == (
-        "Mette Eksempel", "mette@example.org", "+45 12 34 56 78", "Kontorchef")
+        "Mette Eksempel",
+        "mette@example.org",
+        "+45 12 34 56 78",
+        "Kontorchef",
+    )
     assert event.locale is contracts.Locale.da
     assert event.registered_at == NOW
-    assert event.organisation == contracts.Organisation(id=m.organisation.id, name="Eksempel Kommune",
-                                                        kind=contracts.OrganisationKind.public_authority,
-                                                        cvr="12345678")
+    assert event.organisation == contracts.Organisation(
+        id=m.organisation.id, name="Eksempel Kommune", kind=contracts.OrganisationKind.public_authority, cvr="12345678"
+    )
     assert event.nats_subject() == f"members.member.registered.v1.{m.id}"
 
 
@@ -205,11 +228,13 @@ async def test_a_successful_join_publishes_exactly_one_member_joined_with_the_id
     store, g, m = await seeded()
     uow = FakeUnitOfWork()
     joined_at = datetime(2026, 12, 1, 13, 30, tzinfo=UTC)
-    await run(commands.JoinGroup(member_id=m.id, group_id=g.id, role="coordinator"), store, uow,
-              clock=lambda: joined_at)
+    await run(
+        commands.JoinGroup(member_id=m.id, group_id=g.id, role="coordinator"), store, uow, clock=lambda: joined_at
+    )
     assert uow.committed
-    assert uow.published == [contracts.MemberJoined(member_id=m.id, group_id=g.id,
-                                                    role=contracts.Role.coordinator, joined_at=joined_at)]
+    assert uow.published == [
+        contracts.MemberJoined(member_id=m.id, group_id=g.id, role=contracts.Role.coordinator, joined_at=joined_at)
+    ]
     assert store.memberships == {(m.id, g.id): ("coordinator", joined_at)}
     assert uow.published[0].nats_subject() == f"members.member.joined.v1.{m.id}"
 
@@ -255,13 +280,20 @@ def checked_in_schema(cls) -> dict:
 
 def translated_events():
     g = Group.create(name="Offentlig digitalisering øst", region="Øst", topics=("SKI",), capacity=25)
-    m = Member.register(name="Mette Eksempel", email="mette@example.org", job_title="Kontorchef", locale="en",
-                        organisation=Organisation(id=uuid4(), name="Eksempel Leverandør A/S", kind="supplier",
-                                                  cvr="87654321"), now=NOW)
+    m = Member.register(
+        name="Mette Eksempel",
+        email="mette@example.org",
+        job_title="Kontorchef",
+        locale="en",
+        organisation=Organisation(id=uuid4(), name="Eksempel Leverandør A/S", kind="supplier", cvr="87654321"),
+        now=NOW,
+    )
     m.join(g, "member", NOW)
-    return [(to_contract(g.events[0], g), contracts.GroupCreated),
-            (to_contract(m.events[0], m), contracts.MemberRegistered),
-            (to_contract(m.events[1], m), contracts.MemberJoined)]
+    return [
+        (to_contract(g.events[0], g), contracts.GroupCreated),
+        (to_contract(m.events[0], m), contracts.MemberRegistered),
+        (to_contract(m.events[1], m), contracts.MemberJoined),
+    ]
 
 
 @pytest.mark.parametrize("index", [0, 1, 2], ids=["group-created", "member-registered", "member-joined"])

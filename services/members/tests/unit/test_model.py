@@ -1,4 +1,5 @@
 """The rules of groups and members, with no database and the clock passed in."""
+
 from datetime import UTC, datetime
 from uuid import uuid4
 
@@ -19,31 +20,49 @@ def group(**overrides) -> Group:
 
 
 def register(**overrides) -> Member:
-    args = dict(name="Mette Eksempel", email="mette@example.org", organisation=KOMMUNE, job_title="Kontorchef",
-                locale="da", now=NOW)
+    args = dict(
+        name="Mette Eksempel",
+        email="mette@example.org",
+        organisation=KOMMUNE,
+        job_title="Kontorchef",
+        locale="da",
+        now=NOW,
+    )
     args.update(overrides)
     return Member.register(**args)
 
 
 # -- slugs -------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("name", "slug"), [
-    ("Offentlig digitalisering øst", "offentlig-digitalisering-oest"),
-    ("Ærø og Åbenrå", "aeroe-og-aabenraa"),
-    ("ØSTJYLLAND", "oestjylland"),
-    ("  IT-sikkerhed & GDPR!  ", "it-sikkerhed-gdpr"),
-    ("Café Réseau", "cafe-reseau"),
-    ("Netværk 2027", "netvaerk-2027"),
-])
+@pytest.mark.parametrize(
+    ("name", "slug"),
+    [
+        ("Offentlig digitalisering øst", "offentlig-digitalisering-oest"),
+        ("Ærø og Åbenrå", "aeroe-og-aabenraa"),
+        ("ØSTJYLLAND", "oestjylland"),
+        ("  IT-sikkerhed & GDPR!  ", "it-sikkerhed-gdpr"),
+        ("Café Réseau", "cafe-reseau"),
+        ("Netværk 2027", "netvaerk-2027"),
+    ],
+)
 def test_slugify_spells_danish_letters_out_and_keeps_single_hyphens(name, slug):
     assert slugify(name) == slug
 
 
 # -- groups ------------------------------------------------------------------------------------------------------
 def test_a_new_group_gets_a_slug_from_its_name_tidy_fields_and_records_group_created():
-    g = group(name="  Offentlig digitalisering øst ", region=" Øst ", description=" Om SKI-aftaler ",
-              topics=(" SKI ", " ", "AI"), capacity=30)
+    g = group(
+        name="  Offentlig digitalisering øst ",
+        region=" Øst ",
+        description=" Om SKI-aftaler ",
+        topics=(" SKI ", " ", "AI"),
+        capacity=30,
+    )
     assert (g.name, g.slug, g.region, g.description) == (
-        "Offentlig digitalisering øst", "offentlig-digitalisering-oest", "Øst", "Om SKI-aftaler")
+        "Offentlig digitalisering øst",
+        "offentlig-digitalisering-oest",
+        "Øst",
+        "Om SKI-aftaler",
+    )
     assert g.topics == ("SKI", "AI")
     assert g.capacity == 30
     assert g.events == [events.GroupCreated(g.id)]

@@ -1,4 +1,5 @@
 """The composition root: engine, messaging runtime, mailer and delivery worker, built when called."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,12 +23,21 @@ def bootstrap(settings: Settings | None = None, mailer=None) -> ServiceRuntime:
     engine = create_engine(settings.database_url)
     migrations = Path(settings.migrations_dir) if settings.migrations_dir else MIGRATIONS
     runtime = ServiceRuntime(
-        service="notifications", settings=settings, engine=engine, tables=orm.messaging,
+        service="notifications",
+        settings=settings,
+        engine=engine,
+        tables=orm.messaging,
         subscriptions=[Subscription(contract, one, many) for contract, (one, many) in SUBSCRIPTIONS.items()],
-        migrations_dir=migrations)
-    mailer = mailer or SmtpMailer(host=settings.smtp_host, port=settings.smtp_port, username=settings.smtp_user,
-                                  password=settings.smtp_password, starttls=settings.smtp_starttls,
-                                  timeout=settings.smtp_timeout)
+        migrations_dir=migrations,
+    )
+    mailer = mailer or SmtpMailer(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        username=settings.smtp_user,
+        password=settings.smtp_password,
+        starttls=settings.smtp_starttls,
+        timeout=settings.smtp_timeout,
+    )
     worker = DeliveryWorker(runtime, settings, mailer)
     runtime.delivery_worker = worker
     if settings.run_deliveries:

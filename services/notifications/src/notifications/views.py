@@ -1,4 +1,5 @@
 """Read side: the delivery log and what this service holds about a member."""
+
 from __future__ import annotations
 
 from uuid import UUID
@@ -11,13 +12,35 @@ from netvaerk_shared import metrics
 
 from .adapters import orm
 
-_LOG_COLUMNS = [orm.deliveries.c[n] for n in (
-    "id", "member_id", "kind", "channel", "cause_event_id", "status", "attempts", "subject", "message_id",
-    "last_error", "created_at", "sent_at", "next_attempt_at")]
+_LOG_COLUMNS = [
+    orm.deliveries.c[n]
+    for n in (
+        "id",
+        "member_id",
+        "kind",
+        "channel",
+        "cause_event_id",
+        "status",
+        "attempts",
+        "subject",
+        "message_id",
+        "last_error",
+        "created_at",
+        "sent_at",
+        "next_attempt_at",
+    )
+]
 
 
-async def deliveries(engine: AsyncEngine, *, member_id: UUID | None = None, status: str | None = None,
-                     kind: str | None = None, limit: int = 100, offset: int = 0) -> list[dict]:
+async def deliveries(
+    engine: AsyncEngine,
+    *,
+    member_id: UUID | None = None,
+    status: str | None = None,
+    kind: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[dict]:
     stmt = select(*_LOG_COLUMNS).order_by(orm.deliveries.c.created_at.desc()).limit(limit).offset(offset)
     if member_id is not None:
         stmt = stmt.where(orm.deliveries.c.member_id == member_id)
@@ -37,26 +60,43 @@ def _log(row) -> dict:
 
 async def member_export(engine: AsyncEngine, member_id: UUID) -> dict | None:
     async with engine.connect() as conn:
-        contact = (await conn.execute(
-            select(orm.contacts).where(orm.contacts.c.member_id == member_id))).mappings().first()
-        groups = (await conn.execute(select(orm.group_members).where(
-            orm.group_members.c.member_id == member_id))).mappings().all()
+        contact = (
+            (await conn.execute(select(orm.contacts).where(orm.contacts.c.member_id == member_id))).mappings().first()
+        )
+        groups = (
+            (await conn.execute(select(orm.group_members).where(orm.group_members.c.member_id == member_id)))
+            .mappings()
+            .all()
+        )
     sent = await deliveries(engine, member_id=member_id, limit=10_000)
     if contact is None and not groups and not sent:
         return None
-    return {"service": "notifications", "contact": dict(contact) if contact else None,
-            "groups": [dict(g) for g in groups], "deliveries": sent}
+    return {
+        "service": "notifications",
+        "contact": dict(contact) if contact else None,
+        "groups": [dict(g) for g in groups],
+        "deliveries": sent,
+    }
 
 
-deliveries_failed = Gauge("deliveries_failed", "Deliveries that ended failed (GET /deliveries?status=failed; "
-                          "POST /admin/deliveries/{notification_id}/retry sends one again)", registry=metrics.REGISTRY)
+deliveries_failed = Gauge(
+    "deliveries_failed",
+    "Deliveries that ended failed (GET /deliveries?status=failed; "
+    "POST /admin/deliveries/{notification_id}/retry sends one again)",
+    registry=metrics.REGISTRY,
+)
 deliveries_pending = Gauge("deliveries_pending", "Deliveries owed and not yet sent", registry=metrics.REGISTRY)
 
 
 async def refresh_delivery_gauges(engine: AsyncEngine) -> None:
     d = orm.deliveries
     async with engine.connect() as conn:
-        counts = dict((await conn.execute(select(d.c.status, func.count()).where(d.c.status.in_(("failed", "pending")))
-                                          .group_by(d.c.status))).all())
+        counts = dict(
+            (
+                await conn.execute(
+                    select(d.c.status, func.count()).where(d.c.status.in_(("failed", "pending"))).group_by(d.c.status)
+                )
+            ).all()
+        )
     deliveries_failed.set(counts.get("failed", 0))
     deliveries_pending.set(counts.get("pending", 0))

@@ -1,6 +1,7 @@
 """The notifications service's OpenAPI document is the contract, and it is true: the checked-in openapi.json is what
 the code says, and schemathesis (every check; PostgreSQL, and SQLite more briefly) finds no request where they
 disagree."""
+
 from __future__ import annotations
 
 import uuid
@@ -51,18 +52,33 @@ def test_the_answers_random_data_cannot_reach_keep_the_contract(running, nats_ur
     """A member registers and joins a group (MEMBERS events): the delivery log and the export have something to
     show, checked by every check."""
     group_id, member_id = uuid.uuid4(), uuid.uuid4()
-    publish(nats_url,
-            contracts.GroupCreated(group_id=group_id, name="Offentlig digitalisering øst",
-                                   slug="offentlig-digitalisering-oest", region="Øst", description="", topics=()),
-            contracts.MemberRegistered(
-                member_id=member_id, name="Mette Eksempel", email="mette@example.org",
-                organisation=contracts.Organisation(id=uuid.uuid4(), name="Eksempel Kommune", kind="public_authority"),
-                job_title="Kontorchef", locale="da", registered_at=datetime(2026, 11, 2, 9, 0, tzinfo=UTC)),
-            contracts.MemberJoined(member_id=member_id, group_id=group_id, role="member",
-                                   joined_at=datetime(2026, 11, 2, 9, 30, tzinfo=UTC)))
+    publish(
+        nats_url,
+        contracts.GroupCreated(
+            group_id=group_id,
+            name="Offentlig digitalisering øst",
+            slug="offentlig-digitalisering-oest",
+            region="Øst",
+            description="",
+            topics=(),
+        ),
+        contracts.MemberRegistered(
+            member_id=member_id,
+            name="Mette Eksempel",
+            email="mette@example.org",
+            organisation=contracts.Organisation(id=uuid.uuid4(), name="Eksempel Kommune", kind="public_authority"),
+            job_title="Kontorchef",
+            locale="da",
+            registered_at=datetime(2026, 11, 2, 9, 0, tzinfo=UTC),
+        ),
+        contracts.MemberJoined(
+            member_id=member_id, group_id=group_id, role="member", joined_at=datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
+        ),
+    )
     member = {"member_id": str(member_id)}
     export = eventually(schema, "GET", "/members/{member_id}/export", path_parameters=member).json()
     assert export["contact"]["email"] == "mette@example.org"
-    deliveries = eventually(schema, "GET", "/deliveries", query={**member, "status": "pending"},
-                            until=lambda response: response.json()).json()
+    deliveries = eventually(
+        schema, "GET", "/deliveries", query={**member, "status": "pending"}, until=lambda response: response.json()
+    ).json()
     assert [d["kind"] for d in deliveries] == ["welcome"]

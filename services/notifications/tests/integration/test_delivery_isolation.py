@@ -1,6 +1,7 @@
 """No poison pill holds up the line: the delivery worker with the real SmtpMailer, the development SMTP sink and a
 real database (PostgreSQL and SQLite). A delivery that cannot be built or is refused for good ends `failed` with its
 reason and a NotificationFailed, alone; the rest of its batch is delivered; temporary trouble is retried."""
+
 from __future__ import annotations
 
 import asyncio
@@ -62,8 +63,15 @@ def make_runtime(database_url):
     """Factory: a notifications runtime with the real SmtpMailer on `smtp_port` (NATS never connected)."""
 
     async def _make(smtp_port: int, **overrides):
-        settings = service_settings(Settings, database_url, "nats://127.0.0.1:1", smtp_host="127.0.0.1",
-                                    smtp_port=smtp_port, smtp_timeout=5.0, **overrides)
+        settings = service_settings(
+            Settings,
+            database_url,
+            "nats://127.0.0.1:1",
+            smtp_host="127.0.0.1",
+            smtp_port=smtp_port,
+            smtp_timeout=5.0,
+            **overrides,
+        )
         runtime = bootstrap(settings)
         await upgrade(runtime.engine, runtime.migrations_dir)
         return runtime
@@ -91,8 +99,9 @@ async def handle(runtime, handler, data):
 
 
 async def a_group(runtime) -> contracts.GroupCreated:
-    group = contracts.GroupCreated(group_id=uuid.uuid4(), name="Offentlig digitalisering øst", slug="od-oest",
-                                   region="Øst", description="")
+    group = contracts.GroupCreated(
+        group_id=uuid.uuid4(), name="Offentlig digitalisering øst", slug="od-oest", region="Øst", description=""
+    )
     await handle(runtime, handlers.on_group_created, group)
     return group
 
@@ -102,16 +111,33 @@ async def joins(runtime, group, name: str, email_address: str, *, directly: bool
     joined `group`: one welcome owed."""
     member_id = uuid.uuid4()
     if not directly:
-        await handle(runtime, handlers.on_member_registered, contracts.MemberRegistered(
-            member_id=member_id, name=name, email=email_address, job_title="Arkitekt", locale="da",
-            registered_at=datetime.now(UTC),
-            organisation=contracts.Organisation(id=uuid.uuid4(), name="Eksempel Kommune", kind="public_authority")))
+        await handle(
+            runtime,
+            handlers.on_member_registered,
+            contracts.MemberRegistered(
+                member_id=member_id,
+                name=name,
+                email=email_address,
+                job_title="Arkitekt",
+                locale="da",
+                registered_at=datetime.now(UTC),
+                organisation=contracts.Organisation(id=uuid.uuid4(), name="Eksempel Kommune", kind="public_authority"),
+            ),
+        )
     else:
         async with runtime.engine.begin() as conn:
-            await conn.execute(insert(orm.contacts).values(member_id=member_id, name=name, email=email_address,
-                                                           locale="da", updated_at=datetime.now(UTC)))
-    await handle(runtime, handlers.on_member_joined, contracts.MemberJoined(
-        member_id=member_id, group_id=group.group_id, role="member", joined_at=datetime.now(UTC)))
+            await conn.execute(
+                insert(orm.contacts).values(
+                    member_id=member_id, name=name, email=email_address, locale="da", updated_at=datetime.now(UTC)
+                )
+            )
+    await handle(
+        runtime,
+        handlers.on_member_joined,
+        contracts.MemberJoined(
+            member_id=member_id, group_id=group.group_id, role="member", joined_at=datetime.now(UTC)
+        ),
+    )
     return member_id
 
 
@@ -132,13 +158,13 @@ async def failed_events(runtime) -> list[NotificationFailed]:
 
 async def make_due(runtime) -> None:
     async with runtime.engine.begin() as conn:
-        await conn.execute(update(d).where(d.c.status == "pending")
-                           .values(next_attempt_at=datetime.now(UTC) - timedelta(seconds=1)))
+        await conn.execute(
+            update(d).where(d.c.status == "pending").values(next_attempt_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
 
 
 # -- the issue: a hostile name no longer stalls anyone -------------------------------------------------------------
-async def test_a_member_with_a_header_injecting_name_and_one_who_joined_with_them_both_get_their_welcome(
-        runtime, sink):
+async def test_a_member_with_a_header_injecting_name_and_one_who_joined_with_them_both_get_their_welcome(runtime, sink):
     group = await a_group(runtime)
     evil = await joins(runtime, group, HOSTILE_NAME, "evil@example.org")
     mette = await joins(runtime, group, "Mette Eksempel", "mette@example.org")
@@ -159,12 +185,10 @@ async def test_a_member_with_a_header_injecting_name_and_one_who_joined_with_the
 
 
 # -- cannot be built: failed for good, alone -----------------------------------------------------------------------
-async def test_a_delivery_whose_message_cannot_be_built_fails_alone_and_the_rest_of_its_batch_is_sent(
-        runtime, sink):
+async def test_a_delivery_whose_message_cannot_be_built_fails_alone_and_the_rest_of_its_batch_is_sent(runtime, sink):
     group = await a_group(runtime)
     # written straight into our table, past the contract's EmailStr: an address the email package refuses
-    broken = await joins(runtime, group, HOSTILE_NAME, "mette@example.org\r\nBcc: victim@example.net",
-                         directly=True)
+    broken = await joins(runtime, group, HOSTILE_NAME, "mette@example.org\r\nBcc: victim@example.net", directly=True)
     jonas = await joins(runtime, group, "Jonas Holm", "jonas@example.org")
 
     assert await runtime.delivery_worker.run_once() == 2  # one claimed batch, both handled
@@ -184,9 +208,15 @@ async def test_a_delivery_whose_message_cannot_be_built_fails_alone_and_the_rest
     assert failed_out.subject == f"notifications.notification.failed.v1.{failed.id}"
     assert b"@" not in failed_out.body  # ids and a reason only: no address
     event, data = parse_event(bytes(failed_out.body))
-    assert data == NotificationFailed(notification_id=failed.id, member_id=broken, kind="welcome", channel="email",
-                                      cause_event_id=failed.cause_event_id, reason="invalid recipient address",
-                                      permanent=True)
+    assert data == NotificationFailed(
+        notification_id=failed.id,
+        member_id=broken,
+        kind="welcome",
+        channel="email",
+        cause_event_id=failed.cause_event_id,
+        reason="invalid recipient address",
+        permanent=True,
+    )
     assert event.source == "/notifications" and event.causationid == str(failed.cause_event_id)
 
     await make_due(runtime)
@@ -198,9 +228,14 @@ async def test_an_invitation_that_cannot_be_built_fails_for_good_and_the_welcome
     group = await a_group(runtime)
     mette = await joins(runtime, group, "Mette Eksempel", "mette@example.org")
     start = datetime.now(UTC) + timedelta(days=30)
-    meeting = contracts.MeetingScheduled(meeting_id=uuid.uuid4(), group_id=group.group_id, title="Forårsmøde",
-                                         starts_at=start, ends_at=start + timedelta(hours=2),
-                                         timezone="Mars/Olympus_Mons")  # no such zone: no ICS can be built
+    meeting = contracts.MeetingScheduled(
+        meeting_id=uuid.uuid4(),
+        group_id=group.group_id,
+        title="Forårsmøde",
+        starts_at=start,
+        ends_at=start + timedelta(hours=2),
+        timezone="Mars/Olympus_Mons",
+    )  # no such zone: no ICS can be built
     await handle(runtime, handlers.on_meeting_scheduled, meeting)
 
     assert await runtime.delivery_worker.run_once() == 2
@@ -213,7 +248,11 @@ async def test_an_invitation_that_cannot_be_built_fails_for_good_and_the_welcome
     assert mail["Subject"] == "Velkommen i Offentlig digitalisering øst"
     [data] = await failed_events(runtime)
     assert (data.notification_id, data.kind, data.reason, data.permanent) == (
-        rows["invitation"].id, contracts.NotificationKind.invitation, "build: ZoneInfoNotFoundError", True)
+        rows["invitation"].id,
+        contracts.NotificationKind.invitation,
+        "build: ZoneInfoNotFoundError",
+        True,
+    )
 
 
 # -- refused by the server ------------------------------------------------------------------------------------------
@@ -233,7 +272,11 @@ async def test_a_5xx_from_the_server_fails_the_delivery_for_good_and_the_next_on
     assert [m["To"].addresses[0].addr_spec for m in received(sink)] == ["mette@example.org"]
     [data] = await failed_events(runtime)
     assert (data.notification_id, data.member_id, data.reason, data.permanent) == (
-        failed.id, unknown, "smtp 550 5.1.1", True)
+        failed.id,
+        unknown,
+        "smtp 550 5.1.1",
+        True,
+    )
 
     sink[0].refuse.clear()
     await make_due(runtime)
@@ -285,8 +328,13 @@ async def test_a_contact_that_never_arrives_is_given_up_on_and_announced_as_not_
     try:
         group = await a_group(runtime)
         member_id = uuid.uuid4()
-        await handle(runtime, handlers.on_member_joined, contracts.MemberJoined(
-            member_id=member_id, group_id=group.group_id, role="member", joined_at=datetime.now(UTC)))
+        await handle(
+            runtime,
+            handlers.on_member_joined,
+            contracts.MemberJoined(
+                member_id=member_id, group_id=group.group_id, role="member", joined_at=datetime.now(UTC)
+            ),
+        )
         for _ in range(3):  # waiting for the contact burns no attempt
             assert await runtime.delivery_worker.run_once() == 1
             row = (await by_member(runtime))[member_id]

@@ -1,5 +1,6 @@
 """The delivery worker on a real database (PostgreSQL and SQLite) with a fake mailer and no NATS: what it marks sent,
 retries, fails, undoes or leaves alone, and that a delivery is sent once however many workers reach for it."""
+
 from __future__ import annotations
 
 import asyncio
@@ -86,20 +87,27 @@ async def handle(runtime, handler, data, event=None):
 
 
 def group_created(name="Offentlig digitalisering øst") -> contracts.GroupCreated:
-    return contracts.GroupCreated(group_id=uuid.uuid4(), name=name, slug="offentlig-digitalisering-oest",
-                                  region="Øst", description="")
+    return contracts.GroupCreated(
+        group_id=uuid.uuid4(), name=name, slug="offentlig-digitalisering-oest", region="Øst", description=""
+    )
 
 
 def member_registered(name="Mette Eksempel", email="mette@example.org", locale="da") -> contracts.MemberRegistered:
     return contracts.MemberRegistered(
-        member_id=uuid.uuid4(), name=name, email=email, job_title="Arkitekt", locale=locale,
+        member_id=uuid.uuid4(),
+        name=name,
+        email=email,
+        job_title="Arkitekt",
+        locale=locale,
         registered_at=datetime.now(UTC),
-        organisation=contracts.Organisation(id=uuid.uuid4(), name="Eksempel Kommune", kind="public_authority"))
+        organisation=contracts.Organisation(id=uuid.uuid4(), name="Eksempel Kommune", kind="public_authority"),
+    )
 
 
 def member_joined(member, group) -> contracts.MemberJoined:
-    return contracts.MemberJoined(member_id=member.member_id, group_id=group.group_id, role="member",
-                                  joined_at=datetime.now(UTC))
+    return contracts.MemberJoined(
+        member_id=member.member_id, group_id=group.group_id, role="member", joined_at=datetime.now(UTC)
+    )
 
 
 async def welcomes_owed(runtime, people, *, registered=True) -> dict:
@@ -129,8 +137,9 @@ async def outbox(runtime) -> list:
 
 async def make_due(runtime) -> None:
     async with runtime.engine.begin() as conn:
-        await conn.execute(update(d).where(d.c.status == "pending")
-                           .values(next_attempt_at=datetime.now(UTC) - timedelta(seconds=1)))
+        await conn.execute(
+            update(d).where(d.c.status == "pending").values(next_attempt_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
 
 
 # -- (a) the happy path ------------------------------------------------------------------------------------------
@@ -160,7 +169,11 @@ async def test_a_sent_delivery_is_marked_sent_and_announced_by_exactly_one_notif
     assert event.data["cause_event_id"] == cause.id and event.causationid == cause.id
     assert isinstance(data, contracts.NotificationSent)
     assert (data.notification_id, data.member_id, data.kind, data.channel) == (
-        row.id, member.member_id, contracts.NotificationKind.welcome, contracts.Channel.email)
+        row.id,
+        member.member_id,
+        contracts.NotificationKind.welcome,
+        contracts.Channel.email,
+    )
     assert b"@" not in out.body  # ids only: the address stays in this database
 
     # nothing is owed any more: a second round sends nothing and announces nothing
@@ -170,7 +183,8 @@ async def test_a_sent_delivery_is_marked_sent_and_announced_by_exactly_one_notif
 
 # -- (b) the SMTP server is away ---------------------------------------------------------------------------------
 async def test_a_transient_failure_before_the_commit_point_retries_later_and_gives_the_rest_back_untried(
-        runtime, mailer):
+    runtime, mailer
+):
     owed_to = await welcomes_owed(runtime, [(f"Deltager {i}", f"deltager{i}@example.org") for i in range(3)])
     email_of = {member.member_id: email for email, (_, member) in owed_to.items()}
 
@@ -228,7 +242,11 @@ async def test_a_permanent_refusal_before_the_commit_point_fails_the_delivery_an
     event, data = parse_event(bytes(failed_out.body))
     assert isinstance(data, NotificationFailed)
     assert (data.notification_id, data.member_id, data.kind, data.channel) == (
-        failed.id, failed.member_id, contracts.NotificationKind.welcome, contracts.Channel.email)
+        failed.id,
+        failed.member_id,
+        contracts.NotificationKind.welcome,
+        contracts.Channel.email,
+    )
     assert (data.reason, data.permanent) == ("smtp 550 5.1.1", True)
     assert event.causationid == str(failed.cause_event_id) and b"@" not in failed_out.body
 
@@ -262,7 +280,8 @@ async def test_a_message_the_mailer_cannot_put_on_the_wire_fails_alone(runtime, 
 # -- (d) refused at the final "." after "sent" committed ---------------------------------------------------------
 @pytest.mark.parametrize(("code", "status"), [(451, "pending"), (554, "failed")])
 async def test_a_refusal_after_the_commit_point_undoes_sent_but_notification_sent_is_already_out(
-        runtime, mailer, code, status):
+    runtime, mailer, code, status
+):
     """Documented behaviour: the NotificationSent written at the commit point is not taken back. A 4xx at the dot
     puts the delivery back to pending; a 5xx there is permanent (SmtpRejected.permanent), so it fails for good."""
     await welcomes_owed(runtime, [("Mette Eksempel", "mette@example.org")])
@@ -288,8 +307,14 @@ async def test_a_refusal_after_the_commit_point_undoes_sent_but_notification_sen
         [failed_out] = failed_out
         assert failed_out.type == FAILED_TYPE
         assert parse_event(bytes(failed_out.body))[1] == NotificationFailed(
-            notification_id=row.id, member_id=row.member_id, kind="welcome", channel="email",
-            cause_event_id=row.cause_event_id, reason=f"smtp {code}", permanent=True)
+            notification_id=row.id,
+            member_id=row.member_id,
+            kind="welcome",
+            channel="email",
+            cause_event_id=row.cause_event_id,
+            reason=f"smtp {code}",
+            permanent=True,
+        )
     else:
         assert failed_out == []
 
@@ -343,15 +368,19 @@ async def test_the_commit_point_refuses_when_another_instance_holds_the_lease(ru
 
 @pytest.mark.parametrize("other_status", ["pending", "sent"])
 async def test_a_failure_after_losing_the_lease_leaves_the_other_instances_delivery_alone(
-        runtime, mailer, other_status):
+    runtime, mailer, other_status
+):
     """The lease ran out during a slow SMTP exchange and another instance took over (and maybe sent it already):
     our late transient failure must not put its delivery back to pending, or it would be sent twice."""
     await welcomes_owed(runtime, [("Mette Eksempel", "mette@example.org")])
 
     async def slow_then_gone(message, commit):
         async with runtime.engine.begin() as conn:
-            await conn.execute(update(d).values(lease_owner=None if other_status == "sent" else "another-instance",
-                                                status=other_status, attempts=3))
+            await conn.execute(
+                update(d).values(
+                    lease_owner=None if other_status == "sent" else "another-instance", status=other_status, attempts=3
+                )
+            )
         raise SmtpTransient("smtp 127.0.0.1:1025: timed out")
 
     mailer.outcome = slow_then_gone

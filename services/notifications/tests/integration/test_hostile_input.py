@@ -1,5 +1,6 @@
 """The notifications service's edge against hostile input (its API only reads): every query parameter with control
 characters or absurd lengths, and hostile ids in paths → 4xx problem+json, never a 5xx, on PostgreSQL and SQLite."""
+
 from __future__ import annotations
 
 import pytest
@@ -28,7 +29,7 @@ async def test_hostile_query_parameters_and_paths_are_problems_not_500s(service)
         assert response.status_code == 422, (label, name, response.text)
         assert response.headers["content-type"] == "application/problem+json"
         assert response.json()["errors"][0]["field"] == name
-    for query in ({"offset": str(2 ** 63)}, {"limit": "0"}, {"limit": "1001"}, {"offset": "-1"}):
+    for query in ({"offset": str(2**63)}, {"limit": "0"}, {"limit": "1001"}, {"offset": "-1"}):
         assert (await client.get("/deliveries", params=query)).status_code == 422, query
     for path in ("/members/%00/export", "/members/" + "f" * 5000 + "/export"):
         response = await client.get(path)

@@ -30,8 +30,6 @@ from notifications.adapters.mailer import (
 UTC = UTC
 
 
-
-
 @contextlib.contextmanager
 def running(handler, port=None, **smtp_options):
     """A sink with a custom handler (or SMTP options such as an idle timeout)."""
@@ -347,10 +345,13 @@ async def test_421_on_a_reused_connection_is_retried_on_a_fresh_one(maildir_path
         await smtp.close()
 
 
-@pytest.mark.parametrize(("reply", "code", "permanent"), [
-    ("554 5.6.0 Message content rejected", 554, True),
-    ("451 4.3.0 Temporary failure", 451, False),
-])
+@pytest.mark.parametrize(
+    ("reply", "code", "permanent"),
+    [
+        ("554 5.6.0 Message content rejected", 554, True),
+        ("451 4.3.0 Temporary failure", 451, False),
+    ],
+)
 @pytest.mark.asyncio
 async def test_refusal_of_the_final_dot_is_reported_as_after_commit(maildir_path, reply, code, permanent):
     with running(RefusingSink(maildir_path, data_reply=reply)) as port:

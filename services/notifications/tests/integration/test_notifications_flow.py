@@ -1,5 +1,6 @@
 """The notifications service in-process against real NATS JetStream, a real database and a real SMTP server (the
 Maildir sink): welcome emails, invitations with ICS, NotificationSent, and nothing sent twice."""
+
 from __future__ import annotations
 
 import email
@@ -43,8 +44,14 @@ async def js(clean_nats):
 
 @pytest.fixture
 async def app(clean_nats, database_url, smtp, js):
-    settings = service_settings(Settings, database_url, clean_nats, smtp_port=smtp["port"],
-                                mail_from="netvaerk@example.org", delivery_lease_seconds=2)
+    settings = service_settings(
+        Settings,
+        database_url,
+        clean_nats,
+        smtp_port=smtp["port"],
+        mail_from="netvaerk@example.org",
+        delivery_lease_seconds=2,
+    )
     runtime = bootstrap(settings)
     async with running_app(create_app(), runtime) as client:
         yield client
@@ -63,19 +70,26 @@ async def publish(js, data: contracts.EventData, event_id: str | None = None) ->
 
 def member(name: str, email_: str, locale: str = "da") -> contracts.MemberRegistered:
     return contracts.MemberRegistered(
-        member_id=uuid.uuid4(), name=name, email=email_, job_title="Arkitekt", locale=locale,
+        member_id=uuid.uuid4(),
+        name=name,
+        email=email_,
+        job_title="Arkitekt",
+        locale=locale,
         registered_at=datetime.now(UTC),
-        organisation=contracts.Organisation(id=uuid.uuid4(), name="Eksempel Leverandør A/S", kind="supplier"))
+        organisation=contracts.Organisation(id=uuid.uuid4(), name="Eksempel Leverandør A/S", kind="supplier"),
+    )
 
 
 def group(name="Offentlig digitalisering øst") -> contracts.GroupCreated:
-    return contracts.GroupCreated(group_id=uuid.uuid4(), name=name, slug="offentlig-digitalisering-oest",
-                                  region="Øst", description="")
+    return contracts.GroupCreated(
+        group_id=uuid.uuid4(), name=name, slug="offentlig-digitalisering-oest", region="Øst", description=""
+    )
 
 
 def joined(m, g) -> contracts.MemberJoined:
-    return contracts.MemberJoined(member_id=m.member_id, group_id=g.group_id, role="member",
-                                  joined_at=datetime.now(UTC))
+    return contracts.MemberJoined(
+        member_id=m.member_id, group_id=g.group_id, role="member", joined_at=datetime.now(UTC)
+    )
 
 
 async def test_welcome_in_the_members_language_once_even_if_redelivered(app, js, smtp):
@@ -117,11 +131,17 @@ async def test_invitation_with_ics_for_every_member_and_notification_sent_events
 
     starts = datetime(2027, 6, 10, 7, 30, tzinfo=UTC)  # 09:30 in Copenhagen (summer time)
     meeting = contracts.MeetingScheduled(
-        meeting_id=uuid.uuid4(), group_id=g.group_id, title="Sommermøde om SKI-aftaler", starts_at=starts,
-        ends_at=starts + timedelta(hours=3), venue=contracts.Venue(name="Eksempelhuset", address="Eksempelvej 1"),
-        agenda=(contracts.AgendaItem(position=1, kind="check_in", title="Runden", minutes=30),
-                contracts.AgendaItem(position=2, kind="talk", title="SKI 02.19", speaker="Oplægsholder",
-                                     minutes=60)))
+        meeting_id=uuid.uuid4(),
+        group_id=g.group_id,
+        title="Sommermøde om SKI-aftaler",
+        starts_at=starts,
+        ends_at=starts + timedelta(hours=3),
+        venue=contracts.Venue(name="Eksempelhuset", address="Eksempelvej 1"),
+        agenda=(
+            contracts.AgendaItem(position=1, kind="check_in", title="Runden", minutes=30),
+            contracts.AgendaItem(position=2, kind="talk", title="SKI 02.19", speaker="Oplægsholder", minutes=60),
+        ),
+    )
     scheduled_id = await publish(js, meeting)
     await wait_until(lambda: len(mails(smtp["path"])) >= 6, message="three invitations")
     invitations = [m for m in mails(smtp["path"]) if m["Subject"].startswith("Invitation")]

@@ -41,43 +41,60 @@ FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 # -- the cleaning rules themselves ---------------------------------------------------------------------------------
-@pytest.mark.parametrize(("raw", "clean"), [
-    ("Evil\r\nBcc: victim@example.net", "Evil Bcc: victim@example.net"),
-    ("\x00", ""),
-    ("\x1d", ""),
-    ("\u2028", ""),
-    ("a;b,c\\d\ne", "a;b,c\\d e"),
-    ("æøå", "æøå"),
-    ("  Mette \t Jensen \r\n", "Mette   Jensen"),
-    ("a\x00\x01b\x85\x9fc\u2028\u2029d\x7fe", "a b c d e"),
-    (None, ""),
-])
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("Evil\r\nBcc: victim@example.net", "Evil Bcc: victim@example.net"),
+        ("\x00", ""),
+        ("\x1d", ""),
+        ("\u2028", ""),
+        ("a;b,c\\d\ne", "a;b,c\\d e"),
+        ("æøå", "æøå"),
+        ("  Mette \t Jensen \r\n", "Mette   Jensen"),
+        ("a\x00\x01b\x85\x9fc\u2028\u2029d\x7fe", "a b c d e"),
+        (None, ""),
+    ],
+)
 def test_one_line_turns_every_run_of_control_characters_into_one_space(raw, clean):
     assert one_line(raw) == clean
 
 
-@pytest.mark.parametrize(("raw", "clean"), [
-    ("a;b,c\\d\ne", "a;b,c\\d\ne"),  # the icalendar package escapes these
-    ("Evil\r\nBcc: victim@example.net", "Evil\nBcc: victim@example.net"),
-    ("one\rtwo\u2028three\u2029four", "one\ntwo\nthree\nfour"),
-    ("\x00nul\x1dgs\x7fdel\x85nel\tkept", "nulgsdelnel\tkept"),
-    (None, ""),
-])
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("a;b,c\\d\ne", "a;b,c\\d\ne"),  # the icalendar package escapes these
+        ("Evil\r\nBcc: victim@example.net", "Evil\nBcc: victim@example.net"),
+        ("one\rtwo\u2028three\u2029four", "one\ntwo\nthree\nfour"),
+        ("\x00nul\x1dgs\x7fdel\x85nel\tkept", "nulgsdelnel\tkept"),
+        (None, ""),
+    ],
+)
 def test_ics_text_keeps_line_breaks_as_lf_and_drops_other_control_characters(raw, clean):
     assert ics_text(raw) == clean
 
 
 def test_uri_text_and_error_text():
     assert uri_text(" https://moede.example.org/x\r\nATTENDEE:mailto:v@example.net ") == (
-        "https://moede.example.org/xATTENDEE:mailto:v@example.net")
+        "https://moede.example.org/xATTENDEE:mailto:v@example.net"
+    )
     assert error_text("550 no\x00such\r\nuser\tx") == "550 no such \nuser\tx"
     assert len(error_text("e" * 5000)) == 2000
 
 
 # -- mail headers --------------------------------------------------------------------------------------------------
 def build(name: str, **overrides):
-    args = dict(message_id="delivery-42", from_addr=FROM, from_name=name, to_addr=TO, to_name=name, subject=name,
-                text_body=f"Kære {name}\n", ics=None, locale="da", date=datetime(2026, 5, 1, 8, 30, tzinfo=UTC))
+    args = dict(
+        message_id="delivery-42",
+        from_addr=FROM,
+        from_name=name,
+        to_addr=TO,
+        to_name=name,
+        subject=name,
+        text_body=f"Kære {name}\n",
+        ics=None,
+        locale="da",
+        date=datetime(2026, 5, 1, 8, 30, tzinfo=UTC),
+    )
     args.update(overrides)
     return build_message(**args)
 
@@ -103,8 +120,19 @@ def test_a_hostile_name_or_subject_cannot_split_a_header(name):
         assert wire.isascii() and not re.search(rb"[\x00-\x08\x0a-\x1f\x7f]", head.replace(b"\r\n", b""))
         # every header line starts a known header or continues one (folded lines start with white space)
         names = [line.split(b":", 1)[0] for line in head.split(b"\r\n") if not line[:1].isspace()]
-        assert sorted(names) == sorted([b"Message-ID", b"Date", b"From", b"To", b"Subject", b"Content-Type",
-                                        b"Content-Transfer-Encoding", b"MIME-Version", b"Content-Language"])
+        assert sorted(names) == sorted(
+            [
+                b"Message-ID",
+                b"Date",
+                b"From",
+                b"To",
+                b"Subject",
+                b"Content-Type",
+                b"Content-Transfer-Encoding",
+                b"MIME-Version",
+                b"Content-Language",
+            ]
+        )
 
         parsed = email.message_from_bytes(wire, policy=email.policy.default)
         assert parsed.get_all("Bcc") is None and parsed.get_all("Cc") is None
@@ -140,15 +168,18 @@ def test_the_envelope_has_the_one_recipient_whatever_the_name_says():
     assert extract_sender(message) == FROM
 
 
-@pytest.mark.parametrize("address", [
-    "mette@example.org\r\nBcc: victim@example.net",
-    "mette@example.org, victim@example.net",
-    "Evil <victim@example.net>",
-    "not an address",
-    "",
-    "mette@",
-    "@example.org",
-])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "mette@example.org\r\nBcc: victim@example.net",
+        "mette@example.org, victim@example.net",
+        "Evil <victim@example.net>",
+        "not an address",
+        "",
+        "mette@",
+        "@example.org",
+    ],
+)
 def test_an_address_that_is_not_one_addr_spec_is_refused(address):
     with pytest.raises(InvalidAddress):
         make_address(address, "Mette")
@@ -165,19 +196,53 @@ def test_the_locale_header_is_cleaned_too():
 # -- the invitation ICS --------------------------------------------------------------------------------------------
 def invitation(text: str, **overrides) -> bytes:
     args = dict(
-        meeting_id="3f6c1e2a-8d4b-4c1e-9a77-0b6f2d5e9c10", sequence=0, title=text,
-        starts_at=datetime(2026, 6, 10, 15, 0, tzinfo=UTC), ends_at=datetime(2026, 6, 10, 17, 0, tzinfo=UTC),
-        timezone="Europe/Copenhagen", location=text, online_url=None, description=text,
-        organizer_email=FROM, organizer_name=text, attendee_email=TO, attendee_name=text,
+        meeting_id="3f6c1e2a-8d4b-4c1e-9a77-0b6f2d5e9c10",
+        sequence=0,
+        title=text,
+        starts_at=datetime(2026, 6, 10, 15, 0, tzinfo=UTC),
+        ends_at=datetime(2026, 6, 10, 17, 0, tzinfo=UTC),
+        timezone="Europe/Copenhagen",
+        location=text,
+        online_url=None,
+        description=text,
+        organizer_email=FROM,
+        organizer_name=text,
+        attendee_email=TO,
+        attendee_name=text,
         dtstamp=datetime(2026, 5, 1, 8, 30, tzinfo=UTC),
     )
     args.update(overrides)
     return build_invitation_ics(**args)
 
 
-PROPERTIES = {"BEGIN", "END", "PRODID", "VERSION", "CALSCALE", "METHOD", "UID", "SEQUENCE", "DTSTAMP", "DTSTART",
-              "DTEND", "SUMMARY", "DESCRIPTION", "LOCATION", "URL", "ORGANIZER", "ATTENDEE", "STATUS", "TZID",
-              "TZOFFSETFROM", "TZOFFSETTO", "TZNAME", "RDATE", "RRULE", "COMMENT", "X-LIC-LOCATION"}
+PROPERTIES = {
+    "BEGIN",
+    "END",
+    "PRODID",
+    "VERSION",
+    "CALSCALE",
+    "METHOD",
+    "UID",
+    "SEQUENCE",
+    "DTSTAMP",
+    "DTSTART",
+    "DTEND",
+    "SUMMARY",
+    "DESCRIPTION",
+    "LOCATION",
+    "URL",
+    "ORGANIZER",
+    "ATTENDEE",
+    "STATUS",
+    "TZID",
+    "TZOFFSETFROM",
+    "TZOFFSETTO",
+    "TZNAME",
+    "RDATE",
+    "RRULE",
+    "COMMENT",
+    "X-LIC-LOCATION",
+}
 
 
 def content_lines(ics: bytes) -> list[str]:
@@ -232,11 +297,20 @@ ENDS = datetime(2026, 3, 10, 18, 0, tzinfo=UTC)
 
 
 def hostile_invitation(text: str, url: str | None = None):
-    agenda = [{"position": 1, "kind": "talk", "title": text, "speaker": text, "speaker_organisation": text,
-               "minutes": 30}]
-    return render_invitation("da", member_name=text, group_name=text, title=text, starts_at_local=STARTS,
-                             ends_at_local=ENDS, location=text, agenda=agenda,
-                             online_url=f"https://moede.example.org/{text}" if url is None else url)
+    agenda = [
+        {"position": 1, "kind": "talk", "title": text, "speaker": text, "speaker_organisation": text, "minutes": 30}
+    ]
+    return render_invitation(
+        "da",
+        member_name=text,
+        group_name=text,
+        title=text,
+        starts_at_local=STARTS,
+        ends_at_local=ENDS,
+        location=text,
+        agenda=agenda,
+        online_url=f"https://moede.example.org/{text}" if url is None else url,
+    )
 
 
 @pytest.mark.parametrize("text", HOSTILE, ids=IDS)
@@ -267,8 +341,9 @@ def test_a_hostile_title_keeps_to_its_line_in_the_invitation(text):
 @pytest.mark.parametrize("text", HOSTILE, ids=IDS)
 def test_the_whole_invitation_mail_builds_and_reads_back(text):
     subject, body = hostile_invitation(text)
-    ics = invitation(text, description=agenda_description("da", [{"position": 1, "kind": "talk", "title": text,
-                                                                  "minutes": 5}]))
+    ics = invitation(
+        text, description=agenda_description("da", [{"position": 1, "kind": "talk", "title": text, "minutes": 5}])
+    )
     message = build(text, subject=subject, text_body=body, ics=ics)
     for wire in wires(message):
         parsed = email.message_from_bytes(wire, policy=email.policy.default)

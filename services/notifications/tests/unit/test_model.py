@@ -1,4 +1,5 @@
 """What is owed to whom: one welcome per member and group, one invitation per member, meeting and sequence."""
+
 import uuid
 from datetime import timedelta
 

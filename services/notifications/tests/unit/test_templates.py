@@ -58,10 +58,19 @@ def test_welcome_subject_english():
     assert body.startswith("Dear Jonas Holm\n")
 
 
-@pytest.mark.parametrize(("locale", "expected"), [
-    ("da", "da"), ("da-DK", "da"), ("en", "en"), ("en-GB", "en"), ("EN_us", "en"),
-    ("de", "da"), ("", "da"), (None, "da"),
-])
+@pytest.mark.parametrize(
+    ("locale", "expected"),
+    [
+        ("da", "da"),
+        ("da-DK", "da"),
+        ("en", "en"),
+        ("en-GB", "en"),
+        ("EN_us", "en"),
+        ("de", "da"),
+        ("", "da"),
+        (None, "da"),
+    ],
+)
 def test_locale_normalisation_falls_back_to_danish(locale, expected):
     assert normalize_locale(locale) == expected
     subject, _ = render_welcome(locale, member_name="A", group_name="G")
@@ -78,10 +87,34 @@ def test_invitation_subject_english():
     assert subject == "Invitation: Forårsmøde – 10 March 2026"
 
 
-DANISH_MONTHS = ["januar", "februar", "marts", "april", "maj", "juni",
-                 "juli", "august", "september", "oktober", "november", "december"]
-ENGLISH_MONTHS = ["January", "February", "March", "April", "May", "June",
-                  "July", "August", "September", "October", "November", "December"]
+DANISH_MONTHS = [
+    "januar",
+    "februar",
+    "marts",
+    "april",
+    "maj",
+    "juni",
+    "juli",
+    "august",
+    "september",
+    "oktober",
+    "november",
+    "december",
+]
+ENGLISH_MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
 
 
 @pytest.mark.parametrize("month", range(1, 13))
@@ -171,8 +204,14 @@ def test_agenda_description_for_the_calendar():
 def test_agenda_items_may_be_contract_models():
     items = [
         AgendaItem(position=2, kind="break", title="Pause", minutes=10),
-        AgendaItem(position=1, kind="talk", title="Cloud i staten", speaker="Sara Lund",
-                   speaker_organisation="Eksempelstyrelsen", minutes=25),
+        AgendaItem(
+            position=1,
+            kind="talk",
+            title="Cloud i staten",
+            speaker="Sara Lund",
+            speaker_organisation="Eksempelstyrelsen",
+            minutes=25,
+        ),
     ]
     assert agenda_description("da", items).splitlines()[1:] == [
         "1. Oplæg: Cloud i staten v/ Sara Lund, Eksempelstyrelsen (25 min)",

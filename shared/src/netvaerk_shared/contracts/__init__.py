@@ -3,6 +3,7 @@
 Each contract is a frozen Pydantic model; its JSON Schema is checked in next to it (schemas/<type>.json) and a test
 fails when the two drift apart. Regenerate with `python -m netvaerk_shared.contracts --write`.
 """
+
 from .base import EVENT_TYPES, EventData, register
 from .meetings import AgendaItem, AgendaKind, MeetingScheduled, Venue
 from .members import GroupCreated, Locale, MemberJoined, MemberRegistered, Organisation, OrganisationKind, Role
@@ -12,7 +13,23 @@ from .notifications import Channel, NotificationFailed, NotificationKind, Notifi
 PERSONAL_DATA_EVENTS = frozenset({MemberRegistered.event_type()})
 
 __all__ = [
-    "EVENT_TYPES", "EventData", "register", "AgendaItem", "AgendaKind", "MeetingScheduled", "Venue", "GroupCreated",
-    "Locale", "MemberJoined", "MemberRegistered", "Organisation", "OrganisationKind", "Role", "Channel",
-    "NotificationFailed", "NotificationKind", "NotificationSent", "PERSONAL_DATA_EVENTS",
+    "EVENT_TYPES",
+    "EventData",
+    "register",
+    "AgendaItem",
+    "AgendaKind",
+    "MeetingScheduled",
+    "Venue",
+    "GroupCreated",
+    "Locale",
+    "MemberJoined",
+    "MemberRegistered",
+    "Organisation",
+    "OrganisationKind",
+    "Role",
+    "Channel",
+    "NotificationFailed",
+    "NotificationKind",
+    "NotificationSent",
+    "PERSONAL_DATA_EVENTS",
 ]

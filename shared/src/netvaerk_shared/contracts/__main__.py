@@ -1,4 +1,5 @@
 """Write or check the checked-in JSON Schema files of the event contracts."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """The base of every integration event: a frozen Pydantic model that knows its CloudEvents type and NATS subject."""
+
 from __future__ import annotations
 
 from typing import ClassVar

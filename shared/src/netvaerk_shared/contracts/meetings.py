@@ -1,4 +1,5 @@
 """Events published by the meetings service on stream MEETINGS (subjects meetings.>)."""
+
 from __future__ import annotations
 
 from datetime import datetime

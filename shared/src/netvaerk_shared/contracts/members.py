@@ -1,4 +1,5 @@
 """Events published by the members service on stream MEMBERS (subjects members.>)."""
+
 from __future__ import annotations
 
 from datetime import datetime

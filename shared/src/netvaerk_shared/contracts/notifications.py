@@ -1,4 +1,5 @@
 """Events published by the notifications service on stream NOTIFICATIONS (subjects notifications.>)."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -13,6 +13,7 @@ Two things about schemathesis 4.32 under pytest 9.2 shape this: its `pytest.from
 `Node._nodeid`), so the schema is built at import from `app.openapi()`; and its pytest plugin ends every ASGI lifespan
 after each test item, so the app is wrapped to keep its runtime up (see `_KeepAlive`).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -49,7 +50,8 @@ def assert_document_current(service: str) -> None:
     assert path.exists(), f"{path} is missing: run {REGENERATE} {service}"
     text = render(service)
     assert path.read_text(encoding="utf-8") == text, (
-        f"{path} drifted from the service's routes and models: run {REGENERATE} {service} and review the diff")
+        f"{path} drifted from the service's routes and models: run {REGENERATE} {service} and review the diff"
+    )
     validate_openapi(json.loads(text))
 
 
@@ -94,8 +96,13 @@ def _portable(pattern: str) -> bool:
     return True
 
 
-def config(token: str, *, expected: dict[tuple[str, str], list[int]] | None = None,
-           max_examples: int = MAX_EXAMPLES, coverage: bool = True):
+def config(
+    token: str,
+    *,
+    expected: dict[tuple[str, str], list[int]] | None = None,
+    max_examples: int = MAX_EXAMPLES,
+    coverage: bool = True,
+):
     """Every check on; `expected` widens positive_data_acceptance for operations whose documented business rules
     refuse some schema-valid requests: {(METHOD, path): [status, ...]} (added to schemathesis's defaults).
     `coverage=False` leaves out the coverage phase (the deterministic boundary cases of every keyword: most of the
@@ -103,20 +110,26 @@ def config(token: str, *, expected: dict[tuple[str, str], list[int]] | None = No
     from schemathesis.config import SchemathesisConfig
 
     operations = [
-        {"include-method": method, "include-path": path,
-         "checks": {"positive_data_acceptance": {
-             "expected-statuses": POSITIVE_DATA_ACCEPTED + [str(s) for s in statuses]}}}
+        {
+            "include-method": method,
+            "include-path": path,
+            "checks": {
+                "positive_data_acceptance": {"expected-statuses": POSITIVE_DATA_ACCEPTED + [str(s) for s in statuses]}
+            },
+        }
         for (method, path), statuses in (expected or {}).items()
     ]
-    return SchemathesisConfig.from_dict({
-        "seed": 20270311,
-        "generation": {"max-examples": max_examples, "deterministic": True, "database": "none"},
-        "checks": {"enabled": True},
-        "auth": {"openapi": {"bearer": {"bearer": token}}},
-        "operations": operations,
-        "phases": {"coverage": {"enabled": coverage}},
-        "cache": {"enabled": False},
-    })
+    return SchemathesisConfig.from_dict(
+        {
+            "seed": 20270311,
+            "generation": {"max-examples": max_examples, "deterministic": True, "database": "none"},
+            "checks": {"enabled": True},
+            "auth": {"openapi": {"bearer": {"bearer": token}}},
+            "operations": operations,
+            "phases": {"coverage": {"enabled": coverage}},
+            "cache": {"enabled": False},
+        }
+    )
 
 
 def load_schema(app, token: str, **config_kwargs):
@@ -243,8 +256,9 @@ def running_service(app, bootstrap, settings_cls, **overrides):
     def running(request, nats_url, pg_admin_url, tmp_path_factory):
         asyncio.run(reset_streams(nats_url))
         with contract_database(request.param, pg_admin_url, tmp_path_factory.mktemp("contract")) as url:
-            settings = service_settings(settings_cls, url, nats_url, api_token=TOKEN, rate_limit_per_minute=0,
-                                        **overrides)
+            settings = service_settings(
+                settings_cls, url, nats_url, api_token=TOKEN, rate_limit_per_minute=0, **overrides
+            )
             runtime = bootstrap(settings)
             with served(app, runtime):
                 yield runtime
@@ -253,6 +267,7 @@ def running_service(app, bootstrap, settings_cls, **overrides):
 
 
 # --------------------------------------------------------------------------------------- cases chosen by hand
+
 
 def _case(schema, method: str, path: str, case: dict):
     headers = {"Authorization": f"Bearer {TOKEN}", **case.pop("headers", {})}

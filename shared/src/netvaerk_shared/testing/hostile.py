@@ -1,6 +1,7 @@
 """Hostile variants of a valid request, derived from the service's own OpenAPI document: every string field with NUL,
 CR/LF, other control characters, only spaces, one character too many; every list one item over its maximum. The
 hostile-input suites of the services send them all and expect a 4xx problem+json naming the field, never a 5xx."""
+
 from __future__ import annotations
 
 import copy
@@ -67,8 +68,9 @@ def _walk(value: Any, schema: dict, document: dict, path: tuple) -> Iterator[tup
         yield path, schema, "array"
         for index, item in enumerate(value):
             yield from _walk(item, schema.get("items") or {}, document, (*path, index))
-    elif (kind == "string" and isinstance(value, str) and "enum" not in schema
-          and schema.get("format") in (None, "email")):
+    elif (
+        kind == "string" and isinstance(value, str) and "enum" not in schema and schema.get("format") in (None, "email")
+    ):
         yield path, schema, "string"
 
 

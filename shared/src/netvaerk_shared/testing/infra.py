@@ -106,8 +106,9 @@ def nats_server_binary() -> str:
 class NatsServer:
     """A nats-server process with JetStream, started by start_nats()."""
 
-    def __init__(self, process: subprocess.Popen, host: str, port: int, monitor_port: int,
-                 store_dir: Path, log_file: Path) -> None:
+    def __init__(
+        self, process: subprocess.Popen, host: str, port: int, monitor_port: int, store_dir: Path, log_file: Path
+    ) -> None:
         self.process = process
         self.host, self.port, self.monitor_port = host, port, monitor_port
         self.store_dir, self.log_file = store_dir, log_file
@@ -139,8 +140,14 @@ def _monitor_healthy(monitor_url: str) -> bool:
         return False
 
 
-def start_nats(store_dir: Path, host: str = "127.0.0.1", port: int = 0, monitor_port: int = 0,
-               extra_args: Sequence[str] = (), log_file: Path | None = None) -> NatsServer:
+def start_nats(
+    store_dir: Path,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    monitor_port: int = 0,
+    extra_args: Sequence[str] = (),
+    log_file: Path | None = None,
+) -> NatsServer:
     """Start nats-server with JetStream storing in `store_dir`; return once /healthz says JetStream is up.
 
     Port 0 means "pick a free one". The server's output goes to `log_file` (default store_dir/nats-server.log).
@@ -156,8 +163,14 @@ def start_nats(store_dir: Path, host: str = "127.0.0.1", port: int = 0, monitor_
         args = [binary, "-js", "-a", host, "-p", str(p), "-m", str(mp), "-sd", str(store_dir), *extra_args]
         log_start = log_file.stat().st_size if log_file.exists() else 0
         with open(log_file, "ab") as log:
-            proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True, preexec_fn=child_preexec())
+            proc = subprocess.Popen(
+                args,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=child_preexec(),
+            )
         server = NatsServer(proc, host, p, mp, store_dir, log_file)
         deadline = time.monotonic() + NATS_READY_TIMEOUT
         while time.monotonic() < deadline and proc.poll() is None:
@@ -292,8 +305,9 @@ class PgCluster:
 
     def _pg_ctl(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
         cmd = _as_postgres([str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), *args])
-        return subprocess.run(cmd, cwd=self.root, capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            cmd, cwd=self.root, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
 
     def stop(self) -> None:
         if self.data_dir.exists():
@@ -324,8 +338,21 @@ def start_pg_cluster(base_dir: Path) -> PgCluster:
         os.chown(root, user.pw_uid, user.pw_gid)
     cluster = PgCluster(root, bin_dir, 0)
     try:
-        initdb = _as_postgres([str(bin_dir / "initdb"), "-D", str(cluster.data_dir), "-U", "postgres", "-A", "trust",
-                               "-E", "UTF8", "--locale=C", "--no-sync"])
+        initdb = _as_postgres(
+            [
+                str(bin_dir / "initdb"),
+                "-D",
+                str(cluster.data_dir),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ]
+        )
         done = subprocess.run(initdb, cwd=root, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
         if done.returncode != 0:
             raise RuntimeError(f"initdb failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
@@ -335,7 +362,8 @@ def start_pg_cluster(base_dir: Path) -> PgCluster:
             port = free_port()
             (cluster.data_dir / "netvaerk.conf").write_text(
                 f"listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{root}'\n"
-                "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 200\n")
+                "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 200\n"
+            )
             if user:
                 os.chown(cluster.data_dir / "netvaerk.conf", user.pw_uid, user.pw_gid)
             started = cluster._pg_ctl("start", "-w", "-t", "30", "-l", str(cluster.log_file))
@@ -344,8 +372,10 @@ def start_pg_cluster(base_dir: Path) -> PgCluster:
                 cluster.admin_url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
                 return cluster
             if "already in use" not in log_tail(cluster.log_file) or attempt == 2:
-                raise RuntimeError(f"pg_ctl start failed ({started.returncode}): {started.stdout}{started.stderr}\n"
-                                   f"Log tail ({cluster.log_file}):\n{log_tail(cluster.log_file)}")
+                raise RuntimeError(
+                    f"pg_ctl start failed ({started.returncode}): {started.stdout}{started.stderr}\n"
+                    f"Log tail ({cluster.log_file}):\n{log_tail(cluster.log_file)}"
+                )
     except BaseException:
         cluster.stop()
         raise
@@ -356,7 +386,9 @@ def admin_postgres_url(url: str) -> str:
     """postgresql+asyncpg:// or postgres:// -> plain postgresql:// (what asyncpg.connect() takes)."""
     scheme, rest = url.split("://", 1) if "://" in url else ("", url)
     if scheme not in {"postgresql", "postgresql+asyncpg", "postgres"}:
-        raise ValueError(f"expected a PostgreSQL URL (postgresql:// or postgresql+asyncpg://), got {scheme or url!r}://…")
+        raise ValueError(
+            f"expected a PostgreSQL URL (postgresql:// or postgresql+asyncpg://), got {scheme or url!r}://…"
+        )
     return f"postgresql://{rest}"
 
 
@@ -371,8 +403,9 @@ def provide_postgres(workdir: Path) -> Iterator[str | None]:
     elif docker_engine_answers():
         from testcontainers.community.postgres import PostgresContainer
 
-        with PostgresContainer("postgres:16-alpine", username="postgres", password="postgres",
-                               dbname="postgres", driver=None) as container:
+        with PostgresContainer(
+            "postgres:16-alpine", username="postgres", password="postgres", dbname="postgres", driver=None
+        ) as container:
             yield container.get_connection_url()
     elif pg_binaries_available():
         cluster = start_pg_cluster(Path(workdir) / "pg")

@@ -4,6 +4,7 @@ NATS: NATS_URL if set, else testcontainers when a Docker engine answers, else na
 Databases: DATABASE_URL (PostgreSQL) if set, else testcontainers, else a throwaway PostgreSQL cluster when its
 binaries exist, else SQLite. `database_url` runs a test on both PostgreSQL and SQLite.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -95,8 +96,9 @@ async def running_app(app, runtime):
     async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30):
         transport = httpx.ASGITransport(app=app)
         token = runtime.settings.api_token
-        async with httpx.AsyncClient(transport=transport, base_url="http://test",
-                                     headers={"Authorization": f"Bearer {token}"}) as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://test", headers={"Authorization": f"Bearer {token}"}
+        ) as client:
             yield client
 
 
@@ -116,7 +118,13 @@ async def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05, m
 
 
 def service_settings(settings_cls, database_url: str, nats_url: str, **overrides):
-    env = {"database_url": database_url, "nats_url": nats_url, "api_token": "test-token-0123456789",
-           "environment": "test", "rate_limit_per_minute": 0, "log_level": os.environ.get("TEST_LOG_LEVEL", "WARNING")}
+    env = {
+        "database_url": database_url,
+        "nats_url": nats_url,
+        "api_token": "test-token-0123456789",
+        "environment": "test",
+        "rate_limit_per_minute": 0,
+        "log_level": os.environ.get("TEST_LOG_LEVEL", "WARNING"),
+    }
     env.update(overrides)
     return settings_cls(**env)

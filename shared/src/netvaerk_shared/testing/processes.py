@@ -1,4 +1,5 @@
 """Services as real processes, for end-to-end tests and benchmarks: start, wait for /readyz, kill -9, restart."""
+
 from __future__ import annotations
 
 import os
@@ -30,9 +31,22 @@ class ServiceProcess:
         env = {**os.environ, **self.env, **(extra_env or {})}
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", f"{self.name}.entrypoints.http:app", "--host", "127.0.0.1",
-             "--port", str(self.port), "--no-access-log"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=child_preexec())
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                f"{self.name}.entrypoints.http:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--no-access-log",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=child_preexec(),
+        )
         log.close()
         if wait:
             self.wait_ready()

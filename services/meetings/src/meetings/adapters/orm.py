@@ -3,6 +3,7 @@
 The roster tables are filled from MEMBERS events on separate durables, so rows may arrive in any order: a membership
 row never requires its group row (no foreign key from group_members to groups).
 """
+
 from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, MetaData, String, Table, Text, Uuid
 
 from netvaerk_shared.db import UtcDateTime
@@ -11,7 +12,8 @@ from netvaerk_shared.messaging import add_messaging_tables
 metadata = MetaData()
 
 groups = Table(
-    "groups", metadata,
+    "groups",
+    metadata,
     Column("id", Uuid, primary_key=True),
     Column("name", String(200), nullable=False),
     Column("slug", String(100), nullable=False),
@@ -19,7 +21,8 @@ groups = Table(
 )
 
 group_members = Table(
-    "group_members", metadata,
+    "group_members",
+    metadata,
     Column("group_id", Uuid, primary_key=True),
     Column("member_id", Uuid, primary_key=True),
     Column("role", String(20), nullable=False),
@@ -28,7 +31,8 @@ group_members = Table(
 Index("ix_group_members_member_id", group_members.c.member_id)
 
 meetings = Table(
-    "meetings", metadata,
+    "meetings",
+    metadata,
     Column("id", Uuid, primary_key=True),
     Column("group_id", Uuid, ForeignKey("groups.id"), nullable=False, index=True),
     Column("title", String(200), nullable=False),
@@ -45,7 +49,8 @@ meetings = Table(
 )
 
 agenda_items = Table(
-    "agenda_items", metadata,
+    "agenda_items",
+    metadata,
     Column("meeting_id", Uuid, ForeignKey("meetings.id", ondelete="CASCADE"), primary_key=True),
     Column("position", Integer, primary_key=True),
     Column("kind", String(20), nullable=False),

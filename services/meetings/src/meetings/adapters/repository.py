@@ -1,4 +1,5 @@
 """Save meetings and record the roster copy with SQLAlchemy Core on the caller's connection."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -21,25 +22,45 @@ class Repository:
     # -- meetings ------------------------------------------------------------------------------------------------
     async def add_meeting(self, meeting: Meeting) -> None:
         venue = meeting.venue
-        await self.conn.execute(insert(orm.meetings).values(
-            id=meeting.id, group_id=meeting.group_id, title=meeting.title, starts_at=meeting.starts_at,
-            ends_at=meeting.ends_at, timezone=meeting.timezone,
-            venue_name=venue.name if venue else None, venue_address=venue.address if venue else None,
-            venue_host_organisation=venue.host_organisation if venue else None,
-            online_url=meeting.online_url, capacity=meeting.capacity, sequence=meeting.sequence,
-            scheduled_at=meeting.scheduled_at))
+        await self.conn.execute(
+            insert(orm.meetings).values(
+                id=meeting.id,
+                group_id=meeting.group_id,
+                title=meeting.title,
+                starts_at=meeting.starts_at,
+                ends_at=meeting.ends_at,
+                timezone=meeting.timezone,
+                venue_name=venue.name if venue else None,
+                venue_address=venue.address if venue else None,
+                venue_host_organisation=venue.host_organisation if venue else None,
+                online_url=meeting.online_url,
+                capacity=meeting.capacity,
+                sequence=meeting.sequence,
+                scheduled_at=meeting.scheduled_at,
+            )
+        )
         if meeting.agenda:
-            await self.conn.execute(insert(orm.agenda_items), [
-                {"meeting_id": meeting.id, "position": item.position, "kind": item.kind, "title": item.title,
-                 "speaker": item.speaker, "speaker_organisation": item.speaker_organisation,
-                 "minutes": item.minutes, "tags": list(item.tags)}
-                for item in meeting.agenda])
+            await self.conn.execute(
+                insert(orm.agenda_items),
+                [
+                    {
+                        "meeting_id": meeting.id,
+                        "position": item.position,
+                        "kind": item.kind,
+                        "title": item.title,
+                        "speaker": item.speaker,
+                        "speaker_organisation": item.speaker_organisation,
+                        "minutes": item.minutes,
+                        "tags": list(item.tags),
+                    }
+                    for item in meeting.agenda
+                ],
+            )
         self.seen.append(meeting)
 
     # -- the roster copy -----------------------------------------------------------------------------------------
     async def group_known(self, group_id: UUID) -> bool:
-        return (await self.conn.execute(select(orm.groups.c.id).where(orm.groups.c.id == group_id))).first() \
-            is not None
+        return (await self.conn.execute(select(orm.groups.c.id).where(orm.groups.c.id == group_id))).first() is not None
 
     async def record_group(self, group_id: UUID, name: str, slug: str, region: str) -> None:
         # A GroupCreated seen again (republished under a new event id) changes nothing: the first copy stands, and a
@@ -50,12 +71,16 @@ class Repository:
     async def record_membership(self, group_id: UUID, member_id: UUID, role: str, joined_at: datetime) -> None:
         # The newest join wins, whatever order the events come in.
         gm = orm.group_members
-        stmt = dialect_insert(self.conn, gm).values(group_id=group_id, member_id=member_id, role=role,
-                                                    joined_at=joined_at)
-        await self.conn.execute(stmt.on_conflict_do_update(
-            index_elements=["group_id", "member_id"],
-            set_={"role": stmt.excluded.role, "joined_at": stmt.excluded.joined_at},
-            where=stmt.excluded.joined_at >= gm.c.joined_at))
+        stmt = dialect_insert(self.conn, gm).values(
+            group_id=group_id, member_id=member_id, role=role, joined_at=joined_at
+        )
+        await self.conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["group_id", "member_id"],
+                set_={"role": stmt.excluded.role, "joined_at": stmt.excluded.joined_at},
+                where=stmt.excluded.joined_at >= gm.c.joined_at,
+            )
+        )
 
     async def record_memberships(self, rows: list[tuple[UUID, UUID, str, datetime]]) -> None:
         """Many joins in one statement a chunk; the newest join of each pair wins, as in record_membership."""
@@ -67,9 +92,11 @@ class Repository:
         values = [{"group_id": g, "member_id": m, "role": r, "joined_at": t} for (g, m), (r, t) in newest.items()]
         gm = orm.group_members
         for i in range(0, len(values), 500):
-            stmt = dialect_insert(self.conn, gm).values(values[i:i + 500])
-            await self.conn.execute(stmt.on_conflict_do_update(
-                index_elements=["group_id", "member_id"],
-                set_={"role": stmt.excluded.role, "joined_at": stmt.excluded.joined_at},
-                where=stmt.excluded.joined_at >= gm.c.joined_at))
-
+            stmt = dialect_insert(self.conn, gm).values(values[i : i + 500])
+            await self.conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["group_id", "member_id"],
+                    set_={"role": stmt.excluded.role, "joined_at": stmt.excluded.joined_at},
+                    where=stmt.excluded.joined_at >= gm.c.joined_at,
+                )
+            )

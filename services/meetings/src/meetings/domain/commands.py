@@ -1,4 +1,5 @@
 """What callers ask the meetings service to do: schedule meetings, and keep its copy of the group rosters."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

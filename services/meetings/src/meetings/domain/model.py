@@ -3,6 +3,7 @@
 The zone database (stdlib zoneinfo) is reference data, like a table of country codes; looking a name up in it is how
 the domain knows the place a meeting is held in exists.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -57,9 +58,20 @@ class Meeting:
     events: list = field(default_factory=list, repr=False, compare=False)
 
     @classmethod
-    def schedule(cls, *, group_id: UUID, title: str, starts_at: datetime, ends_at: datetime, now: datetime,
-                 timezone: str = DEFAULT_TIMEZONE, venue: Venue | None = None, online_url: str | None = None,
-                 capacity: int | None = None, agenda: tuple[AgendaItem, ...] | list[AgendaItem] = ()) -> Meeting:
+    def schedule(
+        cls,
+        *,
+        group_id: UUID,
+        title: str,
+        starts_at: datetime,
+        ends_at: datetime,
+        now: datetime,
+        timezone: str = DEFAULT_TIMEZONE,
+        venue: Venue | None = None,
+        online_url: str | None = None,
+        capacity: int | None = None,
+        agenda: tuple[AgendaItem, ...] | list[AgendaItem] = (),
+    ) -> Meeting:
         title = title.strip()
         if not title:
             raise Invalid("A meeting needs a title.")
@@ -82,9 +94,19 @@ class Meeting:
             raise Invalid("Capacity must be at least 1.")
         agenda = _placed(agenda)
         _fits(agenda, starts_at, ends_at)
-        meeting = cls(id=uuid.uuid4(), group_id=group_id, title=title, starts_at=starts_at, ends_at=ends_at,
-                      timezone=timezone, scheduled_at=now, venue=_clean_venue(venue), online_url=online_url,
-                      capacity=capacity, agenda=agenda)
+        meeting = cls(
+            id=uuid.uuid4(),
+            group_id=group_id,
+            title=title,
+            starts_at=starts_at,
+            ends_at=ends_at,
+            timezone=timezone,
+            scheduled_at=now,
+            venue=_clean_venue(venue),
+            online_url=online_url,
+            capacity=capacity,
+            agenda=agenda,
+        )
         meeting.events.append(events.MeetingScheduled(meeting.id))
         return meeting
 
@@ -107,16 +129,21 @@ def _zone(name: str) -> str:
 def _clean_venue(venue: Venue | None) -> Venue | None:
     if venue is None:
         return None
-    return Venue(name=venue.name.strip(), address=_blank_to_none(venue.address),
-                 host_organisation=_blank_to_none(venue.host_organisation))
+    return Venue(
+        name=venue.name.strip(),
+        address=_blank_to_none(venue.address),
+        host_organisation=_blank_to_none(venue.host_organisation),
+    )
 
 
 def _fits(agenda: tuple[AgendaItem, ...], starts_at: datetime, ends_at: datetime) -> None:
     planned = sum(item.minutes for item in agenda)
     available = (ends_at - starts_at).total_seconds() / 60
     if planned > available:
-        raise Invalid(f"The agenda takes {planned} minutes, but the meeting lasts only {available:g} minutes: "
-                      "shorten the items or let the meeting end later.")
+        raise Invalid(
+            f"The agenda takes {planned} minutes, but the meeting lasts only {available:g} minutes: "
+            "shorten the items or let the meeting end later."
+        )
 
 
 def _placed(agenda) -> tuple[AgendaItem, ...]:
@@ -132,10 +159,16 @@ def _placed(agenda) -> tuple[AgendaItem, ...]:
             raise Invalid(f"Agenda item {position}: minutes must be between 0 and {MAX_ITEM_MINUTES}.")
         if len(item.tags) > MAX_TAGS:
             raise Invalid(f"Agenda item {position}: at most {MAX_TAGS} tags.")
-        placed.append(replace(item, position=position, title=item.title.strip(),
-                              speaker=_blank_to_none(item.speaker),
-                              speaker_organisation=_blank_to_none(item.speaker_organisation),
-                              tags=tuple(t.strip() for t in item.tags if t.strip())))
+        placed.append(
+            replace(
+                item,
+                position=position,
+                title=item.title.strip(),
+                speaker=_blank_to_none(item.speaker),
+                speaker_organisation=_blank_to_none(item.speaker_organisation),
+                tags=tuple(t.strip() for t in item.tags if t.strip()),
+            )
+        )
     return tuple(placed)
 
 

@@ -2,6 +2,7 @@
 
 They run inside the consumer's transaction (which also writes the inbox row): no commit here.
 """
+
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -16,14 +17,16 @@ from ..service_layer import handlers
 
 async def on_group_created(conn: AsyncConnection, event: CloudEvent, data: contracts.GroupCreated) -> None:
     await handlers.record_group(
-        commands.RecordGroup(group_id=data.group_id, name=data.name, slug=data.slug, region=data.region), conn)
+        commands.RecordGroup(group_id=data.group_id, name=data.name, slug=data.slug, region=data.region), conn
+    )
 
 
 def _membership(data: contracts.MemberJoined) -> commands.RecordMembership:
     if data.joined_at.utcoffset() is None:  # the contract's times are instants; retrying will not add the offset
         raise Unprocessable("joined_at has no UTC offset")
-    return commands.RecordMembership(group_id=data.group_id, member_id=data.member_id, role=data.role.value,
-                                     joined_at=data.joined_at)
+    return commands.RecordMembership(
+        group_id=data.group_id, member_id=data.member_id, role=data.role.value, joined_at=data.joined_at
+    )
 
 
 async def on_member_joined(conn: AsyncConnection, event: CloudEvent, data: contracts.MemberJoined) -> None:

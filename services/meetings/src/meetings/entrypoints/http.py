@@ -1,5 +1,6 @@
 """HTTP API of the meetings service: scheduling meetings, and reading its copy of the group rosters.
 Routes only translate to commands and queries."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -26,8 +27,14 @@ from ..service_layer.handlers import handle
 # "localtime", the server's own zone, as a meeting's time zone.
 _ZONES = tuple(sorted(resources.files("tzdata").joinpath("zones").read_text(encoding="utf-8").split()))
 TimeZone = Literal[_ZONES]  # type: ignore[valid-type]
-Url = Annotated[str, Field(max_length=2000, pattern=r"^https?://[^\x00-\x20\x7f-\x9f<>\"]+$",
-                           examples=["https://meet.example.org/offentlig-digitalisering"])]
+Url = Annotated[
+    str,
+    Field(
+        max_length=2000,
+        pattern=r"^https?://[^\x00-\x20\x7f-\x9f<>\"]+$",
+        examples=["https://meet.example.org/offentlig-digitalisering"],
+    ),
+]
 
 
 class VenueIn(BaseModel):
@@ -51,16 +58,21 @@ class MeetingIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     group_id: UUID
     title: Line(200, examples=["Forårsmøde: data, AI og ansvar"])
-    starts_at: Moment = Field(description="ISO 8601 with a UTC offset, in the future",
-                              examples=["2030-03-11T16:00:00+01:00"])
-    ends_at: Moment = Field(description="ISO 8601 with a UTC offset, after starts_at",
-                            examples=["2030-03-11T18:00:00+01:00"])
+    starts_at: Moment = Field(
+        description="ISO 8601 with a UTC offset, in the future", examples=["2030-03-11T16:00:00+01:00"]
+    )
+    ends_at: Moment = Field(
+        description="ISO 8601 with a UTC offset, after starts_at", examples=["2030-03-11T18:00:00+01:00"]
+    )
     timezone: TimeZone = Field(default=DEFAULT_TIMEZONE, description="IANA zone the meeting is held in")
     venue: VenueIn | None = None
     online_url: Url | None = None
     capacity: Integer(ge=1, le=10_000) | None = None
-    agenda: list[AgendaItemIn] = Field(default_factory=list, max_length=MAX_AGENDA_ITEMS,
-                                       description="In order; the items' minutes together must fit in the meeting")
+    agenda: list[AgendaItemIn] = Field(
+        default_factory=list,
+        max_length=MAX_AGENDA_ITEMS,
+        description="In order; the items' minutes together must fit in the meeting",
+    )
 
 
 class VenueOut(BaseModel):
@@ -125,24 +137,57 @@ class MemberExport(BaseModel):
 router = protected_router()
 
 
-@router.post("/meetings", status_code=201, tags=["meetings"], summary="Schedule a meeting of a network group",
-             response_model=MeetingOut, responses={**problems(404), 422: {"description": (
-                 "A field is invalid, or a rule the schema cannot state is broken: the meeting must start in the "
-                 "future and end after it starts, and the agenda's minutes must fit between the two")}})
+@router.post(
+    "/meetings",
+    status_code=201,
+    tags=["meetings"],
+    summary="Schedule a meeting of a network group",
+    response_model=MeetingOut,
+    responses={
+        **problems(404),
+        422: {
+            "description": (
+                "A field is invalid, or a rule the schema cannot state is broken: the meeting must start in the "
+                "future and end after it starts, and the agenda's minutes must fit between the two"
+            )
+        },
+    },
+)
 async def schedule(body: MeetingIn, runtime: Runtime):
-    meeting = await handle(commands.ScheduleMeeting(
-        group_id=body.group_id, title=body.title, starts_at=body.starts_at, ends_at=body.ends_at,
-        timezone=body.timezone, venue=Venue(**body.venue.model_dump()) if body.venue else None,
-        online_url=body.online_url, capacity=body.capacity,
-        agenda=tuple(AgendaItem(kind=i.kind.value, title=i.title, minutes=i.minutes, speaker=i.speaker,
-                                speaker_organisation=i.speaker_organisation, tags=tuple(i.tags))
-                     for i in body.agenda)),
-        runtime.uow())
+    meeting = await handle(
+        commands.ScheduleMeeting(
+            group_id=body.group_id,
+            title=body.title,
+            starts_at=body.starts_at,
+            ends_at=body.ends_at,
+            timezone=body.timezone,
+            venue=Venue(**body.venue.model_dump()) if body.venue else None,
+            online_url=body.online_url,
+            capacity=body.capacity,
+            agenda=tuple(
+                AgendaItem(
+                    kind=i.kind.value,
+                    title=i.title,
+                    minutes=i.minutes,
+                    speaker=i.speaker,
+                    speaker_organisation=i.speaker_organisation,
+                    tags=tuple(i.tags),
+                )
+                for i in body.agenda
+            ),
+        ),
+        runtime.uow(),
+    )
     return await views.get_meeting(runtime.engine, meeting.id)
 
 
-@router.get("/meetings/{meeting_id}", tags=["meetings"], summary="One meeting with its agenda",
-            response_model=MeetingOut, responses=problems(404))
+@router.get(
+    "/meetings/{meeting_id}",
+    tags=["meetings"],
+    summary="One meeting with its agenda",
+    response_model=MeetingOut,
+    responses=problems(404),
+)
 async def get_meeting(meeting_id: UUID, runtime: Runtime):
     meeting = await views.get_meeting(runtime.engine, meeting_id)
     if meeting is None:
@@ -150,8 +195,13 @@ async def get_meeting(meeting_id: UUID, runtime: Runtime):
     return meeting
 
 
-@router.get("/groups/{group_id}", tags=["groups"], response_model=GroupCopy, responses=problems(404),
-            summary="This service's copy of a group and its members (404 until the group's creation arrived)")
+@router.get(
+    "/groups/{group_id}",
+    tags=["groups"],
+    response_model=GroupCopy,
+    responses=problems(404),
+    summary="This service's copy of a group and its members (404 until the group's creation arrived)",
+)
 async def get_group(group_id: UUID, runtime: Runtime):
     group = await views.get_group(runtime.engine, group_id)
     if group is None:
@@ -159,8 +209,13 @@ async def get_group(group_id: UUID, runtime: Runtime):
     return group
 
 
-@router.get("/groups/{group_id}/meetings", tags=["groups"], summary="A group's meetings, by start time",
-            response_model=list[MeetingOut], responses=problems(404))
+@router.get(
+    "/groups/{group_id}/meetings",
+    tags=["groups"],
+    summary="A group's meetings, by start time",
+    response_model=list[MeetingOut],
+    responses=problems(404),
+)
 async def group_meetings(group_id: UUID, runtime: Runtime):
     meetings = await views.group_meetings(runtime.engine, group_id)
     if meetings is None:
@@ -168,8 +223,13 @@ async def group_meetings(group_id: UUID, runtime: Runtime):
     return meetings
 
 
-@router.get("/members/{member_id}/export", tags=["members"], response_model=MemberExport, responses=problems(404),
-            summary="GDPR: everything this service stores about a member (404 when it stores nothing)")
+@router.get(
+    "/members/{member_id}/export",
+    tags=["members"],
+    response_model=MemberExport,
+    responses=problems(404),
+    summary="GDPR: everything this service stores about a member (404 when it stores nothing)",
+)
 async def export(member_id: UUID, runtime: Runtime):
     data = await views.member_export(runtime.engine, member_id)
     if not data["group_memberships"]:
@@ -178,16 +238,21 @@ async def export(member_id: UUID, runtime: Runtime):
 
 
 def _unknown_group(group_id: UUID) -> str:
-    return (f"The group {group_id} is unknown to the meetings service: it has not (yet) received the group's "
-            "creation from the members service.")
+    return (
+        f"The group {group_id} is unknown to the meetings service: it has not (yet) received the group's "
+        "creation from the members service."
+    )
 
 
 def create_app():
     return service_app(
-        runtime_factory=bootstrap, title="Netværk meetings",
+        runtime_factory=bootstrap,
+        title="Netværk meetings",
         description="Meetings of network groups and their agendas. Keeps a copy of the group rosters from MEMBERS "
-                    "events; publishes MEETINGS events (meetings.>) through an outbox.",
-        routers=[router], domain_error=DomainError)
+        "events; publishes MEETINGS events (meetings.>) through an outbox.",
+        routers=[router],
+        domain_error=DomainError,
+    )
 
 
 app = create_app()

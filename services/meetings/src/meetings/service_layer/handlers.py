@@ -4,6 +4,7 @@ HANDLERS run in their own unit of work (HTTP). The roster handlers run on a conn
 holds: its transaction also records the event id in the inbox, so the two commit together or not at all.
 `repository` is the factory conn -> repository; unit tests pass a fake.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -24,21 +25,31 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-async def schedule_meeting(cmd: commands.ScheduleMeeting, uow, clock: Clock = utc_now,
-                           repository=Repository) -> Meeting:
-    meeting = Meeting.schedule(group_id=cmd.group_id, title=cmd.title, starts_at=cmd.starts_at, ends_at=cmd.ends_at,
-                               now=clock(), timezone=cmd.timezone, venue=cmd.venue, online_url=cmd.online_url,
-                               capacity=cmd.capacity, agenda=cmd.agenda)
+async def schedule_meeting(
+    cmd: commands.ScheduleMeeting, uow, clock: Clock = utc_now, repository=Repository
+) -> Meeting:
+    meeting = Meeting.schedule(
+        group_id=cmd.group_id,
+        title=cmd.title,
+        starts_at=cmd.starts_at,
+        ends_at=cmd.ends_at,
+        now=clock(),
+        timezone=cmd.timezone,
+        venue=cmd.venue,
+        online_url=cmd.online_url,
+        capacity=cmd.capacity,
+        agenda=cmd.agenda,
+    )
     async with uow:
         repo = repository(uow.conn)
         if not await repo.group_known(cmd.group_id):
-            raise NotFound(f"The group {cmd.group_id} is unknown to the meetings service: it has not (yet) received "
-                           "the group's creation from the members service. Check the group id, or try again shortly.")
+            raise NotFound(
+                f"The group {cmd.group_id} is unknown to the meetings service: it has not (yet) received "
+                "the group's creation from the members service. Check the group id, or try again shortly."
+            )
         await repo.add_meeting(meeting)
         await commit_with_events(uow, repo.seen, to_contract)
     return meeting
-
-
 
 
 HANDLERS = {

@@ -1,4 +1,5 @@
 """The members database: its own tables, plus the messaging tables every service keeps."""
+
 from sqlalchemy import JSON, Boolean, Column, ForeignKey, Integer, MetaData, String, Table, Text, Uuid
 
 from netvaerk_shared.db import UtcDateTime
@@ -7,7 +8,8 @@ from netvaerk_shared.messaging import add_messaging_tables
 metadata = MetaData()
 
 organisations = Table(
-    "organisations", metadata,
+    "organisations",
+    metadata,
     Column("id", Uuid, primary_key=True),
     Column("name", String(200), nullable=False),
     Column("name_key", String(200), nullable=False, unique=True),
@@ -16,7 +18,8 @@ organisations = Table(
 )
 
 groups = Table(
-    "groups", metadata,
+    "groups",
+    metadata,
     Column("id", Uuid, primary_key=True),
     Column("name", String(200), nullable=False),
     Column("slug", String(100), nullable=False, unique=True),
@@ -28,7 +31,8 @@ groups = Table(
 )
 
 members = Table(
-    "members", metadata,
+    "members",
+    metadata,
     Column("id", Uuid, primary_key=True),
     Column("name", String(200), nullable=False),
     Column("email", String(320), nullable=False, unique=True),
@@ -40,7 +44,8 @@ members = Table(
 )
 
 memberships = Table(
-    "memberships", metadata,
+    "memberships",
+    metadata,
     Column("member_id", Uuid, ForeignKey("members.id"), primary_key=True),
     Column("group_id", Uuid, ForeignKey("groups.id"), primary_key=True),
     Column("role", String(20), nullable=False),

@@ -1,4 +1,5 @@
 """Load and save aggregates with SQLAlchemy Core on the unit of work's connection."""
+
 from __future__ import annotations
 
 from uuid import UUID
@@ -25,9 +26,18 @@ class Repository:
         self.seen: list = []  # aggregates touched: their events go out with the commit
 
     async def add_group(self, group: Group) -> None:
-        await self.conn.execute(insert(orm.groups).values(
-            id=group.id, name=group.name, slug=group.slug, region=group.region, description=group.description,
-            topics=list(group.topics), capacity=group.capacity, requires_approval=group.requires_approval))
+        await self.conn.execute(
+            insert(orm.groups).values(
+                id=group.id,
+                name=group.name,
+                slug=group.slug,
+                region=group.region,
+                description=group.description,
+                topics=list(group.topics),
+                capacity=group.capacity,
+                requires_approval=group.requires_approval,
+            )
+        )
         self.seen.append(group)
 
     async def group_slug_taken(self, slug: str) -> bool:
@@ -37,8 +47,16 @@ class Repository:
         row = (await self.conn.execute(select(orm.groups).where(orm.groups.c.id == group_id))).first()
         if row is None:
             return None
-        return Group(id=row.id, name=row.name, slug=row.slug, region=row.region, description=row.description,
-                     topics=tuple(row.topics or ()), capacity=row.capacity, requires_approval=row.requires_approval)
+        return Group(
+            id=row.id,
+            name=row.name,
+            slug=row.slug,
+            region=row.region,
+            description=row.description,
+            topics=tuple(row.topics or ()),
+            capacity=row.capacity,
+            requires_approval=row.requires_approval,
+        )
 
     async def organisation(self, name: str, kind: str, cvr: str | None, new_id) -> Organisation:
         key = " ".join(name.lower().split())[:200]  # lower() can lengthen a few letters (İ -> i̇)
@@ -47,10 +65,14 @@ class Repository:
             return Organisation(id=row.id, name=row.name, kind=row.kind, cvr=row.cvr)
         org = Organisation(id=new_id(), name=" ".join(name.split()), kind=kind, cvr=cvr)
         # two first registrations from one organisation may race here: the loser takes the winner's row
-        created = (await self.conn.execute(
-            dialect_insert(self.conn, orm.organisations).on_conflict_do_nothing(index_elements=["name_key"])
-            .returning(orm.organisations.c.id),
-            {"id": org.id, "name": org.name, "name_key": key, "kind": org.kind, "cvr": org.cvr})).first()
+        created = (
+            await self.conn.execute(
+                dialect_insert(self.conn, orm.organisations)
+                .on_conflict_do_nothing(index_elements=["name_key"])
+                .returning(orm.organisations.c.id),
+                {"id": org.id, "name": org.name, "name_key": key, "kind": org.kind, "cvr": org.cvr},
+            )
+        ).first()
         if created is None:
             row = (await self.conn.execute(_ORG_BY_KEY, {"key": key})).first()
             return Organisation(id=row.id, name=row.name, kind=row.kind, cvr=row.cvr)
@@ -60,30 +82,54 @@ class Repository:
         return (await self.conn.execute(_EMAIL_TAKEN, {"email": email})).first() is not None
 
     async def add_member(self, member: Member) -> None:
-        await self.conn.execute(_INSERT_MEMBER, {
-            "id": member.id, "name": member.name, "email": member.email, "phone": member.phone,
-            "organisation_id": member.organisation.id, "job_title": member.job_title, "locale": member.locale,
-            "registered_at": member.registered_at})
+        await self.conn.execute(
+            _INSERT_MEMBER,
+            {
+                "id": member.id,
+                "name": member.name,
+                "email": member.email,
+                "phone": member.phone,
+                "organisation_id": member.organisation.id,
+                "job_title": member.job_title,
+                "locale": member.locale,
+                "registered_at": member.registered_at,
+            },
+        )
         self.seen.append(member)
 
     async def get_member(self, member_id: UUID) -> Member | None:
         m, o = orm.members, orm.organisations
-        row = (await self.conn.execute(
-            select(m, o.c.name.label("org_name"), o.c.kind, o.c.cvr).join(o, o.c.id == m.c.organisation_id)
-            .where(m.c.id == member_id))).first()
+        row = (
+            await self.conn.execute(
+                select(m, o.c.name.label("org_name"), o.c.kind, o.c.cvr)
+                .join(o, o.c.id == m.c.organisation_id)
+                .where(m.c.id == member_id)
+            )
+        ).first()
         if row is None:
             return None
-        roles = (await self.conn.execute(
-            select(orm.memberships.c.group_id, orm.memberships.c.role)
-            .where(orm.memberships.c.member_id == member_id))).all()
-        member = Member(id=row.id, name=row.name, email=row.email, phone=row.phone,
-                        organisation=Organisation(id=row.organisation_id, name=row.org_name, kind=row.kind,
-                                                  cvr=row.cvr),
-                        job_title=row.job_title, locale=row.locale, registered_at=row.registered_at,
-                        memberships={g: r for g, r in roles})
+        roles = (
+            await self.conn.execute(
+                select(orm.memberships.c.group_id, orm.memberships.c.role).where(
+                    orm.memberships.c.member_id == member_id
+                )
+            )
+        ).all()
+        member = Member(
+            id=row.id,
+            name=row.name,
+            email=row.email,
+            phone=row.phone,
+            organisation=Organisation(id=row.organisation_id, name=row.org_name, kind=row.kind, cvr=row.cvr),
+            job_title=row.job_title,
+            locale=row.locale,
+            registered_at=row.registered_at,
+            memberships={g: r for g, r in roles},
+        )
         self.seen.append(member)
         return member
 
     async def add_membership(self, member_id: UUID, group_id: UUID, role: str, joined_at) -> None:
-        await self.conn.execute(_INSERT_MEMBERSHIP, {"member_id": member_id, "group_id": group_id, "role": role,
-                                                     "joined_at": joined_at})
+        await self.conn.execute(
+            _INSERT_MEMBERSHIP, {"member_id": member_id, "group_id": group_id, "role": role, "joined_at": joined_at}
+        )

@@ -1,4 +1,5 @@
 """What callers ask the members service to do."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,5 @@
 """Network groups and their members. Pure Python: no database, no clock, no framework."""
+
 from __future__ import annotations
 
 import re
@@ -38,8 +39,17 @@ class Group:
     events: list = field(default_factory=list, repr=False, compare=False)
 
     @classmethod
-    def create(cls, *, name: str, region: str, description: str = "", slug: str | None = None,
-               topics: tuple[str, ...] = (), capacity: int | None = None, requires_approval: bool = False) -> Group:
+    def create(
+        cls,
+        *,
+        name: str,
+        region: str,
+        description: str = "",
+        slug: str | None = None,
+        topics: tuple[str, ...] = (),
+        capacity: int | None = None,
+        requires_approval: bool = False,
+    ) -> Group:
         name = name.strip()
         if not name:
             raise Invalid("A group needs a name.")
@@ -50,9 +60,16 @@ class Group:
             raise Invalid(f"The slug {slug!r} may hold only lower-case letters, digits and single hyphens.")
         if capacity is not None and capacity < 1:
             raise Invalid("Capacity must be at least 1.")
-        group = cls(id=group_id, name=name, slug=slug, region=region.strip(), description=description.strip(),
-                    topics=tuple(t.strip() for t in topics if t.strip()), capacity=capacity,
-                    requires_approval=requires_approval)
+        group = cls(
+            id=group_id,
+            name=name,
+            slug=slug,
+            region=region.strip(),
+            description=description.strip(),
+            topics=tuple(t.strip() for t in topics if t.strip()),
+            capacity=capacity,
+            requires_approval=requires_approval,
+        )
         group.events.append(events.GroupCreated(group.id))
         return group
 
@@ -79,16 +96,33 @@ class Member:
     events: list = field(default_factory=list, repr=False, compare=False)
 
     @classmethod
-    def register(cls, *, name: str, email: str, organisation: Organisation, job_title: str, locale: str,
-                 now: datetime, phone: str | None = None) -> Member:
+    def register(
+        cls,
+        *,
+        name: str,
+        email: str,
+        organisation: Organisation,
+        job_title: str,
+        locale: str,
+        now: datetime,
+        phone: str | None = None,
+    ) -> Member:
         if not name.strip():
             raise Invalid("A member needs a name.")
         if locale not in LOCALES:
             raise Invalid(f"Locale must be one of {', '.join(LOCALES)}.")
         if organisation.kind not in ORGANISATION_KINDS:
             raise Invalid(f"Organisation kind must be one of {', '.join(ORGANISATION_KINDS)}.")
-        member = cls(id=uuid.uuid4(), name=name.strip(), email=email.strip().lower(), organisation=organisation,
-                     job_title=job_title.strip(), locale=locale, registered_at=now, phone=phone)
+        member = cls(
+            id=uuid.uuid4(),
+            name=name.strip(),
+            email=email.strip().lower(),
+            organisation=organisation,
+            job_title=job_title.strip(),
+            locale=locale,
+            registered_at=now,
+            phone=phone,
+        )
         member.events.append(events.MemberRegistered(member.id))
         return member
 

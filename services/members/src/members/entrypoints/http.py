@@ -1,4 +1,5 @@
 """HTTP API of the members service: network groups, members, joining. Routes only translate to commands."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -20,8 +21,9 @@ from ..service_layer.handlers import handle
 
 # Limits chosen so the largest valid group makes an event of about 50 kB, far below NATS's 1 MiB.
 MAX_TOPICS = 50
-Slug = Annotated[str, Field(max_length=MAX_SLUG, pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$",
-                            examples=["offentlig-digitalisering-oest"])]
+Slug = Annotated[
+    str, Field(max_length=MAX_SLUG, pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$", examples=["offentlig-digitalisering-oest"])
+]
 
 
 class GroupIn(BaseModel):
@@ -39,8 +41,9 @@ class OrganisationIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Line(200, examples=["Eksempel Kommune"])
     kind: OrganisationKind
-    cvr: str | None = Field(default=None, min_length=8, max_length=8, pattern=r"^[0-9]{8}$",
-                            description="Danish CVR number, 8 digits")
+    cvr: str | None = Field(
+        default=None, min_length=8, max_length=8, pattern=r"^[0-9]{8}$", description="Danish CVR number, 8 digits"
+    )
 
 
 class MemberIn(BaseModel):
@@ -129,13 +132,27 @@ class MemberExport(BaseModel):
 router = protected_router()
 
 
-@router.post("/groups", status_code=201, tags=["groups"], summary="Create a network group", response_model=GroupOut,
-             responses=problems(409))
+@router.post(
+    "/groups",
+    status_code=201,
+    tags=["groups"],
+    summary="Create a network group",
+    response_model=GroupOut,
+    responses=problems(409),
+)
 async def create_group(body: GroupIn, runtime: Runtime):
-    group = await handle(commands.CreateGroup(
-        name=body.name, region=body.region, description=body.description, slug=body.slug,
-        topics=tuple(body.topics), capacity=body.capacity, requires_approval=body.requires_approval),
-        runtime.uow())
+    group = await handle(
+        commands.CreateGroup(
+            name=body.name,
+            region=body.region,
+            description=body.description,
+            slug=body.slug,
+            topics=tuple(body.topics),
+            capacity=body.capacity,
+            requires_approval=body.requires_approval,
+        ),
+        runtime.uow(),
+    )
     return views.group_out(group)
 
 
@@ -144,8 +161,13 @@ async def list_groups(runtime: Runtime):
     return await views.list_groups(runtime.engine)
 
 
-@router.get("/groups/{group_id}", tags=["groups"], summary="One group with its members", response_model=GroupOut,
-            responses=problems(404))
+@router.get(
+    "/groups/{group_id}",
+    tags=["groups"],
+    summary="One group with its members",
+    response_model=GroupOut,
+    responses=problems(404),
+)
 async def get_group(group_id: UUID, runtime: Runtime):
     group = await views.get_group(runtime.engine, group_id)
     if group is None:
@@ -153,18 +175,38 @@ async def get_group(group_id: UUID, runtime: Runtime):
     return group
 
 
-@router.post("/members", status_code=201, tags=["members"], summary="Register a member", response_model=MemberOut,
-             responses=problems(409))
+@router.post(
+    "/members",
+    status_code=201,
+    tags=["members"],
+    summary="Register a member",
+    response_model=MemberOut,
+    responses=problems(409),
+)
 async def register(body: MemberIn, runtime: Runtime):
-    member = await handle(commands.RegisterMember(
-        name=body.name, email=str(body.email), phone=body.phone, organisation_name=body.organisation.name,
-        organisation_kind=body.organisation.kind.value, organisation_cvr=body.organisation.cvr,
-        job_title=body.job_title, locale=body.locale.value), runtime.uow())
+    member = await handle(
+        commands.RegisterMember(
+            name=body.name,
+            email=str(body.email),
+            phone=body.phone,
+            organisation_name=body.organisation.name,
+            organisation_kind=body.organisation.kind.value,
+            organisation_cvr=body.organisation.cvr,
+            job_title=body.job_title,
+            locale=body.locale.value,
+        ),
+        runtime.uow(),
+    )
     return views.member_out(member)
 
 
-@router.get("/members/{member_id}", tags=["members"], summary="One member's profile and groups",
-            response_model=MemberOut, responses=problems(404))
+@router.get(
+    "/members/{member_id}",
+    tags=["members"],
+    summary="One member's profile and groups",
+    response_model=MemberOut,
+    responses=problems(404),
+)
 async def get_member(member_id: UUID, runtime: Runtime):
     member = await views.get_member(runtime.engine, member_id)
     if member is None:
@@ -172,8 +214,13 @@ async def get_member(member_id: UUID, runtime: Runtime):
     return member
 
 
-@router.get("/members/{member_id}/export", tags=["members"], response_model=MemberExport, responses=problems(404),
-            summary="GDPR: everything this service stores about a member (404 when it stores nothing)")
+@router.get(
+    "/members/{member_id}/export",
+    tags=["members"],
+    response_model=MemberExport,
+    responses=problems(404),
+    summary="GDPR: everything this service stores about a member (404 when it stores nothing)",
+)
 async def export(member_id: UUID, runtime: Runtime):
     member = await views.get_member(runtime.engine, member_id)
     if member is None:
@@ -181,19 +228,27 @@ async def export(member_id: UUID, runtime: Runtime):
     return {"service": "members", "member": member}
 
 
-@router.post("/groups/{group_id}/members", status_code=201, tags=["groups"], summary="A member joins a group",
-             response_model=JoinOut, responses=problems(404, 409))
+@router.post(
+    "/groups/{group_id}/members",
+    status_code=201,
+    tags=["groups"],
+    summary="A member joins a group",
+    response_model=JoinOut,
+    responses=problems(404, 409),
+)
 async def join(group_id: UUID, body: JoinIn, runtime: Runtime):
-    await handle(commands.JoinGroup(member_id=body.member_id, group_id=group_id, role=body.role.value),
-                 runtime.uow())
+    await handle(commands.JoinGroup(member_id=body.member_id, group_id=group_id, role=body.role.value), runtime.uow())
     return {"member_id": body.member_id, "group_id": group_id, "role": body.role}
 
 
 def create_app():
     return service_app(
-        runtime_factory=bootstrap, title="Netværk members",
+        runtime_factory=bootstrap,
+        title="Netværk members",
         description="Network groups and their members. Publishes MEMBERS events (members.>) through an outbox.",
-        routers=[router], domain_error=DomainError)
+        routers=[router],
+        domain_error=DomainError,
+    )
 
 
 app = create_app()

@@ -1,4 +1,5 @@
 """The notifications database: contact directory, its roster copy, meetings, the delivery log, messaging tables."""
+
 from sqlalchemy import JSON, Column, Index, Integer, MetaData, String, Table, Text, Uuid
 
 from netvaerk_shared.db import UtcDateTime
@@ -7,7 +8,8 @@ from netvaerk_shared.messaging import add_messaging_tables
 metadata = MetaData()
 
 contacts = Table(
-    "contacts", metadata,
+    "contacts",
+    metadata,
     Column("member_id", Uuid, primary_key=True),
     Column("name", String(200), nullable=False),
     Column("email", String(320), nullable=False),
@@ -16,20 +18,23 @@ contacts = Table(
 )
 
 groups = Table(
-    "groups", metadata,
+    "groups",
+    metadata,
     Column("group_id", Uuid, primary_key=True),
     Column("name", String(200), nullable=False),
 )
 
 group_members = Table(
-    "group_members", metadata,
+    "group_members",
+    metadata,
     Column("group_id", Uuid, primary_key=True),
     Column("member_id", Uuid, primary_key=True),
     Column("role", String(20), nullable=False),
 )
 
 meetings = Table(
-    "meetings", metadata,
+    "meetings",
+    metadata,
     Column("meeting_id", Uuid, primary_key=True),
     Column("group_id", Uuid, nullable=False),
     Column("sequence", Integer, nullable=False),
@@ -37,7 +42,8 @@ meetings = Table(
 )
 
 deliveries = Table(
-    "deliveries", metadata,
+    "deliveries",
+    metadata,
     Column("id", Uuid, primary_key=True),  # = notification_id in NotificationSent
     Column("dedupe_key", String(255), nullable=False, unique=True),
     Column("member_id", Uuid, nullable=False),

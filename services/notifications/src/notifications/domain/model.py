@@ -1,4 +1,5 @@
 """What a notification is and when it is owed. Pure Python: no database, no clock, no framework."""
+
 from __future__ import annotations
 
 import uuid
@@ -24,14 +25,26 @@ class Delivery:
 
 
 def welcome(member_id: UUID, group_id: UUID, cause_event_id: UUID) -> Delivery:
-    return Delivery(id=uuid.uuid4(), dedupe_key=f"welcome:{group_id}:{member_id}", member_id=member_id,
-                    kind=WELCOME, cause_event_id=cause_event_id, payload={"group_id": str(group_id)})
+    return Delivery(
+        id=uuid.uuid4(),
+        dedupe_key=f"welcome:{group_id}:{member_id}",
+        member_id=member_id,
+        kind=WELCOME,
+        cause_event_id=cause_event_id,
+        payload={"group_id": str(group_id)},
+    )
 
 
 def invitations(meeting_id: UUID, sequence: int, member_ids, cause_event_id: UUID) -> list[Delivery]:
     return [
-        Delivery(id=uuid.uuid4(), dedupe_key=f"invitation:{meeting_id}:{sequence}:{member_id}", member_id=member_id,
-                 kind=INVITATION, cause_event_id=cause_event_id, payload={"meeting_id": str(meeting_id)})
+        Delivery(
+            id=uuid.uuid4(),
+            dedupe_key=f"invitation:{meeting_id}:{sequence}:{member_id}",
+            member_id=member_id,
+            kind=INVITATION,
+            cause_event_id=cause_event_id,
+            payload={"meeting_id": str(meeting_id)},
+        )
         for member_id in sorted(set(member_ids))
     ]
 
@@ -48,4 +61,3 @@ def wait_delay(waited_seconds: float) -> timedelta:
 
 def gives_up(attempts: int, max_attempts: int, permanent: bool) -> bool:
     return permanent or attempts >= max_attempts
-

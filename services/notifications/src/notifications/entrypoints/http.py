@@ -1,4 +1,5 @@
 """HTTP API of the notifications service: the delivery log and GDPR export. Its real work is event-driven."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime
@@ -59,17 +60,29 @@ class MemberExport(BaseModel):
 router = protected_router()
 
 
-@router.get("/deliveries", tags=["deliveries"], summary="The delivery log (newest first)",
-            response_model=list[Delivery])
-async def delivery_log(runtime: Runtime, member_id: UUID | None = None, status: Status | None = None,
-                       kind: Kind | None = None, limit: int = Query(100, ge=1, le=1000),
-                       offset: int = Query(0, ge=0, le=1_000_000)):
-    return await views.deliveries(runtime.engine, member_id=member_id, status=status, kind=kind, limit=limit,
-                                  offset=offset)
+@router.get(
+    "/deliveries", tags=["deliveries"], summary="The delivery log (newest first)", response_model=list[Delivery]
+)
+async def delivery_log(
+    runtime: Runtime,
+    member_id: UUID | None = None,
+    status: Status | None = None,
+    kind: Kind | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+    offset: int = Query(0, ge=0, le=1_000_000),
+):
+    return await views.deliveries(
+        runtime.engine, member_id=member_id, status=status, kind=kind, limit=limit, offset=offset
+    )
 
 
-@router.get("/members/{member_id}/export", tags=["members"], response_model=MemberExport, responses=problems(404),
-            summary="GDPR: everything this service stores about a member (404 when it stores nothing)")
+@router.get(
+    "/members/{member_id}/export",
+    tags=["members"],
+    response_model=MemberExport,
+    responses=problems(404),
+    summary="GDPR: everything this service stores about a member (404 when it stores nothing)",
+)
 async def export(member_id: UUID, runtime: Runtime):
     data = await views.member_export(runtime.engine, member_id)
     if data is None:
@@ -82,8 +95,13 @@ class RetryOutcome(BaseModel):
     outcome: str = Field(description="`retried`: pending again with fresh attempts; the worker sends it next")
 
 
-@router.post("/admin/deliveries/{notification_id}/retry", tags=["operations"], response_model=RetryOutcome,
-             summary="Send a failed delivery again (after its cause was fixed)", responses=problems(404, 409))
+@router.post(
+    "/admin/deliveries/{notification_id}/retry",
+    tags=["operations"],
+    response_model=RetryOutcome,
+    summary="Send a failed delivery again (after its cause was fixed)",
+    responses=problems(404, 409),
+)
 async def retry_delivery(notification_id: UUID, runtime: Runtime):
     outcome = await retry_failed(runtime.engine, notification_id, datetime.now(UTC))
     if outcome == "not_found":
@@ -96,10 +114,13 @@ async def retry_delivery(notification_id: UUID, runtime: Runtime):
 
 def create_app():
     return service_app(
-        runtime_factory=bootstrap, title="Netværk notifications",
+        runtime_factory=bootstrap,
+        title="Netværk notifications",
         description="Welcome emails and meeting invitations (with ICS) for members, from MEMBERS and MEETINGS "
-                    "events. Publishes NOTIFICATIONS events (notifications.>) through an outbox.",
-        routers=[router], domain_error=DomainError)
+        "events. Publishes NOTIFICATIONS events (notifications.>) through an outbox.",
+        routers=[router],
+        domain_error=DomainError,
+    )
 
 
 app = create_app()

@@ -13,6 +13,7 @@ that row and the batch goes on. Temporary trouble (what it needs has not arrived
 Only trouble that is no delivery's own stops a batch (the SMTP server away, our database failing): the rest of it
 is given back untried.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -121,27 +122,32 @@ class DeliveryWorker:
                 # Our database failed us (or we are cancelled): give the rest back for any instance and let run()
                 # back off. This row keeps its lease until it runs out, which spaces out its next attempt.
                 with contextlib.suppress(Exception):
-                    await self._release(rows[i + 1:])
+                    await self._release(rows[i + 1 :])
                 raise
             if not smtp_up:
                 # the SMTP server is away: give the rest back instead of knocking on a closed door for each
-                await self._release(rows[i + 1:])
+                await self._release(rows[i + 1 :])
                 return 0
         return len(rows)
 
     async def _release(self, rows) -> None:
         if rows:
             async with self.engine.begin() as conn:
-                await conn.execute(update(d).where(and_(d.c.id.in_([r.id for r in rows]),
-                                                        d.c.lease_owner == self.owner))
-                                   .values(lease_owner=None, lease_until=None))
+                await conn.execute(
+                    update(d)
+                    .where(and_(d.c.id.in_([r.id for r in rows]), d.c.lease_owner == self.owner))
+                    .values(lease_owner=None, lease_until=None)
+                )
 
     async def _claim(self):
         now = self.clock()
         due = (
             select(d.c.id)
-            .where(d.c.status == "pending", d.c.next_attempt_at <= now,
-                   or_(d.c.lease_until.is_(None), d.c.lease_until < now))
+            .where(
+                d.c.status == "pending",
+                d.c.next_attempt_at <= now,
+                or_(d.c.lease_until.is_(None), d.c.lease_until < now),
+            )
             .order_by(d.c.created_at)
             .limit(self.settings.delivery_batch_size)
         )
@@ -150,8 +156,8 @@ class DeliveryWorker:
         lease_until = now + timedelta(seconds=self.settings.delivery_lease_seconds)
         async with self.engine.begin() as conn:
             result = await conn.execute(
-                update(d).where(d.c.id.in_(due)).values(lease_owner=self.owner, lease_until=lease_until)
-                .returning(*d.c))
+                update(d).where(d.c.id.in_(due)).values(lease_owner=self.owner, lease_until=lease_until).returning(*d.c)
+            )
             rows = result.all()
         return sorted(rows, key=lambda r: r.created_at)
 
@@ -240,22 +246,28 @@ class DeliveryWorker:
     async def _load(self, row):
         """What the message is made of: (contact, group or None, meeting or None)."""
         async with self.engine.connect() as conn:
-            contact = (await conn.execute(
-                select(orm.contacts).where(orm.contacts.c.member_id == row.member_id))).first()
+            contact = (
+                await conn.execute(select(orm.contacts).where(orm.contacts.c.member_id == row.member_id))
+            ).first()
             if contact is None:
                 raise NotReady("contact", f"no contact yet for member {row.member_id}")
             if row.kind == model.WELCOME:
-                group = (await conn.execute(select(orm.groups).where(
-                    orm.groups.c.group_id == uuid.UUID(row.payload["group_id"])))).first()
+                group = (
+                    await conn.execute(
+                        select(orm.groups).where(orm.groups.c.group_id == uuid.UUID(row.payload["group_id"]))
+                    )
+                ).first()
                 if group is None:
                     raise NotReady("group", f"group {row.payload['group_id']} not known yet")
                 return contact, group, None
-            meeting = (await conn.execute(select(orm.meetings).where(
-                orm.meetings.c.meeting_id == uuid.UUID(row.payload["meeting_id"])))).first()
+            meeting = (
+                await conn.execute(
+                    select(orm.meetings).where(orm.meetings.c.meeting_id == uuid.UUID(row.payload["meeting_id"]))
+                )
+            ).first()
             if meeting is None:
                 raise NotReady("meeting", f"meeting {row.payload['meeting_id']} not known yet")
-            group = (await conn.execute(select(orm.groups).where(
-                orm.groups.c.group_id == meeting.group_id))).first()
+            group = (await conn.execute(select(orm.groups).where(orm.groups.c.group_id == meeting.group_id))).first()
             return contact, group, meeting
 
     def _build(self, row, contact, group, meeting):
@@ -265,9 +277,16 @@ class DeliveryWorker:
         else:
             subject, body, ics = self._invitation(contact, meeting.data, group.name if group else "")
         message = build_message(
-            message_id=str(row.id), from_addr=self.settings.mail_from, from_name=self.settings.mail_from_name,
-            to_addr=contact.email, to_name=contact.name, subject=subject, text_body=body, ics=ics,
-            locale=contact.locale)
+            message_id=str(row.id),
+            from_addr=self.settings.mail_from,
+            from_name=self.settings.mail_from_name,
+            to_addr=contact.email,
+            to_name=contact.name,
+            subject=subject,
+            text_body=body,
+            ics=ics,
+            locale=contact.locale,
+        )
         return message, str(message["Subject"]), contact.email
 
     def _invitation(self, contact, data: dict, group_name: str):
@@ -279,16 +298,32 @@ class DeliveryWorker:
             location = ", ".join(p for p in (meeting.venue.name, meeting.venue.address) if p)
         agenda = [a.model_dump(mode="json") for a in meeting.agenda]
         subject, body = render_invitation(
-            contact.locale, member_name=contact.name, group_name=group_name, title=meeting.title,
-            starts_at_local=start_local, ends_at_local=end_local, location=location,
-            online_url=meeting.online_url, agenda=agenda)
+            contact.locale,
+            member_name=contact.name,
+            group_name=group_name,
+            title=meeting.title,
+            starts_at_local=start_local,
+            ends_at_local=end_local,
+            location=location,
+            online_url=meeting.online_url,
+            agenda=agenda,
+        )
         ics = build_invitation_ics(
-            meeting_id=str(meeting.meeting_id), sequence=meeting.sequence, title=meeting.title,
-            starts_at=meeting.starts_at, ends_at=meeting.ends_at, timezone=meeting.timezone, location=location,
+            meeting_id=str(meeting.meeting_id),
+            sequence=meeting.sequence,
+            title=meeting.title,
+            starts_at=meeting.starts_at,
+            ends_at=meeting.ends_at,
+            timezone=meeting.timezone,
+            location=location,
             online_url=meeting.online_url,
             description=agenda_description(contact.locale, agenda, starts_at_local=start_local),
-            organizer_email=self.settings.mail_from, organizer_name=self.settings.mail_from_name,
-            attendee_email=contact.email, attendee_name=contact.name, dtstamp=self.clock())
+            organizer_email=self.settings.mail_from,
+            organizer_name=self.settings.mail_from_name,
+            attendee_email=contact.email,
+            attendee_name=contact.name,
+            dtstamp=self.clock(),
+        )
         return subject, body, ics
 
     async def _mark_sent(self, row, subject: str, to_email: str, message_id: str, pending: list) -> None:
@@ -299,20 +334,44 @@ class DeliveryWorker:
         after both still commits (the server has the COMMIT) and delivers (the SMTP server has the "."). The commit's
         outcome is awaited after the send (`pending`). On SQLite the commit is local and finishes first."""
         now = self.clock()
-        event = make_event(contracts.NotificationSent(
-            notification_id=row.id, member_id=row.member_id, kind=row.kind, channel="email",
-            cause_event_id=row.cause_event_id, sent_at=now), causationid=str(row.cause_event_id))
+        event = make_event(
+            contracts.NotificationSent(
+                notification_id=row.id,
+                member_id=row.member_id,
+                kind=row.kind,
+                channel="email",
+                cause_event_id=row.cause_event_id,
+                sent_at=now,
+            ),
+            causationid=str(row.cause_event_id),
+        )
         conn = await self.engine.connect()
         trans = await conn.begin()
         try:
             result = await conn.execute(
-                update(d).where(and_(d.c.id == row.id, d.c.status == "pending", d.c.lease_owner == self.owner))
-                .values(status="sent", sent_at=now, subject=subject[:300], to_email=to_email, message_id=message_id,
-                        attempts=d.c.attempts + 1, lease_owner=None, lease_until=None, last_error=None))
+                update(d)
+                .where(and_(d.c.id == row.id, d.c.status == "pending", d.c.lease_owner == self.owner))
+                .values(
+                    status="sent",
+                    sent_at=now,
+                    subject=subject[:300],
+                    to_email=to_email,
+                    message_id=message_id,
+                    attempts=d.c.attempts + 1,
+                    lease_owner=None,
+                    lease_until=None,
+                    last_error=None,
+                )
+            )
             if result.rowcount != 1:
                 raise LeaseLost(str(row.id))
-            await enqueue(conn, orm.messaging, [event], [f"notifications.notification.sent.v1.{row.id}"],
-                          notify=notify_channel("notifications") if self.runtime.relay is None else None)
+            await enqueue(
+                conn,
+                orm.messaging,
+                [event],
+                [f"notifications.notification.sent.v1.{row.id}"],
+                notify=notify_channel("notifications") if self.runtime.relay is None else None,
+            )
         except BaseException:
             await trans.rollback()
             await conn.close()
@@ -335,14 +394,25 @@ class DeliveryWorker:
     def _failed(self, row, reason: str, permanent: bool):
         """The NotificationFailed CloudEvent for `row` and its subject."""
         data = NotificationFailed(
-            notification_id=row.id, member_id=row.member_id, kind=row.kind, channel="email",
-            cause_event_id=row.cause_event_id, reason=one_line(reason)[:200] or "unknown", permanent=permanent)
+            notification_id=row.id,
+            member_id=row.member_id,
+            kind=row.kind,
+            channel="email",
+            cause_event_id=row.cause_event_id,
+            reason=one_line(reason)[:200] or "unknown",
+            permanent=permanent,
+        )
         return make_event(data, causationid=str(row.cause_event_id)), data.nats_subject()
 
     async def _announce_failed(self, conn, row, reason: str, permanent: bool) -> None:
         event, subject = self._failed(row, reason, permanent)
-        await enqueue(conn, orm.messaging, [event], [subject],
-                      notify=notify_channel("notifications") if self.runtime.relay is None else None)
+        await enqueue(
+            conn,
+            orm.messaging,
+            [event],
+            [subject],
+            notify=notify_channel("notifications") if self.runtime.relay is None else None,
+        )
 
     async def _wait_for_data(self, row, exc: NotReady) -> None:
         """What the message needs has not arrived from the other services yet: look again soon, without counting an
@@ -352,17 +422,30 @@ class DeliveryWorker:
         created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
         waited = (now - created).total_seconds()
         if waited >= self.settings.delivery_wait_seconds:
-            await self._retry(row, f"{exc} after {waited:.0f} s", f"not ready: no {exc.missing}", permanent=True,
-                              counts=True, announce_permanent=False)
+            await self._retry(
+                row,
+                f"{exc} after {waited:.0f} s",
+                f"not ready: no {exc.missing}",
+                permanent=True,
+                counts=True,
+                announce_permanent=False,
+            )
             return
         async with self.engine.begin() as conn:
-            await conn.execute(update(d).where(and_(d.c.id == row.id, d.c.status == "pending",
-                                                    d.c.lease_owner == self.owner)).values(
-                last_error=error_text(f"waiting: {exc}"), lease_owner=None, lease_until=None,
-                next_attempt_at=now + model.wait_delay(waited)))
+            await conn.execute(
+                update(d)
+                .where(and_(d.c.id == row.id, d.c.status == "pending", d.c.lease_owner == self.owner))
+                .values(
+                    last_error=error_text(f"waiting: {exc}"),
+                    lease_owner=None,
+                    lease_until=None,
+                    next_attempt_at=now + model.wait_delay(waited),
+                )
+            )
 
-    async def _retry(self, row, error: str, reason: str, *, permanent: bool, counts: bool,
-                     announce_permanent: bool | None = None) -> None:
+    async def _retry(
+        self, row, error: str, reason: str, *, permanent: bool, counts: bool, announce_permanent: bool | None = None
+    ) -> None:
         """Record an attempt that did not send: back to pending with backoff, or, when `permanent` or (if `counts`)
         out of attempts, `failed` together with its NotificationFailed. `error` is the full story for our own
         database; `reason` the short one, without personal data, for the event."""
@@ -371,21 +454,31 @@ class DeliveryWorker:
         error = error_text(error)
         async with self.engine.begin() as conn:
             # Only while the lease is ours: after a slow attempt another instance may have taken over (or sent it).
-            result = await conn.execute(update(d).where(and_(d.c.id == row.id, d.c.status == "pending",
-                                                             d.c.lease_owner == self.owner)).values(
-                status="failed" if give_up else "pending", attempts=attempts, last_error=error,
-                next_attempt_at=self.clock() + model.retry_delay(attempts), lease_owner=None, lease_until=None))
+            result = await conn.execute(
+                update(d)
+                .where(and_(d.c.id == row.id, d.c.status == "pending", d.c.lease_owner == self.owner))
+                .values(
+                    status="failed" if give_up else "pending",
+                    attempts=attempts,
+                    last_error=error,
+                    next_attempt_at=self.clock() + model.retry_delay(attempts),
+                    lease_owner=None,
+                    lease_until=None,
+                )
+            )
             ours = result.rowcount == 1
             if ours and give_up:
-                await self._announce_failed(conn, row, reason,
-                                            permanent if announce_permanent is None else announce_permanent)
+                await self._announce_failed(
+                    conn, row, reason, permanent if announce_permanent is None else announce_permanent
+                )
         if not ours:
             log.info("delivery %s taken over by another instance; leaving it alone (%s)", row.id, error)
             return
         if give_up:
             self.runtime.wake_relay()
-        (log.error if give_up else log.warning)("delivery %s %s: %s", row.id,
-                                                "failed for good" if give_up else "will be retried", error)
+        (log.error if give_up else log.warning)(
+            "delivery %s %s: %s", row.id, "failed for good" if give_up else "will be retried", error
+        )
 
     async def _undo_sent(self, row, error: str, reason: str, permanent: bool) -> None:
         """The server refused at the final dot, after we committed "sent": put the delivery back (or fail it, with a
@@ -393,15 +486,21 @@ class DeliveryWorker:
         attempts = row.attempts + 1
         give_up = permanent  # a 4xx at the dot is the server's trouble, not the message's: retried until it passes
         async with self.engine.begin() as conn:
-            await conn.execute(update(d).where(d.c.id == row.id).values(
-                status="failed" if give_up else "pending", sent_at=None, last_error=error_text(error),
-                next_attempt_at=self.clock() + model.retry_delay(attempts)))
+            await conn.execute(
+                update(d)
+                .where(d.c.id == row.id)
+                .values(
+                    status="failed" if give_up else "pending",
+                    sent_at=None,
+                    last_error=error_text(error),
+                    next_attempt_at=self.clock() + model.retry_delay(attempts),
+                )
+            )
             if give_up:
                 await self._announce_failed(conn, row, reason, permanent=True)
         if give_up:
             self.runtime.wake_relay()
-        log.error("delivery %s refused after commit (%s); NotificationSent for it was already published", row.id,
-                  error)
+        log.error("delivery %s refused after commit (%s); NotificationSent for it was already published", row.id, error)
 
 
 def smtp_reason(exc: SmtpError) -> str:
@@ -424,7 +523,11 @@ async def retry_failed(engine, notification_id, now: datetime) -> str:
             return "not_found"
         if row.status != "failed":
             return "not_failed"
-        await conn.execute(update(d).where(and_(d.c.id == notification_id, d.c.status == "failed")).values(
-            status="pending", attempts=0, next_attempt_at=now, lease_owner=None, lease_until=None,
-            created_at=now))  # a fresh wait for its data, too
+        await conn.execute(
+            update(d)
+            .where(and_(d.c.id == notification_id, d.c.status == "failed"))
+            .values(
+                status="pending", attempts=0, next_attempt_at=now, lease_owner=None, lease_until=None, created_at=now
+            )
+        )  # a fresh wait for its data, too
     return "retried"
