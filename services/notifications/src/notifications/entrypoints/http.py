@@ -90,7 +90,7 @@ async def export(member_id: UUID, runtime: Runtime):
     return data
 
 
-class RetryOutcome(BaseModel):
+class DeliveryRetryOutcome(BaseModel):
     notification_id: UUID
     outcome: str = Field(description="`retried`: pending again with fresh attempts; the worker sends it next")
 
@@ -98,7 +98,7 @@ class RetryOutcome(BaseModel):
 @router.post(
     "/admin/deliveries/{notification_id}/retry",
     tags=["operations"],
-    response_model=RetryOutcome,
+    response_model=DeliveryRetryOutcome,
     summary="Send a failed delivery again (after its cause was fixed)",
     responses=problems(404, 409),
 )
