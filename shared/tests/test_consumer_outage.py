@@ -97,15 +97,8 @@ class Database:
 
 
 @pytest.fixture
-def pg_url(pg_admin_url, make_database_url):
-    if pg_admin_url is None:
-        pytest.skip("needs PostgreSQL (no server, container or binaries here)")
-    return make_database_url("postgresql", "outage")
-
-
-@pytest.fixture
-async def pg(pg_admin_url, pg_url):
-    db = Database(pg_admin_url, pg_url)
+async def pg(pg_admin_url, postgres_database_url):
+    db = Database(pg_admin_url, postgres_database_url)
     async with db.engine.begin() as conn:
         await conn.run_sync(metadata.create_all)
     yield db

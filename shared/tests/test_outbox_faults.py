@@ -353,17 +353,10 @@ async def test_commit_ends_a_backoff_once_nats_is_connected(engine, private_nats
         await nc.close()
 
 
-@pytest.fixture
-def postgres_url(make_database_url, pg_admin_url):
-    if pg_admin_url is None:
-        pytest.skip("needs PostgreSQL to take a database away (SQLite has no server to lose)")
-    return make_database_url("postgresql", "away")
-
-
 async def test_relay_in_backoff_for_the_database_resumes_when_it_answers(
-    postgres_url, pg_admin_url, clean_nats, caplog
+    postgres_database_url, pg_admin_url, clean_nats, caplog
 ):
-    engine = create_engine(postgres_url)
+    engine = create_engine(postgres_database_url)
     async with engine.begin() as conn:
         await conn.run_sync(metadata.create_all)
     ids = await produce(engine, 20)

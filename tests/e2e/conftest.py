@@ -6,6 +6,7 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,23 @@ from netvaerk_shared.testing.smtp_sink import open_maildir, start_sink
 
 TOKEN = "e2e-token-0123456789abcdef"
 SERVICES = ("members", "meetings", "notifications")
+
+
+def request_json(url: str, method: str, token: str, body=None, timeout: float = 5.0):
+    """(status, headers with lower-case names, JSON body) of one call; (None, {}, {"error": ...}) when nothing
+    answered (refused, reset, timed out: the service is away)."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            headers = {k.lower(): v for k, v in response.headers.items()}
+            return response.status, headers, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, {k.lower(): v for k, v in error.headers.items()}, json.loads(error.read() or b"null")
+    except (OSError, ValueError) as error:
+        return None, {}, {"error": repr(error)}
 
 
 @dataclass

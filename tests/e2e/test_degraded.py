@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 import uuid
 
 import asyncpg
@@ -18,24 +16,14 @@ from sqlalchemy.engine import make_url
 from netvaerk_shared.testing import infra
 from netvaerk_shared.testing.processes import ServiceProcess
 
+from .conftest import request_json
+
 pytestmark = pytest.mark.e2e
 TOKEN = "degraded-token-0123456789"
 
 
-def call(service: ServiceProcess, method: str, path: str, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(
-        service.url + path,
-        data=data,
-        method=method,
-        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            headers = {k.lower(): v for k, v in response.headers.items()}
-            return response.status, headers, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as error:
-        return error.code, {k.lower(): v for k, v in error.headers.items()}, json.loads(error.read() or b"null")
+def call(service: ServiceProcess, method: str, path: str, body=None, timeout: float = 5.0):
+    return request_json(service.url + path, method, TOKEN, body, timeout)
 
 
 def member(i: int) -> dict:
@@ -69,9 +57,9 @@ def json_lines(service: ServiceProcess) -> list[dict]:
 
 
 @pytest.fixture
-def members_alone(make_database_url, tmp_path):
+def members_alone(postgres_database_url, tmp_path):
     nats_server = infra.start_nats(tmp_path / "nats")
-    database_url = make_database_url("postgresql", "members")
+    database_url = postgres_database_url
     service = ServiceProcess(
         "members",
         {

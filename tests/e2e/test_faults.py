@@ -9,11 +9,8 @@ import asyncio
 import collections
 import email
 import email.policy
-import json
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +23,8 @@ from netvaerk_shared.testing import infra
 from netvaerk_shared.testing.processes import ServiceProcess, free_port
 from netvaerk_shared.testing.smtp_sink import open_maildir, start_sink
 
+from .conftest import request_json
+
 pytestmark = pytest.mark.e2e
 TOKEN = "faults-token-0123456789abcdef"
 SERVICES = ("members", "meetings", "notifications")
@@ -33,24 +32,7 @@ RATE = 5.0  # joins a second
 
 
 def call(service: ServiceProcess, method: str, path: str, body=None, timeout: float = 5.0):
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(
-        service.url + path,
-        data=data,
-        method=method,
-        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return (
-                response.status,
-                {k.lower(): v for k, v in response.headers.items()},
-                json.loads(response.read() or b"null"),
-            )
-    except urllib.error.HTTPError as error:
-        return error.code, {k.lower(): v for k, v in error.headers.items()}, json.loads(error.read() or b"null")
-    except (OSError, ValueError) as error:  # refused, reset, timed out: the service is away
-        return None, {}, {"error": repr(error)}
+    return request_json(service.url + path, method, TOKEN, body, timeout)
 
 
 @dataclass

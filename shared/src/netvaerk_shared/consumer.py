@@ -383,14 +383,18 @@ class EventConsumer:
             return
         self._committed = True
         for item in items:
-            self._tally.pop(_tally_key(item), None)
-            log.error(
-                "consumer %s: dead letter %s: %s",
-                self.name,
-                item.event.id,
-                item.dead_reason,
-                extra={"consumer": self.name, "dead_event_id": item.event.id},
-            )
+            self._dead_lettered(item)
+
+    def _dead_lettered(self, item: _Item) -> None:
+        """A dead letter is stored (committed): its tally is done with, and the log says so once."""
+        self._tally.pop(_tally_key(item), None)
+        log.error(
+            "consumer %s: dead letter %s: %s",
+            self.name,
+            item.event.id,
+            item.dead_reason,
+            extra={"consumer": self.name, "dead_event_id": item.event.id},
+        )
 
     def _record_failure(self, item: _Item, error: Exception) -> _Tally:
         key = _tally_key(item)
@@ -489,14 +493,7 @@ class EventConsumer:
             self._tally.pop(_tally_key(item), None)
         for item, error in failed:
             if isinstance(error, Unprocessable):
-                self._tally.pop(_tally_key(item), None)
-                log.error(
-                    "consumer %s: dead letter %s: %s",
-                    self.name,
-                    item.event.id,
-                    item.dead_reason,
-                    extra={"consumer": self.name, "dead_event_id": item.event.id},
-                )
+                self._dead_lettered(item)
         return failed
 
     # -- steps ---------------------------------------------------------------------------------------------------

