@@ -89,7 +89,12 @@ def show(path):
 
 def install_hash():
     digest = hashlib.sha256()
-    files = [ROOT / "shared" / "pyproject.toml", *sorted((ROOT / "services").glob("*/pyproject.toml")), ROOT / "dev.py"]
+    files = [
+        ROOT / "shared" / "pyproject.toml",
+        ROOT / "shared" / "testing" / "pyproject.toml",
+        *sorted((ROOT / "services").glob("*/pyproject.toml")),
+        ROOT / "dev.py",
+    ]
     for path in files:
         digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
@@ -105,8 +110,9 @@ def bootstrap(command, args):
     if not STAMP.exists() or STAMP.read_text().strip() != wanted:
         say("installing packages into .venv (pip)")
         pip = [str(VENV_PY), "-m", "pip", "install"]
-        editables = ["-e", "./shared[dev]"] + [arg for svc in SERVICES for arg in ("-e", f"./services/{svc}")]
-        # one call for all four, so the local netvaerk-shared satisfies the services' dependency on it
+        editables = ["-e", "./shared[dev]", "-e", "./shared/testing"]
+        editables += [arg for svc in SERVICES for arg in ("-e", f"./services/{svc}")]
+        # one call for all five, so the local netvaerk-shared satisfies the services' dependency on it
         for cmd in (pip + ["-q", "--upgrade", "pip"], pip + editables):
             if subprocess.run(cmd, cwd=ROOT).returncode != 0:
                 sys.exit(f"dev: failed: {' '.join(cmd)}")
@@ -394,7 +400,7 @@ def sink_child(env, lock, infra):
     cmd = [
         sys.executable,
         "-m",
-        "netvaerk_shared.testing.smtp_sink",
+        "netvaerk_testing.smtp_sink",
         "--host",
         HOST,
         "--port",
@@ -441,7 +447,7 @@ def service_child(svc, port, env, lock, infra):
 
 
 def run():
-    from netvaerk_shared.testing import infra
+    from netvaerk_testing import infra
 
     started = float(os.environ.pop("NETVAERK_DEV_T0", time.time()))
     for sub in ("nats", "mail", "log"):

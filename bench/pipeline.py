@@ -45,8 +45,8 @@ from netvaerk_shared.logs import JsonFormatter
 from netvaerk_shared.messaging import add_messaging_tables
 from netvaerk_shared.outbox import Relay
 from netvaerk_shared.settings import ServiceSettings
-from netvaerk_shared.testing import infra
 from netvaerk_shared.uow import UnitOfWork
+from netvaerk_testing import infra
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable

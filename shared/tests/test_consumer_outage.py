@@ -34,8 +34,8 @@ from netvaerk_shared.db import create_engine, dialect_insert
 from netvaerk_shared.envelope import make_event, to_bytes
 from netvaerk_shared.http import EdgePolicy, install_problem_handlers, operations_router
 from netvaerk_shared.messaging import add_messaging_tables
-from netvaerk_shared.testing import infra
-from netvaerk_shared.testing.plugin import wait_until
+from netvaerk_testing import infra
+from netvaerk_testing.plugin import wait_until
 
 metadata = MetaData()
 tables = add_messaging_tables(metadata)

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from netvaerk_shared.testing import infra
+from netvaerk_testing import infra
 
 
 def _closed_port() -> int:

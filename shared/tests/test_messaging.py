@@ -19,8 +19,8 @@ from netvaerk_shared.db import create_engine, dialect_insert
 from netvaerk_shared.envelope import make_event, to_bytes
 from netvaerk_shared.messaging import add_messaging_tables
 from netvaerk_shared.outbox import Relay, backlog
-from netvaerk_shared.testing.plugin import wait_until
 from netvaerk_shared.uow import UnitOfWork
+from netvaerk_testing.plugin import wait_until
 
 metadata = MetaData()
 tables = add_messaging_tables(metadata)
@@ -114,7 +114,7 @@ async def test_rolled_back_change_publishes_nothing(engine, js):
 
 
 async def test_relay_waits_out_a_nats_outage_and_loses_nothing(engine, tmp_path):
-    from netvaerk_shared.testing import infra
+    from netvaerk_testing import infra
 
     server = infra.start_nats(tmp_path / "nats")
     nc = await nats.connect(server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
@@ -414,7 +414,7 @@ async def test_batch_handler_does_the_batch_and_falls_back_event_by_event(engine
 
 
 async def test_consumer_carries_on_after_nats_restarts(engine, tmp_path):
-    from netvaerk_shared.testing import infra
+    from netvaerk_testing import infra
 
     server = infra.start_nats(tmp_path / "nats")
     port = int(server.url.rsplit(":", 1)[1])

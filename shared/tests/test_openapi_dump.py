@@ -7,7 +7,7 @@ import json
 import pytest
 
 import netvaerk_shared.openapi_dump as dump
-from netvaerk_shared.testing.api_contract import validate_openapi
+from netvaerk_testing.api_contract import validate_openapi
 
 
 def test_drift_is_detected_and_write_repairs_it(tmp_path, monkeypatch):

@@ -32,9 +32,9 @@ from netvaerk_shared.messaging import add_messaging_tables
 from netvaerk_shared.outbox import OUTAGE, POISON, Relay, backlog, classify, describe, parked
 from netvaerk_shared.runtime import ServiceRuntime
 from netvaerk_shared.settings import ServiceSettings
-from netvaerk_shared.testing import infra
-from netvaerk_shared.testing.plugin import running_app, service_settings, wait_until
 from netvaerk_shared.uow import UnitOfWork
+from netvaerk_testing import infra
+from netvaerk_testing.plugin import running_app, service_settings, wait_until
 
 metadata = MetaData()
 tables = add_messaging_tables(metadata)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from netvaerk_shared.testing.infra import free_port
-from netvaerk_shared.testing.smtp_sink import start_sink
+from netvaerk_testing.infra import free_port
+from netvaerk_testing.smtp_sink import start_sink
 
 SHARED_SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -106,7 +106,7 @@ def test_cli_runs_until_sigterm(tmp_path):
         [
             sys.executable,
             "-m",
-            "netvaerk_shared.testing.smtp_sink",
+            "netvaerk_testing.smtp_sink",
             "--host",
             "127.0.0.1",
             "--port",

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from netvaerk_shared.testing.processes import ServiceProcess, free_port
-from netvaerk_shared.testing.smtp_sink import open_maildir, start_sink
+from netvaerk_testing.processes import ServiceProcess, free_port
+from netvaerk_testing.smtp_sink import open_maildir, start_sink
 
 TOKEN = "e2e-token-0123456789abcdef"
 SERVICES = ("members", "meetings", "notifications")

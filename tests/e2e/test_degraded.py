@@ -13,8 +13,8 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from netvaerk_shared.testing import infra
-from netvaerk_shared.testing.processes import ServiceProcess
+from netvaerk_testing import infra
+from netvaerk_testing.processes import ServiceProcess
 
 from .conftest import request_json
 

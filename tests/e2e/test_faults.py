@@ -19,9 +19,9 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from netvaerk_shared.testing import infra
-from netvaerk_shared.testing.processes import ServiceProcess, free_port
-from netvaerk_shared.testing.smtp_sink import open_maildir, start_sink
+from netvaerk_testing import infra
+from netvaerk_testing.processes import ServiceProcess, free_port
+from netvaerk_testing.smtp_sink import open_maildir, start_sink
 
 from .conftest import request_json
 

@@ -11,7 +11,7 @@ import uuid
 import psutil
 import pytest
 
-from netvaerk_shared.testing.plugin import wait_until
+from netvaerk_testing.plugin import wait_until
 
 from .conftest import TOKEN
 

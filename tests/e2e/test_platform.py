@@ -15,7 +15,7 @@ import pytest
 from cloudevents.core.formats.json import JSONFormat
 
 from netvaerk_shared.envelope import parse_event
-from netvaerk_shared.testing.plugin import wait_until
+from netvaerk_testing.plugin import wait_until
 
 pytestmark = pytest.mark.e2e
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"

@@ -1,15 +1,20 @@
 """FastAPI dependencies shared by the services' routes: the bearer token (declared, so the OpenAPI document has the
-security scheme) and the runtime (`Runtime`), as `Annotated[..., Depends()]` aliases."""
+security scheme), the runtime (`Runtime`) and a fresh unit of work for the request (`UoW`), as
+`Annotated[..., Depends()]` aliases."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from .edge import token_matches
 from .problems import Problem
+
+if TYPE_CHECKING:
+    from .runtime import ServiceRuntime
+    from .uow import UnitOfWork
 
 _bearer = HTTPBearer(
     auto_error=False, scheme_name="bearer", description="The API token (API_TOKEN) as `Authorization: Bearer <token>`."
@@ -30,8 +35,15 @@ def protected_router(**kwargs: Any) -> APIRouter:
     return APIRouter(dependencies=[Depends(require_token)], **kwargs)
 
 
-async def get_runtime(request: Request):  # async: a sync dependency would cost a thread hop per request
+async def get_runtime(request: Request) -> ServiceRuntime:  # async: a sync one would cost a thread hop per request
     return request.app.state.runtime
 
 
-Runtime = Annotated[Any, Depends(get_runtime)]
+Runtime = Annotated["ServiceRuntime", Depends(get_runtime)]
+
+
+async def get_uow(runtime: Runtime) -> UnitOfWork:
+    return runtime.uow()
+
+
+UoW = Annotated["UnitOfWork", Depends(get_uow)]

@@ -9,7 +9,7 @@ import os
 
 from fastapi import FastAPI
 
-from .deps import Runtime, get_runtime, protected_router, require_token
+from .deps import Runtime, UoW, get_runtime, get_uow, protected_router, require_token
 from .edge import DEFAULT_MAX_BODY, OPEN_PATHS, EdgeMiddleware, EdgePolicy, token_matches
 from .openapi import truthful_openapi
 from .ops import operations_router
@@ -36,7 +36,9 @@ __all__ = [
     "Problem",
     "ProblemDetails",
     "Runtime",
+    "UoW",
     "get_runtime",
+    "get_uow",
     "install_problem_handlers",
     "operations_router",
     "problem_response",

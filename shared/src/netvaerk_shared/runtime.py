@@ -7,6 +7,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any, Protocol
 
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -17,7 +18,7 @@ from .messaging import MessagingTables
 from .migrate import upgrade
 from .outbox import DEFAULT_MAX_EVENT_BYTES, HEADER_ROOM, Relay, backlog, parked
 from .settings import ServiceSettings
-from .uow import UnitOfWork
+from .uow import Clock, Translate, UnitOfWork, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,21 @@ def _fault_hook():
     return _die
 
 
+class Worker(Protocol):
+    """A service's own background loop (e.g. email delivery), declared on the runtime with `add_worker`: started with
+    the messaging, restarted should it crash, and woken after each consumer commit."""
+
+    name: str
+
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+    def wake(self) -> None: ...
+
+
 class ServiceRuntime:
+    """Built by the service's bootstrap, its one composition root, with everything injected: the engine, the
+    repositories and translator its units of work use, the event subscriptions, and then its workers and gauges."""
+
     def __init__(
         self,
         *,
@@ -44,10 +59,16 @@ class ServiceRuntime:
         settings: ServiceSettings,
         engine: AsyncEngine,
         tables: MessagingTables,
+        repositories: Callable[[Any], Any],
+        translate: Translate,
         subscriptions: Sequence[Subscription] = (),
         migrations_dir: Path | None = None,
+        clock: Clock = utc_now,
     ) -> None:
         self.service = service
+        self.repositories = repositories
+        self.translate = translate
+        self.clock = clock
         self.settings = settings
         self.engine = engine
         self.tables = tables
@@ -58,8 +79,7 @@ class ServiceRuntime:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self.consumers: dict[str, EventConsumer] = {}
-        self._workers: dict[str, Callable[[asyncio.Event], Awaitable[None]]] = {}
-        self._wakers: list[Callable[[], None]] = []
+        self.workers: dict[str, Worker] = {}
         self._gauges: list[Callable[[], Awaitable[None]]] = []
         for sub in subscriptions:
             consumer = EventConsumer(
@@ -70,19 +90,37 @@ class ServiceRuntime:
                 max_deliver=settings.consumer_max_deliver,
                 batch_size=settings.consumer_batch_size,
                 on_commit=self._after_consumer_commit,
+                unit_of_work=self.uow_on,
             )
             self.consumers[consumer.name] = consumer
 
     def uow(self) -> UnitOfWork:
+        """A unit of work in a transaction of its own (HTTP routes, workers)."""
         # With a relay in this process the in-process wake is enough (and saves a round trip per change); an
         # instance that runs no relay (RUN_RELAY=false) wakes the others with NOTIFY.
         return UnitOfWork(
             self.engine,
             self.tables,
             self.service,
+            repositories=self.repositories,
+            translate=self.translate,
+            clock=self.clock,
             on_commit=self.wake_relay,
             notify=self.relay is None,
             max_event_bytes=self.max_event_bytes(),
+        )
+
+    def uow_on(self, conn: Any) -> UnitOfWork:
+        """A unit of work joined to a transaction the caller holds (the event consumer's batch, a replay)."""
+        return UnitOfWork(
+            self.engine,
+            self.tables,
+            self.service,
+            repositories=self.repositories,
+            translate=self.translate,
+            clock=self.clock,
+            max_event_bytes=self.max_event_bytes(),
+            conn=conn,
         )
 
     def max_event_bytes(self) -> int:
@@ -103,18 +141,14 @@ class ServiceRuntime:
         """A service's own gauges, refreshed on every /metrics scrape with the shared ones."""
         self._gauges.append(refresh)
 
-    def add_worker(
-        self, name: str, run: Callable[[asyncio.Event], Awaitable[None]], wake: Callable[[], None] | None = None
-    ) -> None:
-        """A service's own background loop (e.g. email delivery), woken after each consumer commit."""
-        self._workers[name] = run
-        if wake is not None:
-            self._wakers.append(wake)
+    def add_worker(self, worker: Worker) -> None:
+        """Declare a background loop of the service's own (see Worker); `runtime.workers[name]` finds it again."""
+        self.workers[worker.name] = worker
 
     def _after_consumer_commit(self) -> None:
         self.wake_relay()
-        for wake in self._wakers:
-            wake()
+        for worker in self.workers.values():
+            worker.wake()
 
     async def start(self) -> None:
         if self.settings.auto_migrate and self.migrations_dir is not None:
@@ -171,8 +205,8 @@ class ServiceRuntime:
         if self.settings.run_consumers:
             for consumer in self.consumers.values():
                 self._tasks.append(asyncio.create_task(self._guard(consumer.run(self.js, self._stop), consumer.name)))
-        for name, run in self._workers.items():
-            self._tasks.append(asyncio.create_task(self._guard(run(self._stop), name)))
+        for name, worker in self.workers.items():
+            self._tasks.append(asyncio.create_task(self._guard(worker.run(self._stop), name)))
 
     def _nats_reconnected(self) -> None:
         """NATS is back: the relay ends its backoff now (and stops waiting for PubAcks the old connection lost)."""
@@ -204,8 +238,8 @@ class ServiceRuntime:
                     return
                 if name == "relay":
                     factory = self.relay.run(self._stop)
-                elif name in self._workers:
-                    factory = self._workers[name](self._stop)
+                elif name in self.workers:
+                    factory = self.workers[name].run(self._stop)
                 else:
                     factory = self.consumers[name].run(self.js, self._stop)
 

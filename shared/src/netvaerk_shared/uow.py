@@ -1,79 +1,187 @@
-"""A unit of work over one database transaction: the change and its outbox rows commit together, or neither does."""
+"""The unit of work: one database transaction, the service's repositories on it, and the events its aggregates record.
+
+`async with uow:` opens the transaction (or joins one: the event consumer's batch) and builds the repositories on
+its connection (`uow.repo`). `await uow.commit()` takes the events every aggregate the repositories handed out or
+saved has recorded (`repo.seen`, each aggregate's `events` list), translates them into v1 contracts with the service's
+translator and writes them to the outbox in the same transaction, then commits. Leaving the block without commit()
+rolls back.
+
+A command handler is written once against this interface, `handle(cmd, uow)`, whether an HTTP route or an event
+subscriber called it:
+
+    async with uow:
+        member = await uow.repo.get_member(cmd.member_id)
+        member.join(group, cmd.role, uow.clock())
+        await uow.repo.add_membership(...)
+        await uow.commit()
+
+Joined to the consumer's transaction, commit() writes the outbox rows and leaves committing (and waking the relay)
+to the consumer, which also records the event in its inbox: the effect, its events and "this event was handled"
+commit together or not at all.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from . import tracing
 from .contracts import EventData
 from .envelope import make_event
 from .messaging import MessagingTables
 from .outbox import DEFAULT_MAX_EVENT_BYTES, enqueue, notify_channel
 
 
-async def commit_with_events(uow, aggregates, translate) -> None:
-    """Publish every domain event the aggregates recorded (as `translate(event, aggregate)` contracts), then commit."""
-    for aggregate in aggregates:
-        while aggregate.events:
-            uow.publish(translate(aggregate.events.pop(0), aggregate))
-    await uow.commit()
+class Aggregate(Protocol):
+    events: list[Any]  # domain events recorded and not yet published
 
 
-class UnitOfWork:
-    """`async with uow:` opens a transaction; `uow.publish(event_data)` queues an integration event; `commit()`."""
+class Repositories(Protocol):
+    """What a service's repository (or bundle of repositories) offers the unit of work: the aggregates it saw."""
+
+    @property
+    def seen(self) -> Iterable[Aggregate]: ...
+
+
+R = TypeVar("R", bound=Repositories)
+Translate = Callable[[Any, Any], EventData]  # (domain event, the aggregate that recorded it) -> contract
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class LeftWithoutCommit(RuntimeError):
+    """A unit of work was left without commit() and without an exception: its changes were rolled back."""
+
+
+class AbstractUnitOfWork(Generic[R]):
+    """Collecting the aggregates' events is the same for the real unit of work and a unit test's fake; only where
+    the transaction and the outbox are differs (`_begin`, `_write`, `_commit`, `_rollback`)."""
+
+    repo: R
+
+    def __init__(self, *, repositories: Callable[[Any], R], translate: Translate, clock: Clock = utc_now) -> None:
+        self._repositories = repositories
+        self._translate = translate
+        self.clock = clock
+        self._active = False
+
+    async def __aenter__(self) -> AbstractUnitOfWork[R]:
+        if self._active:
+            raise RuntimeError("this unit of work is already open")
+        handle = await self._begin()
+        self.repo = self._repositories(handle)
+        self._active, self._committed = True, False
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._active = False
+        if exc is not None:
+            await self._rollback(exc)
+            return
+        if not self._committed:
+            left = LeftWithoutCommit("unit of work left without commit(); its changes were rolled back")
+            await self._rollback(left)
+            raise left
+
+    def collect(self) -> list[EventData]:
+        """Take the events the aggregates recorded, as contracts, in the order they were recorded per aggregate."""
+        out: list[EventData] = []
+        for aggregate in self.repo.seen:
+            while aggregate.events:
+                out.append(self._translate(aggregate.events.pop(0), aggregate))
+        return out
+
+    async def commit(self) -> None:
+        if not self._active:
+            raise RuntimeError("commit() outside `async with uow:`")
+        events = self.collect()
+        if events:
+            await self._write(events)
+        await self._commit(bool(events))
+        self._committed = True
+
+    # -- where the transaction is ----------------------------------------------------------------------------------
+    async def _begin(self) -> Any:
+        raise NotImplementedError
+
+    async def _write(self, events: list[EventData]) -> None:
+        raise NotImplementedError
+
+    async def _commit(self, published: bool) -> None:
+        raise NotImplementedError
+
+    async def _rollback(self, exc: BaseException) -> None:
+        raise NotImplementedError
+
+
+class UnitOfWork(AbstractUnitOfWork[R]):
+    """A transaction on `engine` (or, with `conn`, joined to the caller's: then commit() writes the outbox rows and the
+    caller commits). Built by the service's runtime (`runtime.uow()`, `runtime.uow_on(conn)`), never by hand."""
 
     def __init__(
         self,
         engine: AsyncEngine,
         tables: MessagingTables,
         service: str,
+        *,
+        repositories: Callable[[AsyncConnection], R],
+        translate: Translate,
+        clock: Clock = utc_now,
         on_commit: Callable[[], None] | None = None,
         notify: bool = True,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        conn: AsyncConnection | None = None,
     ) -> None:
+        super().__init__(repositories=repositories, translate=translate, clock=clock)
         self.engine = engine
-        self.max_event_bytes = max_event_bytes
-        self.notify = notify  # NOTIFY relays in other processes; needless when on_commit wakes one in this process
         self.tables = tables
         self.service = service
         self.on_commit = on_commit
-        self.conn: AsyncConnection | None = None
-        self._pending: list[EventData] = []
-        self._causation: str | None = None
+        self.notify = notify  # NOTIFY relays in other processes; needless when on_commit wakes one in this process
+        self.max_event_bytes = max_event_bytes
+        self._joined = conn
+        self.conn: AsyncConnection | None = conn
+        self._ctx: Any = None
 
-    async def __aenter__(self) -> UnitOfWork:
-        self._ctx = self.engine.begin()
-        self.conn = await self._ctx.__aenter__()
-        self._pending = []
-        self._committed = False
-        return self
+    async def _begin(self) -> AsyncConnection:
+        if self._joined is not None:
+            self.conn = self._joined
+        else:
+            self._ctx = self.engine.begin()
+            self.conn = await self._ctx.__aenter__()
+        return self.conn
 
-    async def __aexit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None and not self._committed:
-            exc_type, exc = RuntimeError, RuntimeError("unit of work left without commit()")
-            await self._ctx.__aexit__(exc_type, exc, None)
-            raise exc
-        if exc_type is not None:
-            await self._ctx.__aexit__(exc_type, exc, tb)
-
-    def publish(self, *events: EventData, causationid: str | None = None) -> None:
-        self._pending.extend(events)
-        self._causation = causationid or self._causation
-
-    async def commit(self) -> None:
+    async def _write(self, events: list[EventData]) -> None:
         assert self.conn is not None
-        if self._pending:
-            cloud = [make_event(e, causationid=self._causation) for e in self._pending]
-            await enqueue(
-                self.conn,
-                self.tables,
-                cloud,
-                [e.nats_subject() for e in self._pending],
-                notify=notify_channel(self.service) if self.notify else None,
-                max_bytes=self.max_event_bytes,
-            )
+        causation = tracing.current_event_id.get()  # events caused by a consumed event name it
+        await enqueue(
+            self.conn,
+            self.tables,
+            [make_event(e, causationid=causation) for e in events],
+            [e.nats_subject() for e in events],
+            notify=notify_channel(self.service) if self.notify and self._joined is None else None,
+            max_bytes=self.max_event_bytes,
+        )
+
+    async def _commit(self, published: bool) -> None:
+        if self._joined is not None:
+            return  # the consumer commits its batch, then wakes the relay
         await self._ctx.__aexit__(None, None, None)
-        self._committed = True
-        if self._pending and self.on_commit is not None:
+        self._ctx = None
+        if published and self.on_commit is not None:
             self.on_commit()
+
+    async def _rollback(self, exc: BaseException) -> None:
+        if self._ctx is not None:
+            ctx, self._ctx = self._ctx, None
+            await ctx.__aexit__(type(exc), exc, exc.__traceback__)
+        # joined: the consumer rolls back the event's savepoint (or its batch) when the handler raises

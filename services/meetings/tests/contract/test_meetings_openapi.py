@@ -12,7 +12,7 @@ from meetings.bootstrap import bootstrap
 from meetings.config import Settings
 from meetings.entrypoints.http import create_app
 from netvaerk_shared import contracts
-from netvaerk_shared.testing.api_contract import (
+from netvaerk_testing.api_contract import (
     BACKENDS,
     SQLITE,
     TOKEN,

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select
 
 from meetings.adapters import orm
-from netvaerk_shared.testing import hostile
-from netvaerk_shared.testing.plugin import wait_until
+from netvaerk_testing import hostile
+from netvaerk_testing.plugin import wait_until
 
 from .test_meetings_flow import _ok_json, group_created, meetings_service, publish
 

@@ -21,8 +21,8 @@ from meetings.config import Settings
 from meetings.entrypoints.http import create_app
 from netvaerk_shared import contracts
 from netvaerk_shared.envelope import CloudEvent, make_event, parse_event, to_bytes
-from netvaerk_shared.testing.plugin import running_app, service_settings, wait_until
 from netvaerk_shared.topology import ensure_stream
+from netvaerk_testing.plugin import running_app, service_settings, wait_until
 
 PROBLEM = "application/problem+json"
 CPH_WINTER = timezone(timedelta(hours=1))

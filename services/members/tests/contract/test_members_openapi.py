@@ -10,7 +10,7 @@ import pytest
 from members.bootstrap import bootstrap
 from members.config import Settings
 from members.entrypoints.http import create_app
-from netvaerk_shared.testing.api_contract import (
+from netvaerk_testing.api_contract import (
     BACKENDS,
     SQLITE,
     TOKEN,

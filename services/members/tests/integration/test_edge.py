@@ -11,7 +11,7 @@ import pytest
 from members.bootstrap import bootstrap
 from members.config import Settings
 from members.entrypoints.http import create_app
-from netvaerk_shared.testing.plugin import running_app, service_settings
+from netvaerk_testing.plugin import running_app, service_settings
 
 
 def test_the_openapi_document_is_complete_without_starting_the_app():

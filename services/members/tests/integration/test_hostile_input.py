@@ -13,8 +13,8 @@ from members.adapters import orm
 from members.bootstrap import bootstrap
 from members.config import Settings
 from members.entrypoints.http import create_app
-from netvaerk_shared.testing import hostile
-from netvaerk_shared.testing.plugin import running_app, service_settings, wait_until
+from netvaerk_testing import hostile
+from netvaerk_testing.plugin import running_app, service_settings, wait_until
 
 GROUP = {
     "name": "Offentlig digitalisering øst",

@@ -13,7 +13,7 @@ from members.config import Settings
 from members.entrypoints.http import create_app
 from netvaerk_shared import tracing
 from netvaerk_shared.envelope import parse_event
-from netvaerk_shared.testing.plugin import running_app, service_settings, wait_until
+from netvaerk_testing.plugin import running_app, service_settings, wait_until
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 

@@ -15,7 +15,7 @@ from members.config import Settings
 from members.entrypoints.http import create_app
 from netvaerk_shared.db import create_engine
 from netvaerk_shared.migrate import upgrade
-from netvaerk_shared.testing.plugin import running_app, service_settings, wait_until
+from netvaerk_testing.plugin import running_app, service_settings, wait_until
 
 
 async def _outbox_schema(engine) -> tuple[set[str], set[str]]:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from netvaerk_shared import contracts
-from netvaerk_shared.testing.api_contract import (
+from netvaerk_testing.api_contract import (
     BACKENDS,
     SQLITE,
     TOKEN,

@@ -19,9 +19,9 @@ from netvaerk_shared import contracts
 from netvaerk_shared.contracts.notifications import NotificationFailed
 from netvaerk_shared.envelope import make_event, parse_event
 from netvaerk_shared.migrate import upgrade
-from netvaerk_shared.testing.infra import free_port
-from netvaerk_shared.testing.plugin import service_settings
-from netvaerk_shared.testing.smtp_sink import RCPT_TO_HEADER, SERVER_HOSTNAME, MaildirSink
+from netvaerk_testing.infra import free_port
+from netvaerk_testing.plugin import service_settings
+from netvaerk_testing.smtp_sink import RCPT_TO_HEADER, SERVER_HOSTNAME, MaildirSink
 from notifications.adapters import orm
 from notifications.bootstrap import bootstrap
 from notifications.config import Settings

@@ -14,7 +14,7 @@ from netvaerk_shared import contracts
 from netvaerk_shared.contracts.notifications import NotificationFailed
 from netvaerk_shared.envelope import make_event, parse_event
 from netvaerk_shared.migrate import upgrade
-from netvaerk_shared.testing.plugin import service_settings
+from netvaerk_testing.plugin import service_settings
 from notifications.adapters import orm
 from notifications.adapters.mailer import SmtpOutcomeUnknown, SmtpRejected, SmtpTransient
 from notifications.bootstrap import bootstrap

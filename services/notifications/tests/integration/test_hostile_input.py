@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from netvaerk_shared.testing import hostile
-from netvaerk_shared.testing.plugin import running_app, service_settings
+from netvaerk_testing import hostile
+from netvaerk_testing.plugin import running_app, service_settings
 from notifications.bootstrap import bootstrap
 from notifications.config import Settings
 from notifications.entrypoints.http import create_app

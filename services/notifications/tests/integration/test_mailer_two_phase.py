@@ -16,8 +16,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from icalendar import Calendar
 
-from netvaerk_shared.testing.infra import free_port
-from netvaerk_shared.testing.smtp_sink import MaildirSink, start_sink
+from netvaerk_testing.infra import free_port
+from netvaerk_testing.smtp_sink import MaildirSink, start_sink
 from notifications.adapters.calendar import build_invitation_ics
 from notifications.adapters.mailer import (
     SmtpMailer,

@@ -15,9 +15,9 @@ import pytest
 
 from netvaerk_shared import contracts, topology
 from netvaerk_shared.envelope import make_event, parse_event, to_bytes
-from netvaerk_shared.testing.infra import free_port
-from netvaerk_shared.testing.plugin import running_app, service_settings, wait_until
-from netvaerk_shared.testing.smtp_sink import open_maildir, start_sink
+from netvaerk_testing.infra import free_port
+from netvaerk_testing.plugin import running_app, service_settings, wait_until
+from netvaerk_testing.smtp_sink import open_maildir, start_sink
 from notifications.bootstrap import bootstrap
 from notifications.config import Settings
 from notifications.entrypoints.http import create_app

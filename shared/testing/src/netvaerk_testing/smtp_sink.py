@@ -1,6 +1,6 @@
 """A development SMTP server that keeps every message it accepts in a Maildir, for local runs and tests.
 
-    python -m netvaerk_shared.testing.smtp_sink --host 127.0.0.1 --port 1025 --maildir var/mail
+    python -m netvaerk_testing.smtp_sink --host 127.0.0.1 --port 1025 --maildir var/mail
 
 A message is stored only once its DATA ended with the final "." and the handler ran: aiosmtpd cancels a DATA whose
 connection drops before that, so a half-sent message never shows up (the notifications mailer relies on this).
@@ -74,7 +74,7 @@ def start_sink(host: str, port: int, maildir_path: str | os.PathLike[str]) -> Co
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m netvaerk_shared.testing.smtp_sink",
+        prog="python -m netvaerk_testing.smtp_sink",
         description="Development SMTP server that stores every message it accepts in a Maildir.",
     )
     parser.add_argument("--host", default="127.0.0.1")
