@@ -3,10 +3,14 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import nats
 import pytest
 
-from netvaerk_shared import contracts
+from netvaerk_shared import contracts, topology
 from netvaerk_shared.contracts.notifications import NotificationFailed
+from netvaerk_shared.db import create_engine
+
+from . import world
 
 
 @pytest.fixture
@@ -60,3 +64,24 @@ def sample_events() -> dict[str, contracts.EventData]:
         ),
     ]
     return {e.event_type(): e for e in events}
+
+
+# -- the messaging tests' world (see world.py) ---------------------------------------------------------------------
+@pytest.fixture
+async def engine(database_url):
+    """An engine on a fresh database (PostgreSQL and SQLite) with the world's tables."""
+    engine = create_engine(database_url)
+    async with engine.begin() as conn:
+        await conn.run_sync(world.metadata.create_all)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def js(clean_nats):
+    """JetStream on a clean server, with the members' stream."""
+    nc = await nats.connect(clean_nats)
+    js = nc.jetstream()
+    await topology.ensure_stream(js, "members")
+    yield js
+    await nc.close()

@@ -6,21 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import asyncpg
 import httpx
-import nats
 import nats.js.errors
 import pytest
 import sqlalchemy.exc as sa_exc
 from fastapi import FastAPI
-from sqlalchemy import Column, Integer, MetaData, String, Table, select, text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.engine import make_url
 
-from netvaerk_shared import contracts, topology
+from netvaerk_shared import contracts
 from netvaerk_shared.consumer import (
     EventConsumer,
     Subscription,
@@ -30,30 +28,15 @@ from netvaerk_shared.consumer import (
     replay_dead_letter,
     replay_dead_letters,
 )
-from netvaerk_shared.db import create_engine, dialect_insert
+from netvaerk_shared.db import create_engine
 from netvaerk_shared.envelope import make_event, to_bytes
 from netvaerk_shared.http import EdgePolicy, install_problem_handlers, operations_router
-from netvaerk_shared.messaging import add_messaging_tables
 from netvaerk_testing import infra
 from netvaerk_testing.plugin import wait_until
 
-metadata = MetaData()
-tables = add_messaging_tables(metadata)
-effects = Table(
-    "effects", metadata, Column("member_id", String(36), primary_key=True), Column("times", Integer, nullable=False)
-)
+from .world import count_effect, effects, joined, metadata, tables, uow_on
+
 CONSUMER_LOG = "netvaerk_shared.consumer"
-
-
-def joined() -> contracts.MemberJoined:
-    return contracts.MemberJoined(
-        member_id=uuid.uuid4(), group_id=uuid.uuid4(), role="member", joined_at=datetime.now(UTC)
-    )
-
-
-async def count_effect(conn, event, data):
-    stmt = dialect_insert(conn, effects).values(member_id=str(data.member_id), times=1)
-    await conn.execute(stmt.on_conflict_do_update(index_elements=["member_id"], set_={"times": effects.c.times + 1}))
 
 
 async def publish(js, data: contracts.EventData) -> str:
@@ -104,24 +87,6 @@ async def pg(pg_admin_url, postgres_database_url):
     yield db
     await db.bring_back()  # a failed test must not leave the database closed for the fixture's DROP
     await db.engine.dispose()
-
-
-@pytest.fixture
-async def engine(database_url):
-    engine = create_engine(database_url)
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-async def js(clean_nats):
-    nc = await nats.connect(clean_nats)
-    js = nc.jetstream()
-    await topology.ensure_stream(js, "members")
-    yield js
-    await nc.close()
 
 
 async def caught_up(js, consumer: EventConsumer) -> bool:
@@ -255,15 +220,16 @@ async def test_database_outage_under_load_spends_no_tries_and_dead_letters_nothi
     when the consumer paused and one when it resumed."""
     caplog.set_level(logging.INFO, logger=CONSUMER_LOG)
 
-    async def slow_count(conn, event, data):
+    async def slow_count(uow, event, data):
         await asyncio.sleep(0.002)  # so that the outage lands inside handlers and batches, not only between them
-        await count_effect(conn, event, data)
+        await count_effect(uow, event, data)
 
     consumer = EventConsumer(
         service="notifications",
         subscription=Subscription(contracts.MemberJoined, slow_count),
         engine=pg.engine,
         tables=tables,
+        unit_of_work=uow_on,
         max_deliver=2,
         batch_size=25,
         fetch_timeout=0.2,
@@ -328,14 +294,16 @@ async def test_database_going_away_inside_a_handler_is_an_outage_not_poison(pg, 
             state["taken"] = True
             await pg.take_away()
 
-    async def one(conn, event, data):
+    async def one(uow, event, data):
         await maybe_take_away(data)
-        await count_effect(conn, event, data)
+        await count_effect(uow, event, data)
 
-    async def many(conn, batch):
-        for event, data in batch:
-            await maybe_take_away(data)
-            await count_effect(conn, event, data)
+    async def many(uow, batch):
+        async with uow:
+            for _, data in batch:
+                await maybe_take_away(data)
+                await uow.repo.count(data.member_id)
+            await uow.commit()
 
     subscription = Subscription(contracts.MemberJoined, one, many if shape == "batch_handler" else None)
     for data in events:
@@ -345,6 +313,7 @@ async def test_database_going_away_inside_a_handler_is_an_outage_not_poison(pg, 
         subscription=subscription,
         engine=pg.engine,
         tables=tables,
+        unit_of_work=uow_on,
         max_deliver=1,
         batch_size=50,
         fetch_timeout=0.2,
@@ -373,17 +342,18 @@ async def test_a_poison_event_is_still_a_dead_letter_with_its_real_error_across_
     poison = joined()
     calls: list[str] = []
 
-    async def picky(conn, event, data):
+    async def picky(uow, event, data):
         if data.member_id == poison.member_id:
             calls.append(event.id)
             raise ValueError(f"no such group {data.group_id}")
-        await count_effect(conn, event, data)
+        await count_effect(uow, event, data)
 
     consumer = EventConsumer(
         service="notifications",
         subscription=Subscription(contracts.MemberJoined, picky),
         engine=pg.engine,
         tables=tables,
+        unit_of_work=uow_on,
         max_deliver=2,
         fetch_timeout=0.2,
     )
@@ -422,7 +392,7 @@ async def test_a_restart_gives_a_poison_event_fresh_tries_never_a_wrong_dead_let
     data = joined()
     calls = []
 
-    async def broken(conn, event, d):
+    async def broken(uow, event, d):
         calls.append(event.id)
         raise ValueError("still broken")
 
@@ -432,6 +402,7 @@ async def test_a_restart_gives_a_poison_event_fresh_tries_never_a_wrong_dead_let
         subscription=Subscription(contracts.MemberJoined, broken),
         engine=engine,
         tables=tables,
+        unit_of_work=uow_on,
         max_deliver=2,
         fetch_timeout=0.2,
     )
@@ -448,6 +419,7 @@ async def test_a_restart_gives_a_poison_event_fresh_tries_never_a_wrong_dead_let
         subscription=Subscription(contracts.MemberJoined, broken),
         engine=engine,
         tables=tables,
+        unit_of_work=uow_on,
         max_deliver=2,
         fetch_timeout=0.2,
     )
@@ -476,11 +448,11 @@ async def _three_dead_letters(engine, js, broken: set[str]):
     """Three events dead-lettered (Unprocessable), their dead letters stored in the opposite of stream order."""
     applied: list[str] = []
 
-    async def handler(conn, event, data):
+    async def handler(uow, event, data):
         if str(data.member_id) in broken:
             raise Unprocessable(f"member {data.member_id} not ready")
         applied.append(str(data.member_id))
-        await count_effect(conn, event, data)
+        await count_effect(uow, event, data)
 
     events = [joined() for _ in range(3)]
     broken |= {str(e.member_id) for e in events}
@@ -490,6 +462,7 @@ async def _three_dead_letters(engine, js, broken: set[str]):
         subscription=Subscription(contracts.MemberJoined, handler),
         engine=engine,
         tables=tables,
+        unit_of_work=uow_on,
         fetch_timeout=0.2,
     )
     stop = asyncio.Event()

@@ -6,63 +6,26 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from datetime import UTC, datetime
 
 import nats
 import nats.js.errors
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, select, update
+from sqlalchemy import Column, ForeignKey, MetaData, String, Table, insert, select, update
 
 from netvaerk_shared import contracts, topology
 from netvaerk_shared.consumer import EventConsumer, Subscription, Unprocessable, list_dead_letters, replay_dead_letter
-from netvaerk_shared.db import create_engine, dialect_insert
 from netvaerk_shared.envelope import make_event, to_bytes
-from netvaerk_shared.messaging import add_messaging_tables
 from netvaerk_shared.outbox import Relay, backlog
-from netvaerk_shared.uow import UnitOfWork
 from netvaerk_testing.plugin import wait_until
 
-metadata = MetaData()
-tables = add_messaging_tables(metadata)
-effects = Table(
-    "effects", metadata, Column("member_id", String(36), primary_key=True), Column("times", Integer, nullable=False)
-)
-
-
-def joined(member_id=None) -> contracts.MemberJoined:
-    return contracts.MemberJoined(
-        member_id=member_id or uuid.uuid4(), group_id=uuid.uuid4(), role="member", joined_at=datetime.now(UTC)
-    )
-
-
-async def count_effect(conn, event, data):
-    stmt = dialect_insert(conn, effects).values(member_id=str(data.member_id), times=1)
-    await conn.execute(stmt.on_conflict_do_update(index_elements=["member_id"], set_={"times": effects.c.times + 1}))
-
-
-@pytest.fixture
-async def engine(database_url):
-    engine = create_engine(database_url)
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-async def js(clean_nats):
-    nc = await nats.connect(clean_nats)
-    js = nc.jetstream()
-    await topology.ensure_stream(js, "members")
-    yield js
-    await nc.close()
+from .world import count_effect, effects, joined, tables, unit_of_work, uow_on
 
 
 async def produce(engine, n: int) -> list[contracts.MemberJoined]:
     events = [joined() for _ in range(n)]
-    uow = UnitOfWork(engine, tables, "members")
+    uow = unit_of_work(engine)
     async with uow:
-        uow.publish(*events)
+        uow.repo.record(*events)
         await uow.commit()
     return events
 
@@ -105,10 +68,10 @@ async def test_relay_publishes_every_committed_row_with_msg_id(engine, js):
 
 
 async def test_rolled_back_change_publishes_nothing(engine, js):
-    uow = UnitOfWork(engine, tables, "members")
+    uow = unit_of_work(engine)
     with pytest.raises(RuntimeError):
         async with uow:
-            uow.publish(joined())
+            uow.repo.record(joined())
             raise RuntimeError("the change failed")
     assert await backlog(engine, tables) == (0, 0.0)
 
@@ -193,6 +156,7 @@ async def test_crash_between_publish_and_mark_does_each_effect_once(engine, js):
         subscription=Subscription(contracts.MemberJoined, count_effect),
         engine=engine,
         tables=tables,
+        unit_of_work=uow_on,
     )
     await _consume_all(consumer, js)
     counts = await effects_by_member(engine)
@@ -233,6 +197,7 @@ async def test_redelivered_event_changes_nothing(engine, js):
         subscription=Subscription(contracts.MemberJoined, count_effect),
         engine=engine,
         tables=tables,
+        unit_of_work=uow_on,
     )
     await _consume_all(consumer, js)
     assert await effects_by_member(engine) == {str(data.member_id): 1}
@@ -253,6 +218,7 @@ async def test_malformed_message_is_a_dead_letter_at_once_and_the_consumer_goes_
         subscription=Subscription(contracts.MemberJoined, count_effect),
         engine=engine,
         tables=tables,
+        unit_of_work=uow_on,
     )
     await _consume_all(consumer, js)
     assert await effects_by_member(engine) == {str(good.member_id): 1}
@@ -270,11 +236,11 @@ async def test_failing_handler_retries_then_dead_letters_then_replays(engine, js
     attempts = []
     broken = {"on": True}
 
-    async def flaky(conn, event, d):
+    async def flaky(uow, event, d):
         attempts.append(event.id)
         if broken["on"]:
             raise ConnectionError("SMTP is down")
-        await count_effect(conn, event, d)
+        await count_effect(uow, event, d)
 
     await publish_raw(js, data.nats_subject(), to_bytes(make_event(data)))
     consumer = EventConsumer(
@@ -282,6 +248,7 @@ async def test_failing_handler_retries_then_dead_letters_then_replays(engine, js
         subscription=Subscription(contracts.MemberJoined, flaky),
         engine=engine,
         tables=tables,
+        unit_of_work=uow_on,
         max_deliver=3,
     )
     consumer._backoff = lambda deliveries: 0.05  # keep the test quick; the real backoff is tested below
@@ -302,13 +269,17 @@ async def test_failing_handler_retries_then_dead_letters_then_replays(engine, js
 
 
 async def test_unprocessable_is_a_dead_letter_without_retries(engine, js):
-    async def refuse(conn, event, d):
+    async def refuse(uow, event, d):
         raise Unprocessable("group is archived")
 
     data = joined()
     await publish_raw(js, data.nats_subject(), to_bytes(make_event(data)))
     consumer = EventConsumer(
-        service="meetings", subscription=Subscription(contracts.MemberJoined, refuse), engine=engine, tables=tables
+        service="meetings",
+        subscription=Subscription(contracts.MemberJoined, refuse),
+        engine=engine,
+        tables=tables,
+        unit_of_work=uow_on,
     )
     await _consume_all(consumer, js)
     dead = await list_dead_letters(engine, tables)
@@ -317,7 +288,11 @@ async def test_unprocessable_is_a_dead_letter_without_retries(engine, js):
 
 def test_backoff_grows_and_is_capped():
     consumer = EventConsumer(
-        service="x", subscription=Subscription(contracts.MemberJoined, count_effect), engine=None, tables=tables
+        service="x",
+        subscription=Subscription(contracts.MemberJoined, count_effect),
+        engine=None,
+        tables=tables,
+        unit_of_work=uow_on,
     )
     delays = [consumer._backoff(n) for n in range(1, 12)]
     assert delays[0] < 1.0 and delays[3] > delays[0] and max(delays) <= 30.0 * 1.25
@@ -330,6 +305,7 @@ async def test_paced_low_rate_has_no_stalls(engine, js):
         subscription=Subscription(contracts.MemberJoined, count_effect),
         engine=engine,
         tables=tables,
+        unit_of_work=uow_on,
         fetch_timeout=0.2,
     )
     stop = asyncio.Event()
@@ -357,11 +333,11 @@ async def test_one_bad_event_in_a_batch_does_not_hold_back_the_others(engine, js
     bad = str(events[2].member_id)
     calls = []
 
-    async def picky(conn, event, data):
+    async def picky(uow, event, data):
         calls.append(str(data.member_id))
         if str(data.member_id) == bad:
             raise ValueError("this one is broken")
-        await count_effect(conn, event, data)
+        await count_effect(uow, event, data)
 
     for data in events:
         await publish_raw(js, data.nats_subject(), to_bytes(make_event(data)))
@@ -370,6 +346,7 @@ async def test_one_bad_event_in_a_batch_does_not_hold_back_the_others(engine, js
         subscription=Subscription(contracts.MemberJoined, picky),
         engine=engine,
         tables=tables,
+        unit_of_work=uow_on,
         max_deliver=2,
     )
     consumer._backoff = lambda deliveries: 0.05
@@ -385,17 +362,19 @@ async def test_batch_handler_does_the_batch_and_falls_back_event_by_event(engine
     bad = str(events[7].member_id)
     batches = []
 
-    async def one(conn, event, data):
+    async def one(uow, event, data):
         if str(data.member_id) == bad:
             raise ValueError("broken")
-        await count_effect(conn, event, data)
+        await count_effect(uow, event, data)
 
-    async def many(conn, batch):
+    async def many(uow, batch):
         batches.append(len(batch))
         if any(str(d.member_id) == bad for _, d in batch):
             raise ValueError("a broken event in the batch")
-        for event, data in batch:
-            await count_effect(conn, event, data)
+        async with uow:
+            for _, data in batch:
+                await uow.repo.count(data.member_id)
+            await uow.commit()
 
     for data in events:
         await publish_raw(js, data.nats_subject(), to_bytes(make_event(data)))
@@ -404,6 +383,7 @@ async def test_batch_handler_does_the_batch_and_falls_back_event_by_event(engine
         subscription=Subscription(contracts.MemberJoined, one, many),
         engine=engine,
         tables=tables,
+        unit_of_work=uow_on,
         max_deliver=2,
     )
     consumer._backoff = lambda deliveries: 0.05
@@ -411,6 +391,52 @@ async def test_batch_handler_does_the_batch_and_falls_back_event_by_event(engine
     assert await effects_by_member(engine) == {str(e.member_id): 1 for e in events if str(e.member_id) != bad}
     assert max(batches) > 1  # the batch handler really got batches
     assert [d["event_id"] for d in await list_dead_letters(engine, tables)] != []
+
+
+async def test_a_batch_whose_commit_is_refused_is_done_one_event_per_transaction(engine, js, caplog):
+    """The database refuses the batch's commit (a deferred foreign key) while it answers: the batch is done again one
+    event per transaction, so the others commit and the failure is counted against the one event that causes it."""
+    refs = MetaData()
+    Table("parents", refs, Column("id", String(36), primary_key=True))
+    pledges = Table(
+        "pledges",
+        refs,
+        Column("member_id", String(36), primary_key=True),
+        Column("parent_id", String(36), ForeignKey("parents.id", deferrable=True, initially="DEFERRED")),
+    )
+    async with engine.begin() as conn:
+        await conn.run_sync(refs.create_all)
+    events = [joined() for _ in range(5)]
+    bad = str(events[3].member_id)
+    calls = []
+
+    async def pledge(uow, event, data):
+        calls.append(str(data.member_id))
+        if str(data.member_id) == bad:  # accepted now, refused at commit: no such parent
+            await uow.conn.execute(insert(pledges).values(member_id=bad, parent_id=str(uuid.uuid4())))
+        await count_effect(uow, event, data)
+
+    for data in events:
+        await publish_raw(js, data.nats_subject(), to_bytes(make_event(data)))
+    consumer = EventConsumer(
+        service="meetings",
+        subscription=Subscription(contracts.MemberJoined, pledge),
+        engine=engine,
+        tables=tables,
+        unit_of_work=uow_on,
+        max_deliver=2,
+        batch_size=10,
+    )
+    consumer._backoff = lambda deliveries: 0.05
+    with caplog.at_level("WARNING", logger="netvaerk_shared.consumer"):
+        await _consume_all(consumer, js, settle=0.5)
+    assert await effects_by_member(engine) == {str(e.member_id): 1 for e in events if str(e.member_id) != bad}
+    [dead] = await list_dead_letters(engine, tables)
+    assert dead["event_id"] and dead["deliveries"] == 2
+    assert dead["reason"].startswith("gave up after 2 deliveries; last error: IntegrityError")
+    assert any("redoing the" in r.getMessage() and "one per transaction" in r.getMessage() for r in caplog.records)
+    assert calls.count(bad) == 4  # per delivery: in the batch, then in its own transaction
+    assert consumer._tally == {}
 
 
 async def test_consumer_carries_on_after_nats_restarts(engine, tmp_path):
@@ -426,6 +452,7 @@ async def test_consumer_carries_on_after_nats_restarts(engine, tmp_path):
         subscription=Subscription(contracts.MemberJoined, count_effect),
         engine=engine,
         tables=tables,
+        unit_of_work=uow_on,
         fetch_timeout=0.3,
     )
     stop = asyncio.Event()

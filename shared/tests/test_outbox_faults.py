@@ -22,36 +22,28 @@ import nats
 import nats.errors
 import nats.js.errors
 import pytest
-from sqlalchemy import MetaData, insert, select
+from sqlalchemy import insert, select
 
-from netvaerk_shared import contracts, topology
+from netvaerk_shared import topology
 from netvaerk_shared.db import create_engine
 from netvaerk_shared.envelope import make_event, to_bytes
 from netvaerk_shared.http import service_app
-from netvaerk_shared.messaging import add_messaging_tables
 from netvaerk_shared.outbox import OUTAGE, POISON, Relay, backlog, classify, describe, parked
 from netvaerk_shared.runtime import ServiceRuntime
 from netvaerk_shared.settings import ServiceSettings
-from netvaerk_shared.uow import UnitOfWork
 from netvaerk_testing import infra
 from netvaerk_testing.plugin import running_app, service_settings, wait_until
 
-metadata = MetaData()
-tables = add_messaging_tables(metadata)
+from .world import Repository, as_contract, joined, metadata, tables, unit_of_work
+
 USER, PASSWORD = "members", "members-secret-0123"
-
-
-def joined() -> contracts.MemberJoined:
-    return contracts.MemberJoined(
-        member_id=uuid.uuid4(), group_id=uuid.uuid4(), role="member", joined_at=datetime.now(UTC)
-    )
 
 
 async def produce(engine, n: int) -> list[str]:
     """n ordinary events in one change; returns the outbox's event ids in outbox order, old ones included."""
-    uow = UnitOfWork(engine, tables, "members")
+    uow = unit_of_work(engine)
     async with uow:
-        uow.publish(*(joined() for _ in range(n)))
+        uow.repo.record(*(joined() for _ in range(n)))
         await uow.commit()
     async with engine.connect() as conn:
         o = tables.outbox
@@ -71,15 +63,6 @@ async def stream_messages(js) -> list:
             await m.ack()  # an ephemeral consumer stops at 1,000 unacknowledged
     await sub.unsubscribe()
     return out
-
-
-@pytest.fixture
-async def engine(database_url):
-    engine = create_engine(database_url)
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-    yield engine
-    await engine.dispose()
 
 
 class Nats:
@@ -129,7 +112,14 @@ def runtime_for(engine, database_url: str, nats_url: str, **overrides) -> Servic
         auto_migrate=False,
         **overrides,
     )
-    return ServiceRuntime(service="members", settings=settings, engine=engine, tables=tables)
+    return ServiceRuntime(
+        service="members",
+        settings=settings,
+        engine=engine,
+        tables=tables,
+        repositories=Repository,
+        translate=as_contract,
+    )
 
 
 class Unused(Exception):
