@@ -10,8 +10,10 @@ from netvaerk_shared.db import create_engine
 from netvaerk_shared.runtime import ServiceRuntime
 
 from .adapters import orm
+from .adapters.repository import Repositories
 from .config import Settings
 from .entrypoints.consumers import on_group_created, on_member_joined, on_members_joined
+from .service_layer.translator import to_contract
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -29,6 +31,8 @@ def bootstrap(settings: Settings | None = None) -> ServiceRuntime:
         settings=settings,
         engine=engine,
         tables=orm.messaging,
+        repositories=Repositories,
+        translate=to_contract,
         subscriptions=subscriptions,
         migrations_dir=migrations,
     )

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Row, RowMapping, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .adapters import orm
 
 
-async def get_meeting(engine: AsyncEngine, meeting_id: UUID) -> dict | None:
+async def get_meeting(engine: AsyncEngine, meeting_id: UUID) -> dict[str, Any] | None:
     async with engine.connect() as conn:
         rows = await _meetings(conn, orm.meetings.c.id == meeting_id)
     return rows[0] if rows else None
 
 
-async def group_meetings(engine: AsyncEngine, group_id: UUID) -> list[dict] | None:
+async def group_meetings(engine: AsyncEngine, group_id: UUID) -> list[dict[str, Any]] | None:
     """The group's meetings by start time; None when the group is not in the roster copy."""
     async with engine.connect() as conn:
         if await _group_row(conn, group_id) is None:
@@ -24,7 +25,7 @@ async def group_meetings(engine: AsyncEngine, group_id: UUID) -> list[dict] | No
         return await _meetings(conn, orm.meetings.c.group_id == group_id)
 
 
-async def get_group(engine: AsyncEngine, group_id: UUID) -> dict | None:
+async def get_group(engine: AsyncEngine, group_id: UUID) -> dict[str, Any] | None:
     gm = orm.group_members
     async with engine.connect() as conn:
         row = await _group_row(conn, group_id)
@@ -51,7 +52,7 @@ async def get_group(engine: AsyncEngine, group_id: UUID) -> dict | None:
     }
 
 
-async def member_export(engine: AsyncEngine, member_id: UUID) -> dict:
+async def member_export(engine: AsyncEngine, member_id: UUID) -> dict[str, Any]:
     gm, g = orm.group_members, orm.groups
     async with engine.connect() as conn:
         rows = (
@@ -69,11 +70,11 @@ async def member_export(engine: AsyncEngine, member_id: UUID) -> dict:
     return {"service": "meetings", "member_id": member_id, "group_memberships": [dict(r) for r in rows]}
 
 
-async def _group_row(conn: AsyncConnection, group_id: UUID):
+async def _group_row(conn: AsyncConnection, group_id: UUID) -> Row[Any] | None:
     return (await conn.execute(select(orm.groups).where(orm.groups.c.id == group_id))).first()
 
 
-async def _meetings(conn: AsyncConnection, where) -> list[dict]:
+async def _meetings(conn: AsyncConnection, where: ColumnElement[bool]) -> list[dict[str, Any]]:
     m, a = orm.meetings, orm.agenda_items
     rows = (await conn.execute(select(m).where(where).order_by(m.c.starts_at, m.c.id))).mappings().all()
     if not rows:
@@ -87,7 +88,7 @@ async def _meetings(conn: AsyncConnection, where) -> list[dict]:
         .mappings()
         .all()
     )
-    agendas: dict[UUID, list[dict]] = {r["id"]: [] for r in rows}
+    agendas: dict[UUID, list[dict[str, Any]]] = {r["id"]: [] for r in rows}
     for item in items:
         agendas[item["meeting_id"]].append(
             {
@@ -103,7 +104,7 @@ async def _meetings(conn: AsyncConnection, where) -> list[dict]:
     return [_meeting(r, agendas[r["id"]]) for r in rows]
 
 
-def _meeting(row, agenda: list[dict]) -> dict:
+def _meeting(row: RowMapping, agenda: list[dict[str, Any]]) -> dict[str, Any]:
     venue = None
     if row["venue_name"] is not None:
         venue = {

@@ -16,6 +16,7 @@ from netvaerk_shared import contracts
 from netvaerk_shared.consumer import Unprocessable
 from netvaerk_shared.contracts.__main__ import schema_for
 from netvaerk_shared.envelope import make_event, parse_event, to_bytes
+from netvaerk_testing.fakes import FakeUnitOfWork
 
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 CPH = timezone(timedelta(hours=1))
@@ -30,17 +31,22 @@ class FakeStore:
         self.meetings: dict = {}
 
 
-class FakeRepository:
+class FakeMeetings:
     def __init__(self, store: FakeStore):
         self.store = store
         self.seen = []
 
-    async def group_known(self, group_id):
-        return group_id in self.store.groups
-
-    async def add_meeting(self, meeting):
+    async def add(self, meeting):
         self.store.meetings[meeting.id] = meeting
         self.seen.append(meeting)
+
+
+class FakeRosters:
+    def __init__(self, store: FakeStore):
+        self.store = store
+
+    async def group_known(self, group_id):
+        return group_id in self.store.groups
 
     async def record_group(self, group_id, name, slug, region):
         self.store.groups.setdefault(group_id, (name, slug, region))
@@ -48,30 +54,19 @@ class FakeRepository:
     async def record_membership(self, group_id, member_id, role, joined_at):
         self.store.members[(group_id, member_id)] = (role, joined_at)
 
+    async def record_memberships(self, rows):
+        for group_id, member_id, role, joined_at in rows:
+            self.store.members[(group_id, member_id)] = (role, joined_at)
 
-class FakeUnitOfWork:
-    def __init__(self):
-        self.conn = object()
-        self.entered = False
-        self.committed = False
-        self.rolled_back = False
-        self.pending = []
-        self.published = []
 
-    async def __aenter__(self):
-        self.entered = True
-        return self
+class FakeRepositories:
+    def __init__(self, store: FakeStore):
+        self.meetings = FakeMeetings(store)
+        self.rosters = FakeRosters(store)
 
-    async def __aexit__(self, exc_type, exc, tb):
-        if exc_type is not None:
-            self.rolled_back = True
-
-    def publish(self, *events, causationid=None):
-        self.pending.extend(events)
-
-    async def commit(self):
-        self.committed = True
-        self.published.extend(self.pending)
+    @property
+    def seen(self):
+        return self.meetings.seen
 
 
 def command(group_id, **overrides):
@@ -98,15 +93,15 @@ def command(group_id, **overrides):
     return commands.ScheduleMeeting(**args)
 
 
-def repository_on(store):
-    return lambda conn: FakeRepository(store)
+def unit_of_work(store, clock=lambda: NOW) -> FakeUnitOfWork:
+    return FakeUnitOfWork(repositories=lambda conn: FakeRepositories(store), translate=to_contract, clock=clock)
 
 
 async def test_scheduling_saves_the_meeting_and_publishes_meeting_scheduled_in_the_same_unit_of_work():
     group = uuid4()
     store = FakeStore([group])
-    uow = FakeUnitOfWork()
-    meeting = await handlers.handle(command(group), uow, clock=lambda: NOW, repository=repository_on(store))
+    uow = unit_of_work(store)
+    meeting = await handlers.handle(command(group), uow)
     assert store.meetings == {meeting.id: meeting}
     assert uow.committed
     assert meeting.events == []  # handed over to the outbox
@@ -126,23 +121,18 @@ async def test_scheduling_saves_the_meeting_and_publishes_meeting_scheduled_in_t
 
 async def test_an_unknown_group_is_not_found_and_nothing_is_committed_or_published():
     store = FakeStore()
-    uow = FakeUnitOfWork()
+    uow = unit_of_work(store)
     group = uuid4()
     with pytest.raises(NotFound, match="unknown to the meetings service"):
-        await handlers.handle(command(group), uow, clock=lambda: NOW, repository=repository_on(store))
+        await handlers.handle(command(group), uow)
     assert uow.rolled_back and not uow.committed
     assert uow.published == [] and store.meetings == {}
 
 
 async def test_a_broken_rule_is_refused_before_the_database_is_touched():
-    uow = FakeUnitOfWork()
+    uow = unit_of_work(FakeStore())
     with pytest.raises(Invalid):
-        await handlers.handle(
-            command(uuid4(), ends_at=datetime(2027, 3, 11, 15, 0, tzinfo=CPH)),
-            uow,
-            clock=lambda: NOW,
-            repository=repository_on(FakeStore()),
-        )
+        await handlers.handle(command(uuid4(), ends_at=datetime(2027, 3, 11, 15, 0, tzinfo=CPH)), uow)
     assert not uow.entered
 
 
@@ -150,9 +140,7 @@ async def test_the_clock_decides_what_is_past():
     group = uuid4()
     later = datetime(2027, 6, 1, tzinfo=UTC)
     with pytest.raises(Invalid, match="past"):
-        await handlers.handle(
-            command(group), FakeUnitOfWork(), clock=lambda: later, repository=repository_on(FakeStore([group]))
-        )
+        await handlers.handle(command(group), unit_of_work(FakeStore([group]), clock=lambda: later))
 
 
 def test_the_contract_matches_the_published_json_schema_and_survives_the_envelope():
@@ -185,15 +173,13 @@ async def test_roster_commands_reach_the_repository():
     store = FakeStore()
     group, member = uuid4(), uuid4()
     joined = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
-    await handlers.record_group(
+    await handlers.handle(
         commands.RecordGroup(group_id=group, name="Netværk Vest", slug="netvaerk-vest", region="Vest"),
-        None,
-        repository=repository_on(store),
+        unit_of_work(store),
     )
-    await handlers.record_membership(
+    await handlers.handle(
         commands.RecordMembership(group_id=group, member_id=member, role="coordinator", joined_at=joined),
-        None,
-        repository=repository_on(store),
+        unit_of_work(store),
     )
     assert store.groups == {group: ("Netværk Vest", "netvaerk-vest", "Vest")}
     assert store.members == {(group, member): ("coordinator", joined)}
@@ -202,21 +188,21 @@ async def test_roster_commands_reach_the_repository():
 async def test_member_joined_becomes_a_record_membership_command(monkeypatch):
     seen = []
 
-    async def record_membership(cmd, conn):
-        seen.append((cmd, conn))
+    async def record_membership(cmd, uow):
+        seen.append((cmd, uow))
 
-    monkeypatch.setattr(handlers, "record_membership", record_membership)
+    monkeypatch.setitem(handlers.HANDLERS, commands.RecordMembership, record_membership)
     data = contracts.MemberJoined(
         member_id=uuid4(), group_id=uuid4(), role="coordinator", joined_at=datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
     )
-    conn = object()
-    await consumers.on_member_joined(conn, make_event(data), data)
+    uow = object()
+    await consumers.on_member_joined(uow, make_event(data), data)
     assert seen == [
         (
             commands.RecordMembership(
                 group_id=data.group_id, member_id=data.member_id, role="coordinator", joined_at=data.joined_at
             ),
-            conn,
+            uow,
         )
     ]
 
@@ -224,10 +210,10 @@ async def test_member_joined_becomes_a_record_membership_command(monkeypatch):
 async def test_group_created_becomes_a_record_group_command(monkeypatch):
     seen = []
 
-    async def record_group(cmd, conn):
+    async def record_group(cmd, uow):
         seen.append(cmd)
 
-    monkeypatch.setattr(handlers, "record_group", record_group)
+    monkeypatch.setitem(handlers.HANDLERS, commands.RecordGroup, record_group)
     data = contracts.GroupCreated(
         group_id=uuid4(), name="Netværk Øst", slug="netvaerk-oest", region="Øst", description="", topics=("SKI",)
     )
@@ -235,6 +221,19 @@ async def test_group_created_becomes_a_record_group_command(monkeypatch):
     assert seen == [
         commands.RecordGroup(group_id=data.group_id, name="Netværk Øst", slug="netvaerk-oest", region="Øst")
     ]
+
+
+async def test_a_batch_of_member_joined_is_recorded_in_one_unit_of_work():
+    store, group, first, second = FakeStore(), uuid4(), uuid4(), uuid4()
+    joined = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+    batch = [
+        contracts.MemberJoined(member_id=member, group_id=group, role="member", joined_at=joined)
+        for member in (first, second)
+    ]
+    uow = unit_of_work(store)
+    await consumers.on_members_joined(uow, [(make_event(data), data) for data in batch])
+    assert uow.committed and uow.published == []
+    assert store.members == {(group, first): ("member", joined), (group, second): ("member", joined)}
 
 
 async def test_a_member_joined_without_a_utc_offset_is_unprocessable_not_retried():

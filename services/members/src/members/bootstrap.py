@@ -8,7 +8,9 @@ from netvaerk_shared.db import create_engine
 from netvaerk_shared.runtime import ServiceRuntime
 
 from .adapters import orm
+from .adapters.repository import Repository
 from .config import Settings
+from .service_layer.translator import to_contract
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -22,6 +24,8 @@ def bootstrap(settings: Settings | None = None) -> ServiceRuntime:
         settings=settings,
         engine=engine,
         tables=orm.messaging,
-        subscriptions=(),
+        repositories=Repository,
+        translate=to_contract,
+        subscriptions=(),  # members listens to no one
         migrations_dir=migrations,
     )

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, select
+from sqlalchemy import RowMapping, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .adapters import orm
+from .domain.model import Group, Member
 
 
-async def list_groups(engine: AsyncEngine) -> list[dict]:
+async def list_groups(engine: AsyncEngine) -> list[dict[str, Any]]:
     g, ms = orm.groups, orm.memberships
     counts = select(ms.c.group_id, func.count().label("n")).group_by(ms.c.group_id).subquery()
     stmt = (
@@ -22,7 +24,7 @@ async def list_groups(engine: AsyncEngine) -> list[dict]:
         return [_group(r) for r in (await conn.execute(stmt)).mappings()]
 
 
-async def get_group(engine: AsyncEngine, group_id: UUID) -> dict | None:
+async def get_group(engine: AsyncEngine, group_id: UUID) -> dict[str, Any] | None:
     async with engine.connect() as conn:
         row = (await conn.execute(select(orm.groups).where(orm.groups.c.id == group_id))).mappings().first()
         if row is None:
@@ -43,14 +45,14 @@ async def get_group(engine: AsyncEngine, group_id: UUID) -> dict | None:
     return out
 
 
-def _group(row) -> dict:
+def _group(row: RowMapping) -> dict[str, Any]:
     out = dict(row)
     out["group_id"] = out.pop("id")
     out["topics"] = list(out.get("topics") or [])
     return out
 
 
-async def get_member(engine: AsyncEngine, member_id: UUID) -> dict | None:
+async def get_member(engine: AsyncEngine, member_id: UUID) -> dict[str, Any] | None:
     m, o = orm.members, orm.organisations
     async with engine.connect() as conn:
         row = (
@@ -105,7 +107,7 @@ async def get_member(engine: AsyncEngine, member_id: UUID) -> dict | None:
     }
 
 
-def group_out(group) -> dict:
+def group_out(group: Group) -> dict[str, Any]:
     """A group just created, shaped as get_group shapes it (no second read)."""
     return {
         "group_id": group.id,
@@ -120,7 +122,7 @@ def group_out(group) -> dict:
     }
 
 
-def member_out(member) -> dict:
+def member_out(member: Member) -> dict[str, Any]:
     """A member just registered, shaped as get_member shapes it (no second read)."""
     org = member.organisation
     return {

@@ -1,6 +1,5 @@
 """Service layer with small fakes: what each command saves, what it publishes, and what it refuses."""
 
-import inspect
 import json
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -10,6 +9,8 @@ import jsonschema
 import pytest
 
 from members.adapters.repository import Repository
+from members.bootstrap import bootstrap
+from members.config import Settings
 from members.domain import commands
 from members.domain.errors import Conflict, Invalid, NotFound
 from members.domain.model import Group, Member, Organisation
@@ -18,6 +19,7 @@ from members.service_layer.translator import to_contract
 from netvaerk_shared import contracts
 from netvaerk_shared.contracts.__main__ import SCHEMA_DIR, schema_for
 from netvaerk_shared.envelope import make_event, parse_event, to_bytes
+from netvaerk_testing.fakes import FakeUnitOfWork
 
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 
@@ -54,12 +56,12 @@ class FakeRepository:
             self.store.organisations[key] = Organisation(id=new_id(), name=" ".join(name.split()), kind=kind, cvr=cvr)
         return self.store.organisations[key]
 
-    async def email_taken(self, email):
-        return any(m.email == email for m in self.store.members.values())
-
     async def add_member(self, member):
+        if any(m.email == member.email for m in self.store.members.values()):
+            return False  # the unique constraint on members.email
         self.store.members[member.id] = member
         self.seen.append(member)
+        return True
 
     async def get_member(self, member_id):
         m = self.store.members.get(member_id)
@@ -72,30 +74,6 @@ class FakeRepository:
 
     async def add_membership(self, member_id, group_id, role, joined_at):
         self.store.memberships[(member_id, group_id)] = (role, joined_at)
-
-
-class FakeUnitOfWork:
-    def __init__(self):
-        self.conn = object()
-        self.committed = False
-        self.rolled_back = False
-        self.pending = []
-        self.published = []
-
-    async def __aenter__(self):
-        return self
-
-    async def __aexit__(self, exc_type, exc, tb):
-        if exc_type is not None:
-            self.rolled_back = True
-            self.pending = []
-
-    def publish(self, *events, causationid=None):
-        self.pending.extend(events)
-
-    async def commit(self):
-        self.committed = True
-        self.published.extend(self.pending)
 
 
 def repository_on(store, conns=None):
@@ -122,23 +100,26 @@ def register_cmd(**overrides) -> commands.RegisterMember:
     return commands.RegisterMember(**args)
 
 
-async def run(cmd, store, uow=None, clock=lambda: NOW):
-    return await handlers.handle(cmd, uow or FakeUnitOfWork(), clock=clock, repository=repository_on(store))
+def unit_of_work(store, clock=lambda: NOW, conns=None) -> FakeUnitOfWork:
+    return FakeUnitOfWork(repositories=repository_on(store, conns), translate=to_contract, clock=clock)
 
 
-def test_the_real_repository_is_the_default():
-    for fn in (handlers.handle, handlers.create_group, handlers.register_member, handlers.join_group):
-        assert inspect.signature(fn).parameters["repository"].default is Repository
+async def run(cmd, store, uow=None):
+    return await handlers.handle(cmd, uow or unit_of_work(store))
+
+
+def test_the_bootstrap_gives_the_units_of_work_the_real_repository_and_translator(tmp_path):
+    runtime = bootstrap(Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/members.db"))
+    assert runtime.repositories is Repository and runtime.translate is to_contract
 
 
 # -- groups ------------------------------------------------------------------------------------------------------
 async def test_creating_a_group_saves_it_and_publishes_group_created_on_the_unit_of_works_connection():
-    store, uow, conns = FakeStore(), FakeUnitOfWork(), []
+    store, conns = FakeStore(), []
+    uow = unit_of_work(store, conns=conns)
     g = await handlers.handle(
         commands.CreateGroup(name="Offentlig digitalisering øst", region="Øst", topics=("SKI", "AI"), capacity=40),
         uow,
-        clock=lambda: NOW,
-        repository=repository_on(store, conns),
     )
     assert conns == [uow.conn]
     assert store.groups == {g.id: g}
@@ -160,7 +141,7 @@ async def test_creating_a_group_saves_it_and_publishes_group_created_on_the_unit
 async def test_a_taken_slug_is_a_conflict_and_nothing_is_saved_or_published(slug):
     store = FakeStore()
     first = await run(commands.CreateGroup(name="Offentlig digitalisering øst", region="Øst"), store)
-    uow = FakeUnitOfWork()
+    uow = unit_of_work(store)
     with pytest.raises(Conflict, match="offentlig-digitalisering-oest"):
         await run(commands.CreateGroup(name="Offentlig Digitalisering ØST", region="Øst", slug=slug), store, uow)
     assert uow.rolled_back and not uow.committed
@@ -169,7 +150,8 @@ async def test_a_taken_slug_is_a_conflict_and_nothing_is_saved_or_published(slug
 
 
 async def test_an_invalid_group_is_refused_and_nothing_is_published():
-    store, uow = FakeStore(), FakeUnitOfWork()
+    store = FakeStore()
+    uow = unit_of_work(store)
     with pytest.raises(Invalid):
         await run(commands.CreateGroup(name="Netværk", region="Øst", capacity=0), store, uow)
     assert not uow.committed and uow.published == [] and store.groups == {}
@@ -177,7 +159,8 @@ async def test_an_invalid_group_is_refused_and_nothing_is_published():
 
 # -- members -----------------------------------------------------------------------------------------------------
 async def test_registering_publishes_member_registered_with_the_contact_data():
-    store, uow = FakeStore(), FakeUnitOfWork()
+    store = FakeStore()
+    uow = unit_of_work(store)
     m = await run(register_cmd(), store, uow)
     assert store.members == {m.id: m}
     assert uow.committed
@@ -201,7 +184,7 @@ async def test_registering_publishes_member_registered_with_the_contact_data():
 async def test_a_taken_email_is_a_conflict_whatever_its_case_and_nothing_is_published():
     store = FakeStore()
     first = await run(register_cmd(email="mette@example.org"), store)
-    uow = FakeUnitOfWork()
+    uow = unit_of_work(store)
     with pytest.raises(Conflict, match="already registered"):
         await run(register_cmd(name="Mette Anden", email="  METTE@example.org "), store, uow)
     assert uow.rolled_back and not uow.committed and uow.published == []
@@ -210,7 +193,8 @@ async def test_a_taken_email_is_a_conflict_whatever_its_case_and_nothing_is_publ
 
 @pytest.mark.parametrize("overrides", [{"locale": "de"}, {"organisation_kind": "ngo"}, {"name": " "}])
 async def test_an_invalid_registration_is_refused_and_nothing_is_published(overrides):
-    store, uow = FakeStore(), FakeUnitOfWork()
+    store = FakeStore()
+    uow = unit_of_work(store)
     with pytest.raises(Invalid):
         await run(register_cmd(**overrides), store, uow)
     assert uow.rolled_back and uow.published == [] and store.members == {}
@@ -226,11 +210,9 @@ async def seeded() -> tuple[FakeStore, Group, Member]:
 
 async def test_a_successful_join_publishes_exactly_one_member_joined_with_the_ids_role_and_clock_time():
     store, g, m = await seeded()
-    uow = FakeUnitOfWork()
     joined_at = datetime(2026, 12, 1, 13, 30, tzinfo=UTC)
-    await run(
-        commands.JoinGroup(member_id=m.id, group_id=g.id, role="coordinator"), store, uow, clock=lambda: joined_at
-    )
+    uow = unit_of_work(store, clock=lambda: joined_at)
+    await run(commands.JoinGroup(member_id=m.id, group_id=g.id, role="coordinator"), store, uow)
     assert uow.committed
     assert uow.published == [
         contracts.MemberJoined(member_id=m.id, group_id=g.id, role=contracts.Role.coordinator, joined_at=joined_at)
@@ -242,7 +224,7 @@ async def test_a_successful_join_publishes_exactly_one_member_joined_with_the_id
 async def test_joining_twice_is_a_conflict_and_the_second_time_publishes_nothing():
     store, g, m = await seeded()
     await run(commands.JoinGroup(member_id=m.id, group_id=g.id), store)
-    uow = FakeUnitOfWork()
+    uow = unit_of_work(store)
     with pytest.raises(Conflict, match="already a member"):
         await run(commands.JoinGroup(member_id=m.id, group_id=g.id, role="coordinator"), store, uow)
     assert uow.rolled_back and not uow.committed and uow.published == []
@@ -251,7 +233,7 @@ async def test_joining_twice_is_a_conflict_and_the_second_time_publishes_nothing
 
 async def test_joining_an_unknown_group_is_not_found():
     store, _, m = await seeded()
-    uow, missing = FakeUnitOfWork(), uuid4()
+    uow, missing = unit_of_work(store), uuid4()
     with pytest.raises(NotFound, match=str(missing)):
         await run(commands.JoinGroup(member_id=m.id, group_id=missing), store, uow)
     assert uow.published == [] and not uow.committed and store.memberships == {}
@@ -259,7 +241,7 @@ async def test_joining_an_unknown_group_is_not_found():
 
 async def test_an_unknown_member_cannot_join():
     store, g, _ = await seeded()
-    uow, missing = FakeUnitOfWork(), uuid4()
+    uow, missing = unit_of_work(store), uuid4()
     with pytest.raises(NotFound, match=str(missing)):
         await run(commands.JoinGroup(member_id=missing, group_id=g.id), store, uow)
     assert uow.published == [] and not uow.committed and store.memberships == {}
@@ -267,7 +249,7 @@ async def test_an_unknown_member_cannot_join():
 
 async def test_a_bad_role_is_refused_and_nothing_is_recorded():
     store, g, m = await seeded()
-    uow = FakeUnitOfWork()
+    uow = unit_of_work(store)
     with pytest.raises(Invalid, match="Role"):
         await run(commands.JoinGroup(member_id=m.id, group_id=g.id, role="admin"), store, uow)
     assert uow.published == [] and store.memberships == {}

@@ -1,11 +1,17 @@
-"""Save meetings and record the roster copy with SQLAlchemy Core on the caller's connection."""
+"""Save meetings, and keep the copy of the group rosters, with SQLAlchemy Core on the unit of work's connection.
+
+Two repositories, since they hold two different things: `MeetingRepository` the Meeting aggregates this service owns,
+`RosterRepository` its copy of the groups and memberships the members service announced (facts to record, no rules,
+no events). `Repositories` carries both as the unit of work's `uow.repo`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from netvaerk_shared.db import dialect_insert
@@ -13,35 +19,39 @@ from netvaerk_shared.db import dialect_insert
 from ..domain.model import Meeting
 from . import orm
 
+_INSERT_MEETING = insert(orm.meetings)
+_INSERT_AGENDA_ITEM = insert(orm.agenda_items)
+_GROUP_KNOWN = select(orm.groups.c.id).where(orm.groups.c.id == bindparam("group_id"))
 
-class Repository:
+
+class MeetingRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
-        self.seen: list = []  # aggregates touched: their events go out with the commit
+        self.seen: list[Meeting] = []  # aggregates touched: their events go out with the commit
 
-    # -- meetings ------------------------------------------------------------------------------------------------
-    async def add_meeting(self, meeting: Meeting) -> None:
+    async def add(self, meeting: Meeting) -> None:
         venue = meeting.venue
         await self.conn.execute(
-            insert(orm.meetings).values(
-                id=meeting.id,
-                group_id=meeting.group_id,
-                title=meeting.title,
-                starts_at=meeting.starts_at,
-                ends_at=meeting.ends_at,
-                timezone=meeting.timezone,
-                venue_name=venue.name if venue else None,
-                venue_address=venue.address if venue else None,
-                venue_host_organisation=venue.host_organisation if venue else None,
-                online_url=meeting.online_url,
-                capacity=meeting.capacity,
-                sequence=meeting.sequence,
-                scheduled_at=meeting.scheduled_at,
-            )
+            _INSERT_MEETING,
+            {
+                "id": meeting.id,
+                "group_id": meeting.group_id,
+                "title": meeting.title,
+                "starts_at": meeting.starts_at,
+                "ends_at": meeting.ends_at,
+                "timezone": meeting.timezone,
+                "venue_name": venue.name if venue else None,
+                "venue_address": venue.address if venue else None,
+                "venue_host_organisation": venue.host_organisation if venue else None,
+                "online_url": meeting.online_url,
+                "capacity": meeting.capacity,
+                "sequence": meeting.sequence,
+                "scheduled_at": meeting.scheduled_at,
+            },
         )
         if meeting.agenda:
             await self.conn.execute(
-                insert(orm.agenda_items),
+                _INSERT_AGENDA_ITEM,
                 [
                     {
                         "meeting_id": meeting.id,
@@ -58,9 +68,15 @@ class Repository:
             )
         self.seen.append(meeting)
 
-    # -- the roster copy -----------------------------------------------------------------------------------------
+
+class RosterRepository:
+    """The roster copy, fed by MEMBERS events on separate durables: rows may arrive in any order and more than once."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
     async def group_known(self, group_id: UUID) -> bool:
-        return (await self.conn.execute(select(orm.groups.c.id).where(orm.groups.c.id == group_id))).first() is not None
+        return (await self.conn.execute(_GROUP_KNOWN, {"group_id": group_id})).first() is not None
 
     async def record_group(self, group_id: UUID, name: str, slug: str, region: str) -> None:
         # A GroupCreated seen again (republished under a new event id) changes nothing: the first copy stands, and a
@@ -82,7 +98,7 @@ class Repository:
             )
         )
 
-    async def record_memberships(self, rows: list[tuple[UUID, UUID, str, datetime]]) -> None:
+    async def record_memberships(self, rows: Iterable[tuple[UUID, UUID, str, datetime]]) -> None:
         """Many joins in one statement a chunk; the newest join of each pair wins, as in record_membership."""
         newest: dict[tuple[UUID, UUID], tuple[str, datetime]] = {}
         for group_id, member_id, role, joined_at in rows:
@@ -100,3 +116,15 @@ class Repository:
                     where=stmt.excluded.joined_at >= gm.c.joined_at,
                 )
             )
+
+
+class Repositories:
+    """`uow.repo`: both repositories on one connection (one transaction)."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.meetings = MeetingRepository(conn)
+        self.rosters = RosterRepository(conn)
+
+    @property
+    def seen(self) -> list[Meeting]:
+        return self.meetings.seen  # the roster copy records facts and raises no events

@@ -37,3 +37,10 @@ class RecordMembership:
     member_id: UUID
     role: str
     joined_at: datetime
+
+
+@dataclass(frozen=True)
+class RecordMemberships:
+    """Many RecordMembership at once (a batch of MemberJoined events), recorded in a few statements."""
+
+    memberships: tuple[RecordMembership, ...]

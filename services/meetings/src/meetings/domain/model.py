@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from . import events
 from .errors import Invalid
+from .events import MeetingScheduled
 
 DEFAULT_TIMEZONE = "Europe/Copenhagen"
 AGENDA_KINDS = ("check_in", "talk", "discussion", "break", "other")
@@ -55,7 +55,7 @@ class Meeting:
     capacity: int | None = None
     agenda: tuple[AgendaItem, ...] = ()
     sequence: int = 0  # bumped by every later change, so calendar clients take the newest (RFC 5545 SEQUENCE)
-    events: list = field(default_factory=list, repr=False, compare=False)
+    events: list[MeetingScheduled] = field(default_factory=list, repr=False, compare=False)
 
     @classmethod
     def schedule(
@@ -107,7 +107,7 @@ class Meeting:
             capacity=capacity,
             agenda=agenda,
         )
-        meeting.events.append(events.MeetingScheduled(meeting.id))
+        meeting.events.append(MeetingScheduled(meeting.id))
         return meeting
 
 
@@ -146,7 +146,7 @@ def _fits(agenda: tuple[AgendaItem, ...], starts_at: datetime, ends_at: datetime
         )
 
 
-def _placed(agenda) -> tuple[AgendaItem, ...]:
+def _placed(agenda: tuple[AgendaItem, ...] | list[AgendaItem]) -> tuple[AgendaItem, ...]:
     if len(agenda) > MAX_AGENDA_ITEMS:
         raise Invalid(f"An agenda may hold at most {MAX_AGENDA_ITEMS} items.")
     placed = []

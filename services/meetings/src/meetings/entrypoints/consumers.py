@@ -1,24 +1,22 @@
-"""MEMBERS events this service listens to. Each subscriber only turns the contract into a command.
+"""MEMBERS events this service listens to (subscribed in bootstrap). Each subscriber only turns the contract into a
+command and hands it to `handle`, as an HTTP route does.
 
-They run inside the consumer's transaction (which also writes the inbox row): no commit here.
+The event consumer calls them with a unit of work joined to its batch transaction (which also writes the inbox
+rows): their commit() writes this service's events, if any, and the consumer commits.
 """
 
 from __future__ import annotations
-
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from netvaerk_shared import contracts
 from netvaerk_shared.consumer import Unprocessable
 from netvaerk_shared.envelope import CloudEvent
 
 from ..domain import commands
-from ..service_layer import handlers
+from ..service_layer.handlers import UnitOfWork, handle
 
 
-async def on_group_created(conn: AsyncConnection, event: CloudEvent, data: contracts.GroupCreated) -> None:
-    await handlers.record_group(
-        commands.RecordGroup(group_id=data.group_id, name=data.name, slug=data.slug, region=data.region), conn
-    )
+async def on_group_created(uow: UnitOfWork, event: CloudEvent, data: contracts.GroupCreated) -> None:
+    await handle(commands.RecordGroup(group_id=data.group_id, name=data.name, slug=data.slug, region=data.region), uow)
 
 
 def _membership(data: contracts.MemberJoined) -> commands.RecordMembership:
@@ -29,9 +27,9 @@ def _membership(data: contracts.MemberJoined) -> commands.RecordMembership:
     )
 
 
-async def on_member_joined(conn: AsyncConnection, event: CloudEvent, data: contracts.MemberJoined) -> None:
-    await handlers.record_membership(_membership(data), conn)
+async def on_member_joined(uow: UnitOfWork, event: CloudEvent, data: contracts.MemberJoined) -> None:
+    await handle(_membership(data), uow)
 
 
-async def on_members_joined(conn: AsyncConnection, batch: list[tuple[CloudEvent, contracts.MemberJoined]]) -> None:
-    await handlers.record_memberships([_membership(data) for _, data in batch], conn)
+async def on_members_joined(uow: UnitOfWork, batch: list[tuple[CloudEvent, contracts.MemberJoined]]) -> None:
+    await handle(commands.RecordMemberships(tuple(_membership(data) for _, data in batch)), uow)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from datetime import datetime
 from importlib import resources
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
+from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
 from netvaerk_shared.contracts import AgendaKind
-from netvaerk_shared.http import Problem, Runtime, problems, protected_router, service_app
+from netvaerk_shared.http import Problem, Runtime, UoW, problems, protected_router, service_app
 from netvaerk_shared.inputs import Integer, Line, Moment, OptionalLine
 
 from .. import views
@@ -153,7 +154,7 @@ router = protected_router()
         },
     },
 )
-async def schedule(body: MeetingIn, runtime: Runtime):
+async def schedule(body: MeetingIn, uow: UoW, runtime: Runtime) -> dict[str, Any] | None:
     meeting = await handle(
         commands.ScheduleMeeting(
             group_id=body.group_id,
@@ -176,7 +177,7 @@ async def schedule(body: MeetingIn, runtime: Runtime):
                 for i in body.agenda
             ),
         ),
-        runtime.uow(),
+        uow,
     )
     return await views.get_meeting(runtime.engine, meeting.id)
 
@@ -188,7 +189,7 @@ async def schedule(body: MeetingIn, runtime: Runtime):
     response_model=MeetingOut,
     responses=problems(404),
 )
-async def get_meeting(meeting_id: UUID, runtime: Runtime):
+async def get_meeting(meeting_id: UUID, runtime: Runtime) -> dict[str, Any]:
     meeting = await views.get_meeting(runtime.engine, meeting_id)
     if meeting is None:
         raise Problem(404, f"No meeting {meeting_id}.")
@@ -202,7 +203,7 @@ async def get_meeting(meeting_id: UUID, runtime: Runtime):
     responses=problems(404),
     summary="This service's copy of a group and its members (404 until the group's creation arrived)",
 )
-async def get_group(group_id: UUID, runtime: Runtime):
+async def get_group(group_id: UUID, runtime: Runtime) -> dict[str, Any]:
     group = await views.get_group(runtime.engine, group_id)
     if group is None:
         raise Problem(404, _unknown_group(group_id))
@@ -216,7 +217,7 @@ async def get_group(group_id: UUID, runtime: Runtime):
     response_model=list[MeetingOut],
     responses=problems(404),
 )
-async def group_meetings(group_id: UUID, runtime: Runtime):
+async def group_meetings(group_id: UUID, runtime: Runtime) -> list[dict[str, Any]]:
     meetings = await views.group_meetings(runtime.engine, group_id)
     if meetings is None:
         raise Problem(404, _unknown_group(group_id))
@@ -230,7 +231,7 @@ async def group_meetings(group_id: UUID, runtime: Runtime):
     responses=problems(404),
     summary="GDPR: everything this service stores about a member (404 when it stores nothing)",
 )
-async def export(member_id: UUID, runtime: Runtime):
+async def export(member_id: UUID, runtime: Runtime) -> dict[str, Any]:
     data = await views.member_export(runtime.engine, member_id)
     if not data["group_memberships"]:
         raise Problem(404, f"This service holds nothing about member {member_id}.")
@@ -244,7 +245,7 @@ def _unknown_group(group_id: UUID) -> str:
     )
 
 
-def create_app():
+def create_app() -> FastAPI:
     return service_app(
         runtime_factory=bootstrap,
         title="Netværk meetings",

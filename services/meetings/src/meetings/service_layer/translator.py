@@ -8,9 +8,9 @@ from ..domain import events
 from ..domain.model import Meeting
 
 
-def to_contract(event, aggregate) -> contracts.EventData:
-    if isinstance(event, events.MeetingScheduled):
-        m: Meeting = aggregate
+def to_contract(event: object, aggregate: Meeting) -> contracts.EventData:
+    if isinstance(event, events.MeetingScheduled) and isinstance(aggregate, Meeting):
+        m = aggregate
         venue = m.venue
         return contracts.MeetingScheduled(
             meeting_id=m.id,

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
-from . import events
 from .errors import Conflict, Invalid
+from .events import GroupCreated, MemberJoined, MemberRegistered
 
 ORGANISATION_KINDS = ("public_authority", "supplier", "other")
 ROLES = ("member", "coordinator")
@@ -36,7 +36,7 @@ class Group:
     topics: tuple[str, ...] = ()
     capacity: int | None = None
     requires_approval: bool = False
-    events: list = field(default_factory=list, repr=False, compare=False)
+    events: list[GroupCreated] = field(default_factory=list, repr=False, compare=False)
 
     @classmethod
     def create(
@@ -70,7 +70,7 @@ class Group:
             capacity=capacity,
             requires_approval=requires_approval,
         )
-        group.events.append(events.GroupCreated(group.id))
+        group.events.append(GroupCreated(group.id))
         return group
 
 
@@ -93,7 +93,7 @@ class Member:
     registered_at: datetime
     phone: str | None = None
     memberships: dict[UUID, str] = field(default_factory=dict)  # group id -> role
-    events: list = field(default_factory=list, repr=False, compare=False)
+    events: list[MemberRegistered | MemberJoined] = field(default_factory=list, repr=False, compare=False)
 
     @classmethod
     def register(
@@ -123,7 +123,7 @@ class Member:
             registered_at=now,
             phone=phone,
         )
-        member.events.append(events.MemberRegistered(member.id))
+        member.events.append(MemberRegistered(member.id))
         return member
 
     def join(self, group: Group, role: str, now: datetime) -> None:
@@ -132,4 +132,4 @@ class Member:
         if group.id in self.memberships:
             raise Conflict(f"{self.name} is already a member of {group.name}.")
         self.memberships[group.id] = role
-        self.events.append(events.MemberJoined(self.id, group.id, role, now))
+        self.events.append(MemberJoined(self.id, group.id, role, now))

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
+from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
 from netvaerk_shared.contracts import Locale, OrganisationKind, Role
-from netvaerk_shared.http import Problem, Runtime, problems, protected_router, service_app
+from netvaerk_shared.http import Problem, Runtime, UoW, problems, protected_router, service_app
 from netvaerk_shared.inputs import Email, Flag, Integer, Line, Multiline, OptionalLine
 
 from .. import views
@@ -140,7 +141,7 @@ router = protected_router()
     response_model=GroupOut,
     responses=problems(409),
 )
-async def create_group(body: GroupIn, runtime: Runtime):
+async def create_group(body: GroupIn, uow: UoW) -> dict[str, Any]:
     group = await handle(
         commands.CreateGroup(
             name=body.name,
@@ -151,13 +152,13 @@ async def create_group(body: GroupIn, runtime: Runtime):
             capacity=body.capacity,
             requires_approval=body.requires_approval,
         ),
-        runtime.uow(),
+        uow,
     )
     return views.group_out(group)
 
 
 @router.get("/groups", tags=["groups"], summary="All network groups", response_model=list[GroupSummary])
-async def list_groups(runtime: Runtime):
+async def list_groups(runtime: Runtime) -> list[dict[str, Any]]:
     return await views.list_groups(runtime.engine)
 
 
@@ -168,7 +169,7 @@ async def list_groups(runtime: Runtime):
     response_model=GroupOut,
     responses=problems(404),
 )
-async def get_group(group_id: UUID, runtime: Runtime):
+async def get_group(group_id: UUID, runtime: Runtime) -> dict[str, Any]:
     group = await views.get_group(runtime.engine, group_id)
     if group is None:
         raise Problem(404, f"No group {group_id}.")
@@ -183,7 +184,7 @@ async def get_group(group_id: UUID, runtime: Runtime):
     response_model=MemberOut,
     responses=problems(409),
 )
-async def register(body: MemberIn, runtime: Runtime):
+async def register(body: MemberIn, uow: UoW) -> dict[str, Any]:
     member = await handle(
         commands.RegisterMember(
             name=body.name,
@@ -195,7 +196,7 @@ async def register(body: MemberIn, runtime: Runtime):
             job_title=body.job_title,
             locale=body.locale.value,
         ),
-        runtime.uow(),
+        uow,
     )
     return views.member_out(member)
 
@@ -207,7 +208,7 @@ async def register(body: MemberIn, runtime: Runtime):
     response_model=MemberOut,
     responses=problems(404),
 )
-async def get_member(member_id: UUID, runtime: Runtime):
+async def get_member(member_id: UUID, runtime: Runtime) -> dict[str, Any]:
     member = await views.get_member(runtime.engine, member_id)
     if member is None:
         raise Problem(404, f"No member {member_id}.")
@@ -221,7 +222,7 @@ async def get_member(member_id: UUID, runtime: Runtime):
     responses=problems(404),
     summary="GDPR: everything this service stores about a member (404 when it stores nothing)",
 )
-async def export(member_id: UUID, runtime: Runtime):
+async def export(member_id: UUID, runtime: Runtime) -> dict[str, Any]:
     member = await views.get_member(runtime.engine, member_id)
     if member is None:
         raise Problem(404, f"This service holds nothing about member {member_id}.")
@@ -236,12 +237,12 @@ async def export(member_id: UUID, runtime: Runtime):
     response_model=JoinOut,
     responses=problems(404, 409),
 )
-async def join(group_id: UUID, body: JoinIn, runtime: Runtime):
-    await handle(commands.JoinGroup(member_id=body.member_id, group_id=group_id, role=body.role.value), runtime.uow())
+async def join(group_id: UUID, body: JoinIn, uow: UoW) -> dict[str, Any]:
+    await handle(commands.JoinGroup(member_id=body.member_id, group_id=group_id, role=body.role.value), uow)
     return {"member_id": body.member_id, "group_id": group_id, "role": body.role}
 
 
-def create_app():
+def create_app() -> FastAPI:
     return service_app(
         runtime_factory=bootstrap,
         title="Netværk members",

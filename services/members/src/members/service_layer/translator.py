@@ -8,9 +8,9 @@ from ..domain import events
 from ..domain.model import Group, Member
 
 
-def to_contract(event, aggregate) -> contracts.EventData:
-    if isinstance(event, events.GroupCreated):
-        g: Group = aggregate
+def to_contract(event: object, aggregate: Group | Member) -> contracts.EventData:
+    if isinstance(event, events.GroupCreated) and isinstance(aggregate, Group):
+        g = aggregate
         return contracts.GroupCreated(
             group_id=g.id,
             name=g.name,
@@ -21,8 +21,8 @@ def to_contract(event, aggregate) -> contracts.EventData:
             capacity=g.capacity,
             requires_approval=g.requires_approval,
         )
-    if isinstance(event, events.MemberRegistered):
-        m: Member = aggregate
+    if isinstance(event, events.MemberRegistered) and isinstance(aggregate, Member):
+        m = aggregate
         return contracts.MemberRegistered(
             member_id=m.id,
             name=m.name,
