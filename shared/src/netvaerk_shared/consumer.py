@@ -41,7 +41,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 import sqlalchemy.exc as sa_exc
 from nats.aio.msg import Msg
@@ -104,15 +104,19 @@ class Unprocessable(Exception):
     """Raised by a handler for an event that can never succeed: it becomes a dead letter at once, without retries."""
 
 
+E = TypeVar("E", bound=EventData)
+
+
 @dataclass(frozen=True)
-class Subscription:
+class Subscription(Generic[E]):
     """`handler` does the effect of one event. `batch_handler`, optional, does the same for many events in a few
     statements; it is used on the fast path, and `handler` takes over event by event when a batch fails. Each call
-    gets a unit of work of its own, joined to the consumer's transaction: `async with uow: ...; await uow.commit()`."""
+    gets a unit of work of its own, joined to the consumer's transaction: `async with uow: ...; await uow.commit()`.
+    Generic in the contract, so a subscriber typed for `MemberJoined` fits a `Subscription(MemberJoined, ...)`."""
 
-    contract: type[EventData]
-    handler: Handler
-    batch_handler: BatchHandler | None = None
+    contract: type[E]
+    handler: Callable[[UnitOfWork[Any], CloudEvent, E], Awaitable[None]]
+    batch_handler: Callable[[UnitOfWork[Any], list[tuple[CloudEvent, E]]], Awaitable[None]] | None = None
 
 
 # -- what became of a message ------------------------------------------------------------------------------------
@@ -236,7 +240,7 @@ class EventConsumer:
         self,
         *,
         service: str,
-        subscription: Subscription,
+        subscription: Subscription[Any],
         engine: AsyncEngine,
         tables: MessagingTables,
         unit_of_work: UnitOfWorkOn,

@@ -1,5 +1,7 @@
 """The one input policy for text at every service's edge (STYLE 15): every string a client sends goes through one of
-these Pydantic types, so no handler has to defend itself and PostgreSQL and SQLite see the same world.
+these rules, so no handler has to defend itself and PostgreSQL and SQLite see the same world. A field states its
+rule as metadata of its type, which Pydantic applies and a type checker reads: `name: Annotated[str, Line(200)]`,
+`phone: Annotated[str, OptionalLine(40)] | None = None`, `capacity: Annotated[int, Integer(ge=1)] | None`.
 
 - Unicode NFC, then trimmed of (Unicode) spaces at both ends.
 - Control characters are refused, naming the field and the character: C0 (NUL, CR, LF, TAB, ...), DEL and C1, the
@@ -19,10 +21,11 @@ these Pydantic types, so no handler has to defend itself and PostgreSQL and SQLi
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 import annotated_types
-from pydantic import AfterValidator, AwareDatetime, BeforeValidator, EmailStr, Field, Strict, WithJsonSchema
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, Strict, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 # Spaces trimmed at both ends: ECMAScript's \s without the control characters, so the schema's pattern and the code
@@ -49,7 +52,7 @@ def _forbidden_multi(ch: str) -> bool:
     return (o < 0x20 and ch not in "\t\n\r") or 0x7F <= o <= 0x9F or 0xD800 <= o <= 0xDFFF
 
 
-def _refuse(text: str, forbidden) -> None:
+def _refuse(text: str, forbidden: Callable[[str], bool]) -> None:
     for index, ch in enumerate(text):
         if forbidden(ch):
             raise PydanticCustomError(
@@ -82,37 +85,46 @@ def _finish(text: str, *, required: bool, max_length: int) -> str | None:
     return text
 
 
-def Line(max_length: int, *, examples: list[str] | None = None, description: str | None = None) -> Any:
+class Rules(annotated_types.GroupedMetadata):
+    """Several Pydantic annotations as one, for `Annotated[str, Line(200)]` (Pydantic unpacks them in order)."""
+
+    def __init__(self, *annotations: Any) -> None:
+        self.annotations = annotations
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.annotations)
+
+
+def Line(max_length: int, *, examples: list[str] | None = None, description: str | None = None) -> Rules:
     """A required single line of at most `max_length` characters."""
-    return Annotated[
-        str,
+    return Rules(
         Field(max_length=max_length, examples=examples, description=description),
         AfterValidator(lambda v: clean_line(v, required=True, max_length=max_length)),
         WithJsonSchema(_schema(max_length, LINE_REQUIRED_PATTERN, 1, examples, description)),
-    ]
+    )
 
 
-def OptionalLine(max_length: int, *, examples: list[str] | None = None, description: str | None = None) -> Any:
-    """An optional single line: blank becomes None. Use as `OptionalLine(200) | None = None`."""
-    return Annotated[
-        str,
+def OptionalLine(max_length: int, *, examples: list[str] | None = None, description: str | None = None) -> Rules:
+    """An optional single line: blank becomes None. Use as `Annotated[str, OptionalLine(200)] | None = None`."""
+    return Rules(
         Field(max_length=max_length, examples=examples, description=description),
         AfterValidator(lambda v: clean_line(v, required=False, max_length=max_length)),
         WithJsonSchema(_schema(max_length, LINE_PATTERN, 0, examples, description)),
-    ]
+    )
 
 
-def Multiline(max_length: int, *, description: str | None = None) -> Any:
+def Multiline(max_length: int, *, description: str | None = None) -> Rules:
     """Optional text that may hold several lines (line breaks kept as \\n); blank becomes ''."""
-    return Annotated[
-        str,
+    return Rules(
         Field(max_length=max_length, description=description),
         AfterValidator(lambda v: clean_multiline(v, required=False, max_length=max_length) or ""),
         WithJsonSchema(_schema(max_length, MULTI_PATTERN, 0, None, description)),
-    ]
+    )
 
 
-def _schema(max_length: int, pattern: str, min_length: int, examples, description) -> dict:
+def _schema(
+    max_length: int, pattern: str, min_length: int, examples: list[str] | None, description: str | None
+) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": "string", "maxLength": max_length, "pattern": pattern}
     if min_length:
         schema["minLength"] = min_length
@@ -136,11 +148,11 @@ def _json_integer(value: Any) -> Any:
     return value
 
 
-def Integer(*, ge: int | None = None, le: int | None = None) -> Any:
+def Integer(*, ge: int | None = None, le: int | None = None) -> Rules:
     """A JSON integer within [ge, le]: "5" and true are refused, not converted. (annotated_types' Interval, not
-    Field(ge=, le=): inside `Integer(...) | None` a Field's bounds would reach the schema as unknown `ge`/`le` keys
-    while still being enforced.)"""
-    return Annotated[int, annotated_types.Interval(ge=ge, le=le), BeforeValidator(_json_integer)]
+    Field(ge=, le=): inside `Annotated[int, Integer(...)] | None` a Field's bounds would reach the schema as unknown
+    `ge`/`le` keys while still being enforced.)"""
+    return Rules(annotated_types.Interval(ge=ge, le=le), BeforeValidator(_json_integer))
 
 
 def _json_string(value: Any) -> Any:
@@ -168,8 +180,9 @@ EMAIL_PATTERN = r"^[^@]{1,64}@(?:[^@.]{1,63}\.)+[^@.]{0,62}[A-Za-z\u0080-\uffff]
 EMAIL_SPECIAL_USE_PATTERN = f"[@.](?:{_ANY_CASE})$"
 
 
-def Email(max_length: int = 254, *, examples: list[str] | None = None) -> Any:
-    """An email address a message can be sent to: email-validator decides (EmailStr), the schema tells."""
+def Email(max_length: int = 254, *, examples: list[str] | None = None) -> Rules:
+    """An email address a message can be sent to: email-validator decides, the schema tells. Use as
+    `Annotated[EmailStr, Email()]`."""
     schema: dict[str, Any] = {
         "type": "string",
         "format": "email",
@@ -180,7 +193,7 @@ def Email(max_length: int = 254, *, examples: list[str] | None = None) -> Any:
     }
     if examples:
         schema["examples"] = examples
-    return Annotated[EmailStr, Field(max_length=max_length), AfterValidator(_local_part_fits), WithJsonSchema(schema)]
+    return Rules(Field(max_length=max_length), AfterValidator(_local_part_fits), WithJsonSchema(schema))
 
 
 def _local_part_fits(address: str) -> str:

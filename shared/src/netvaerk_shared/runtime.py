@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-import os
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
+from nats.aio.client import Client
+from nats.js import JetStreamContext
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -16,25 +18,11 @@ from . import metrics, topology
 from .consumer import EventConsumer, Subscription
 from .messaging import MessagingTables
 from .migrate import upgrade
-from .outbox import DEFAULT_MAX_EVENT_BYTES, HEADER_ROOM, Relay, backlog, parked
+from .outbox import DEFAULT_MAX_EVENT_BYTES, HEADER_ROOM, FaultHook, Relay, backlog, parked
 from .settings import ServiceSettings
 from .uow import Clock, Translate, UnitOfWork, utc_now
 
 log = logging.getLogger(__name__)
-
-
-def _fault_hook():
-    """Chaos hook for the end-to-end tests: NETVAERK_FAULT=relay-exit-after-publish kills the process between the
-    PubAck and the outbox mark, the worst moment for a relay to die."""
-    if os.environ.get("NETVAERK_FAULT") != "relay-exit-after-publish":
-        return None
-
-    def _die(point: str) -> None:
-        if point == "after_publish":
-            log.error("NETVAERK_FAULT: exiting between publish and mark")
-            os._exit(137)
-
-    return _die
 
 
 class Worker(Protocol):
@@ -52,6 +40,10 @@ class ServiceRuntime:
     """Built by the service's bootstrap, its one composition root, with everything injected: the engine, the
     repositories and translator its units of work use, the event subscriptions, and then its workers and gauges."""
 
+    # Test-only: the fault hook every relay of this process is given (see Relay's fault_hook). Nothing in the
+    # services sets it; netvaerk_testing.faulty_service does, before it starts uvicorn, for the end-to-end fault tests.
+    relay_fault_hook: ClassVar[FaultHook | None] = None
+
     def __init__(
         self,
         *,
@@ -61,7 +53,7 @@ class ServiceRuntime:
         tables: MessagingTables,
         repositories: Callable[[Any], Any],
         translate: Translate,
-        subscriptions: Sequence[Subscription] = (),
+        subscriptions: Sequence[Subscription[Any]] = (),
         migrations_dir: Path | None = None,
         clock: Clock = utc_now,
     ) -> None:
@@ -73,11 +65,12 @@ class ServiceRuntime:
         self.engine = engine
         self.tables = tables
         self.migrations_dir = migrations_dir
-        self.nc = None
-        self.js = None
+        self.nc: Client | None = None
+        self.js: JetStreamContext | None = None
         self.relay: Relay | None = None
+        self._server_max_payload: int | None = None
         self._stop = asyncio.Event()
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self.consumers: dict[str, EventConsumer] = {}
         self.workers: dict[str, Worker] = {}
         self._gauges: list[Callable[[], Awaitable[None]]] = []
@@ -130,7 +123,7 @@ class ServiceRuntime:
         server = getattr(self.nc, "max_payload", None) if self.nc is not None else None
         if server:
             self._server_max_payload = int(server)
-        known = getattr(self, "_server_max_payload", None)
+        known = self._server_max_payload
         return (known - HEADER_ROOM) if known else DEFAULT_MAX_EVENT_BYTES
 
     def wake_relay(self) -> None:
@@ -158,9 +151,10 @@ class ServiceRuntime:
     async def _messaging(self) -> None:
         # Keep trying: the HTTP side serves (and /readyz says "nats unreachable") while NATS is away.
         delay = 0.2
+        nc: Client | None = None
         while not self._stop.is_set():
             try:
-                self.nc = await topology.connect(
+                nc = self.nc = await topology.connect(
                     self.settings.nats_url,
                     user=self.settings.nats_user,
                     password=self.settings.nats_password,
@@ -180,33 +174,34 @@ class ServiceRuntime:
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        if self._stop.is_set():
+        if nc is None or self._stop.is_set():
             return
-        self.js = self.nc.jetstream()
+        js = self.js = nc.jetstream()
         while not self._stop.is_set():  # every service publishes into a stream of its own
             try:
-                await topology.ensure_stream(self.js, self.service, replicas=self.settings.stream_replicas)
+                await topology.ensure_stream(js, self.service, replicas=self.settings.stream_replicas)
                 break
             except Exception as exc:
                 log.warning("could not declare stream %s: %s", topology.stream_for(self.service), exc)
                 await asyncio.sleep(1.0)
         if self.settings.run_relay:
-            self.relay = Relay(
+            relay = self.relay = Relay(
                 engine=self.engine,
                 tables=self.tables,
-                js=self.js,
-                nc=self.nc,
+                js=js,
+                nc=nc,
                 service=self.service,
                 batch_size=self.settings.relay_batch_size,
-                fault_hook=_fault_hook(),
+                fault_hook=ServiceRuntime.relay_fault_hook,  # read off the class: a plain function, not a method
                 ensure_stream=self._declare_stream,
             )
-            self._tasks.append(asyncio.create_task(self._guard(self.relay.run(self._stop), "relay")))
+            self._tasks.append(asyncio.create_task(self._guard("relay", functools.partial(relay.run, self._stop))))
         if self.settings.run_consumers:
             for consumer in self.consumers.values():
-                self._tasks.append(asyncio.create_task(self._guard(consumer.run(self.js, self._stop), consumer.name)))
+                run = functools.partial(consumer.run, js, self._stop)
+                self._tasks.append(asyncio.create_task(self._guard(consumer.name, run)))
         for name, worker in self.workers.items():
-            self._tasks.append(asyncio.create_task(self._guard(worker.run(self._stop), name)))
+            self._tasks.append(asyncio.create_task(self._guard(name, functools.partial(worker.run, self._stop))))
 
     def _nats_reconnected(self) -> None:
         """NATS is back: the relay ends its backoff now (and stops waiting for PubAcks the old connection lost)."""
@@ -220,14 +215,14 @@ class ServiceRuntime:
 
     async def _declare_stream(self) -> None:
         """The relay calls this when no stream answered for this service's subjects (NATS lost its store)."""
-        await topology.ensure_stream(self.js, self.service, replicas=self.settings.stream_replicas)
+        if self.js is not None:  # always so: the relay is made after the JetStream context
+            await topology.ensure_stream(self.js, self.service, replicas=self.settings.stream_replicas)
 
-    async def _guard(self, coro, name: str) -> None:
-        """A background loop that dies is logged and restarted, never silently lost."""
-        factory = coro
+    async def _guard(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
+        """A background loop that dies is logged and restarted (`run()` again), never silently lost."""
         while True:
             try:
-                await factory
+                await run()
                 return
             except asyncio.CancelledError:
                 raise
@@ -236,12 +231,6 @@ class ServiceRuntime:
                 await asyncio.sleep(1.0)
                 if self._stop.is_set():
                     return
-                if name == "relay":
-                    factory = self.relay.run(self._stop)
-                elif name in self.workers:
-                    factory = self.workers[name].run(self._stop)
-                else:
-                    factory = self.consumers[name].run(self.js, self._stop)
 
     async def stop(self) -> None:
         self._stop.set()

@@ -40,25 +40,30 @@ Url = Annotated[
 
 class VenueIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: Line(200, examples=["Eksempel Kommune, Rådhuset"])
-    address: OptionalLine(500, examples=["Rådhuspladsen 1, 1550 København V"]) | None = None
-    host_organisation: OptionalLine(200, examples=["Eksempel Kommune"]) | None = None
+    name: Annotated[str, Line(200, examples=["Eksempel Kommune, Rådhuset"])]
+    address: Annotated[str, OptionalLine(500, examples=["Rådhuspladsen 1, 1550 København V"])] | None = None
+    host_organisation: Annotated[str, OptionalLine(200, examples=["Eksempel Kommune"])] | None = None
+
+
+Tag = Annotated[str, Line(50, examples=["databeskyttelse"])]
 
 
 class AgendaItemIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: AgendaKind
-    title: Line(200, examples=["AI i sagsbehandlingen"])
-    speaker: OptionalLine(200) | None = None
-    speaker_organisation: OptionalLine(200) | None = None
-    minutes: Integer(ge=0, le=MAX_ITEM_MINUTES)
-    tags: list[Line(50, examples=["databeskyttelse"])] = Field(default_factory=list, max_length=MAX_TAGS)
+    title: Annotated[str, Line(200, examples=["AI i sagsbehandlingen"])]
+    speaker: Annotated[str, OptionalLine(200)] | None = None
+    speaker_organisation: Annotated[str, OptionalLine(200)] | None = None
+    minutes: Annotated[int, Integer(ge=0, le=MAX_ITEM_MINUTES)]
+    tags: list[Annotated[str, Line(50, examples=["databeskyttelse"])]] = Field(
+        default_factory=list, max_length=MAX_TAGS
+    )
 
 
 class MeetingIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     group_id: UUID
-    title: Line(200, examples=["Forårsmøde: data, AI og ansvar"])
+    title: Annotated[str, Line(200, examples=["Forårsmøde: data, AI og ansvar"])]
     starts_at: Moment = Field(
         description="ISO 8601 with a UTC offset, in the future", examples=["2030-03-11T16:00:00+01:00"]
     )
@@ -68,7 +73,7 @@ class MeetingIn(BaseModel):
     timezone: TimeZone = Field(default=DEFAULT_TIMEZONE, description="IANA zone the meeting is held in")
     venue: VenueIn | None = None
     online_url: Url | None = None
-    capacity: Integer(ge=1, le=10_000) | None = None
+    capacity: Annotated[int, Integer(ge=1, le=10_000)] | None = None
     agenda: list[AgendaItemIn] = Field(
         default_factory=list,
         max_length=MAX_AGENDA_ITEMS,

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import FastAPI
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from netvaerk_shared.contracts import Locale, OrganisationKind, Role
 from netvaerk_shared.http import Problem, Runtime, UoW, problems, protected_router, service_app
@@ -27,20 +27,25 @@ Slug = Annotated[
 ]
 
 
+Topic = Annotated[str, Line(100, examples=["SKI-aftaler"])]
+
+
 class GroupIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: Line(200, examples=["Offentlig digitalisering øst"])
+    name: Annotated[str, Line(200, examples=["Offentlig digitalisering øst"])]
     slug: Slug | None = Field(default=None, description="Derived from the name when left out")
-    region: Line(100, examples=["Øst"])
-    description: Multiline(5000) = ""
-    topics: list[Line(100, examples=["SKI-aftaler"])] = Field(default_factory=list, max_length=MAX_TOPICS)
-    capacity: Integer(ge=1, le=10_000) | None = None
+    region: Annotated[str, Line(100, examples=["Øst"])]
+    description: Annotated[str, Multiline(5000)] = ""
+    topics: list[Annotated[str, Line(100, examples=["SKI-aftaler"])]] = Field(
+        default_factory=list, max_length=MAX_TOPICS
+    )
+    capacity: Annotated[int, Integer(ge=1, le=10_000)] | None = None
     requires_approval: Flag = False
 
 
 class OrganisationIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: Line(200, examples=["Eksempel Kommune"])
+    name: Annotated[str, Line(200, examples=["Eksempel Kommune"])]
     kind: OrganisationKind
     cvr: str | None = Field(
         default=None, min_length=8, max_length=8, pattern=r"^[0-9]{8}$", description="Danish CVR number, 8 digits"
@@ -49,11 +54,11 @@ class OrganisationIn(BaseModel):
 
 class MemberIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: Line(200, examples=["Mette Eksempel"])
-    email: Email(examples=["mette@example.org"])
-    phone: OptionalLine(40, examples=["+45 12 34 56 78"]) | None = None
+    name: Annotated[str, Line(200, examples=["Mette Eksempel"])]
+    email: Annotated[EmailStr, Email(examples=["mette@example.org"])]
+    phone: Annotated[str, OptionalLine(40, examples=["+45 12 34 56 78"])] | None = None
     organisation: OrganisationIn
-    job_title: Line(200, examples=["Kontorchef"])
+    job_title: Annotated[str, Line(200, examples=["Kontorchef"])]
     locale: Locale = Locale.da
 
 
