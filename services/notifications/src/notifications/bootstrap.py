@@ -1,46 +1,56 @@
-"""The composition root: engine, messaging runtime, mailer and delivery worker, built when called."""
+"""The composition root: engine, messaging runtime (repository, translator, subscriptions), the delivery worker and
+its mailer, and the delivery gauges, built when called, never at import."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from netvaerk_shared import contracts
 from netvaerk_shared.consumer import Subscription
 from netvaerk_shared.db import create_engine
 from netvaerk_shared.runtime import ServiceRuntime
 
 from .adapters import orm
 from .adapters.mailer import SmtpMailer
+from .adapters.repository import Repository
 from .config import Settings
-from .service_layer.delivery import DeliveryWorker
-from .service_layer.handlers import SUBSCRIPTIONS
+from .entrypoints import subscribers
+from .entrypoints.worker import DeliveryWorker, Mailer
+from .service_layer.translator import to_contract
 from .views import refresh_delivery_gauges
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
 
-def bootstrap(settings: Settings | None = None, mailer=None) -> ServiceRuntime:
+def bootstrap(settings: Settings | None = None, mailer: Mailer | None = None) -> ServiceRuntime:
     settings = settings or Settings()
     engine = create_engine(settings.database_url)
     migrations = Path(settings.migrations_dir) if settings.migrations_dir else MIGRATIONS
+    subscriptions = (
+        Subscription(contracts.GroupCreated, subscribers.on_group_created),
+        Subscription(contracts.MemberRegistered, subscribers.on_member_registered, subscribers.on_members_registered),
+        Subscription(contracts.MemberJoined, subscribers.on_member_joined, subscribers.on_members_joined),
+        Subscription(contracts.MeetingScheduled, subscribers.on_meeting_scheduled),
+    )
     runtime = ServiceRuntime(
         service="notifications",
         settings=settings,
         engine=engine,
         tables=orm.messaging,
-        subscriptions=[Subscription(contract, one, many) for contract, (one, many) in SUBSCRIPTIONS.items()],
+        repositories=Repository,
+        translate=to_contract,
+        subscriptions=subscriptions,
         migrations_dir=migrations,
     )
-    mailer = mailer or SmtpMailer(
-        host=settings.smtp_host,
-        port=settings.smtp_port,
-        username=settings.smtp_user,
-        password=settings.smtp_password,
-        starttls=settings.smtp_starttls,
-        timeout=settings.smtp_timeout,
-    )
-    worker = DeliveryWorker(runtime, settings, mailer)
-    runtime.delivery_worker = worker
     if settings.run_deliveries:
-        runtime.add_worker("deliveries", worker.run, worker.wake)
+        mailer = mailer or SmtpMailer(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            username=settings.smtp_user,
+            password=settings.smtp_password,
+            starttls=settings.smtp_starttls,
+            timeout=settings.smtp_timeout,
+        )
+        runtime.add_worker(DeliveryWorker(runtime, settings, mailer))
     runtime.add_gauges(lambda: refresh_delivery_gauges(engine))
     return runtime

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
 from prometheus_client import Gauge
 from sqlalchemy import func, select
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from netvaerk_shared import metrics
@@ -40,7 +42,7 @@ async def deliveries(
     kind: str | None = None,
     limit: int = 100,
     offset: int = 0,
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     stmt = select(*_LOG_COLUMNS).order_by(orm.deliveries.c.created_at.desc()).limit(limit).offset(offset)
     if member_id is not None:
         stmt = stmt.where(orm.deliveries.c.member_id == member_id)
@@ -52,13 +54,13 @@ async def deliveries(
         return [_log(r) for r in (await conn.execute(stmt)).mappings()]
 
 
-def _log(row) -> dict:
+def _log(row: RowMapping) -> dict[str, Any]:
     out = dict(row)
     out["notification_id"] = out.pop("id")
     return out
 
 
-async def member_export(engine: AsyncEngine, member_id: UUID) -> dict | None:
+async def member_export(engine: AsyncEngine, member_id: UUID) -> dict[str, Any] | None:
     async with engine.connect() as conn:
         contact = (
             (await conn.execute(select(orm.contacts).where(orm.contacts.c.member_id == member_id))).mappings().first()
@@ -91,7 +93,7 @@ deliveries_pending = Gauge("deliveries_pending", "Deliveries owed and not yet se
 async def refresh_delivery_gauges(engine: AsyncEngine) -> None:
     d = orm.deliveries
     async with engine.connect() as conn:
-        counts = dict(
+        counts: dict[str, int] = dict(
             (
                 await conn.execute(
                     select(d.c.status, func.count()).where(d.c.status.in_(("failed", "pending"))).group_by(d.c.status)

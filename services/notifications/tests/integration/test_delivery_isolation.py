@@ -25,7 +25,10 @@ from netvaerk_testing.smtp_sink import RCPT_TO_HEADER, SERVER_HOSTNAME, MaildirS
 from notifications.adapters import orm
 from notifications.bootstrap import bootstrap
 from notifications.config import Settings
-from notifications.service_layer import handlers
+from notifications.domain import commands
+from notifications.domain.errors import NotFailed, NotFound
+from notifications.entrypoints import subscribers
+from notifications.service_layer.handlers import handle as handle_command
 
 d = orm.deliveries
 SENT_TYPE = "dk.danskit.notification.sent.v1"
@@ -83,7 +86,7 @@ def make_runtime(database_url):
 async def runtime(make_runtime, sink):
     runtime = await make_runtime(sink[1])
     yield runtime
-    await runtime.delivery_worker.mailer.close()
+    await runtime.workers["deliveries"].mailer.close()
     await runtime.engine.dispose()
 
 
@@ -93,16 +96,28 @@ def received(sink) -> list[email.message.EmailMessage]:
 
 
 # -- what the consumers would have written ---------------------------------------------------------------------
-async def handle(runtime, handler, data):
+async def handle(runtime, subscriber, data):
+    """Run a subscriber as the event consumer does: with a unit of work joined to a transaction it commits."""
     async with runtime.engine.begin() as conn:
-        await handler(conn, make_event(data), data)
+        await subscriber(runtime.uow_on(conn), make_event(data), data)
+
+
+async def retry_failed(runtime, notification_id) -> str:
+    """The operator's retry (POST /admin/deliveries/{id}/retry) through its handler, as the route's outcome."""
+    try:
+        await handle_command(commands.RetryDelivery(notification_id), runtime.uow())
+    except NotFound:
+        return "not_found"
+    except NotFailed:
+        return "not_failed"
+    return "retried"
 
 
 async def a_group(runtime) -> contracts.GroupCreated:
     group = contracts.GroupCreated(
         group_id=uuid.uuid4(), name="Offentlig digitalisering øst", slug="od-oest", region="Øst", description=""
     )
-    await handle(runtime, handlers.on_group_created, group)
+    await handle(runtime, subscribers.on_group_created, group)
     return group
 
 
@@ -113,7 +128,7 @@ async def joins(runtime, group, name: str, email_address: str, *, directly: bool
     if not directly:
         await handle(
             runtime,
-            handlers.on_member_registered,
+            subscribers.on_member_registered,
             contracts.MemberRegistered(
                 member_id=member_id,
                 name=name,
@@ -133,7 +148,7 @@ async def joins(runtime, group, name: str, email_address: str, *, directly: bool
             )
     await handle(
         runtime,
-        handlers.on_member_joined,
+        subscribers.on_member_joined,
         contracts.MemberJoined(
             member_id=member_id, group_id=group.group_id, role="member", joined_at=datetime.now(UTC)
         ),
@@ -169,7 +184,7 @@ async def test_a_member_with_a_header_injecting_name_and_one_who_joined_with_the
     evil = await joins(runtime, group, HOSTILE_NAME, "evil@example.org")
     mette = await joins(runtime, group, "Mette Eksempel", "mette@example.org")
 
-    assert await runtime.delivery_worker.run_once() == 2
+    assert await runtime.workers["deliveries"].run_once() == 2
 
     rows = await by_member(runtime)
     assert {(rows[m].status, rows[m].attempts, rows[m].last_error) for m in (evil, mette)} == {("sent", 1, None)}
@@ -191,7 +206,7 @@ async def test_a_delivery_whose_message_cannot_be_built_fails_alone_and_the_rest
     broken = await joins(runtime, group, HOSTILE_NAME, "mette@example.org\r\nBcc: victim@example.net", directly=True)
     jonas = await joins(runtime, group, "Jonas Holm", "jonas@example.org")
 
-    assert await runtime.delivery_worker.run_once() == 2  # one claimed batch, both handled
+    assert await runtime.workers["deliveries"].run_once() == 2  # one claimed batch, both handled
 
     rows = await by_member(runtime)
     failed, sent = rows[broken], rows[jonas]
@@ -220,7 +235,7 @@ async def test_a_delivery_whose_message_cannot_be_built_fails_alone_and_the_rest
     assert event.source == "/notifications" and event.causationid == str(failed.cause_event_id)
 
     await make_due(runtime)
-    assert await runtime.delivery_worker.run_once() == 0  # failed is final
+    assert await runtime.workers["deliveries"].run_once() == 0  # failed is final
     assert len(received(sink)) == 1 and len(await outbox(runtime)) == 2
 
 
@@ -236,9 +251,9 @@ async def test_an_invitation_that_cannot_be_built_fails_for_good_and_the_welcome
         ends_at=start + timedelta(hours=2),
         timezone="Mars/Olympus_Mons",
     )  # no such zone: no ICS can be built
-    await handle(runtime, handlers.on_meeting_scheduled, meeting)
+    await handle(runtime, subscribers.on_meeting_scheduled, meeting)
 
-    assert await runtime.delivery_worker.run_once() == 2
+    assert await runtime.workers["deliveries"].run_once() == 2
 
     async with runtime.engine.connect() as conn:
         rows = {r.kind: r for r in (await conn.execute(select(d).where(d.c.member_id == mette))).all()}
@@ -262,7 +277,7 @@ async def test_a_5xx_from_the_server_fails_the_delivery_for_good_and_the_next_on
     unknown = await joins(runtime, group, "Ukendt Modtager", "ukendt@example.org")
     mette = await joins(runtime, group, "Mette Eksempel", "mette@example.org")
 
-    assert await runtime.delivery_worker.run_once() == 2
+    assert await runtime.workers["deliveries"].run_once() == 2
 
     rows = await by_member(runtime)
     failed = rows[unknown]
@@ -280,7 +295,7 @@ async def test_a_5xx_from_the_server_fails_the_delivery_for_good_and_the_next_on
 
     sink[0].refuse.clear()
     await make_due(runtime)
-    assert await runtime.delivery_worker.run_once() == 0  # never tried again
+    assert await runtime.workers["deliveries"].run_once() == 0  # never tried again
     assert len(received(sink)) == 1
 
 
@@ -290,17 +305,17 @@ async def test_a_4xx_from_the_server_is_retried_with_backoff_and_goes_once_accep
     mette = await joins(runtime, group, "Mette Eksempel", "mette@example.org")
 
     before = datetime.now(UTC)
-    await runtime.delivery_worker.run_once()
+    await runtime.workers["deliveries"].run_once()
 
     row = (await by_member(runtime))[mette]
     assert (row.status, row.attempts, row.lease_owner) == ("pending", 1, None)
     assert row.last_error.startswith("451 ") and row.next_attempt_at >= before + timedelta(seconds=2)
     assert received(sink) == [] and await outbox(runtime) == []
-    assert await runtime.delivery_worker.run_once() == 0  # backing off
+    assert await runtime.workers["deliveries"].run_once() == 0  # backing off
 
     sink[0].refuse.clear()
     await make_due(runtime)
-    assert await runtime.delivery_worker.run_once() == 1
+    assert await runtime.workers["deliveries"].run_once() == 1
     row = (await by_member(runtime))[mette]
     assert (row.status, row.attempts, row.last_error) == ("sent", 2, None)
     assert len(received(sink)) == 1 and [o.type for o in await outbox(runtime)] == [SENT_TYPE]
@@ -312,14 +327,14 @@ async def test_an_unreachable_server_is_retried_and_never_given_up_on(make_runti
         group = await a_group(runtime)
         mette = await joins(runtime, group, "Mette Eksempel", "mette@example.org")
         for attempt in (1, 2, 3):
-            assert await runtime.delivery_worker.run_once() == 0
+            assert await runtime.workers["deliveries"].run_once() == 0
             row = (await by_member(runtime))[mette]
             assert (row.status, row.attempts, row.lease_owner) == ("pending", attempt, None)
             assert row.last_error.startswith("smtp 127.0.0.1:")
             await make_due(runtime)
         assert await outbox(runtime) == []
     finally:
-        await runtime.delivery_worker.mailer.close()
+        await runtime.workers["deliveries"].mailer.close()
         await runtime.engine.dispose()
 
 
@@ -330,46 +345,42 @@ async def test_a_contact_that_never_arrives_is_given_up_on_and_announced_as_not_
         member_id = uuid.uuid4()
         await handle(
             runtime,
-            handlers.on_member_joined,
+            subscribers.on_member_joined,
             contracts.MemberJoined(
                 member_id=member_id, group_id=group.group_id, role="member", joined_at=datetime.now(UTC)
             ),
         )
         for _ in range(3):  # waiting for the contact burns no attempt
-            assert await runtime.delivery_worker.run_once() == 1
+            assert await runtime.workers["deliveries"].run_once() == 1
             row = (await by_member(runtime))[member_id]
             assert (row.status, row.attempts) == ("pending", 0) and "waiting" in row.last_error
             await make_due(runtime)
         await asyncio.sleep(1.1)  # past delivery_wait_seconds
-        assert await runtime.delivery_worker.run_once() == 1
+        assert await runtime.workers["deliveries"].run_once() == 1
         row = (await by_member(runtime))[member_id]
         assert (row.status, row.attempts) == ("failed", 1) and "no contact yet" in row.last_error
         [data] = await failed_events(runtime)
         assert (data.member_id, data.reason, data.permanent) == (member_id, "not ready: no contact", False)
         assert received(sink) == []
     finally:
-        await runtime.delivery_worker.mailer.close()
+        await runtime.workers["deliveries"].mailer.close()
         await runtime.engine.dispose()
 
 
 async def test_an_operator_retries_a_failed_delivery_and_it_is_sent_once(runtime, sink):
-    from datetime import UTC, datetime
-
-    from notifications.service_layer.delivery import retry_failed
-
     sink[0].refuse["ukendt@example.org"] = "550 5.1.1 <ukendt@example.org>: Recipient address rejected"
     group = await a_group(runtime)
     unknown = await joins(runtime, group, "Ukendt Modtager", "ukendt@example.org")
-    assert await runtime.delivery_worker.run_once() == 1
+    assert await runtime.workers["deliveries"].run_once() == 1
     failed = (await by_member(runtime))[unknown]
     assert failed.status == "failed"
 
     sink[0].refuse.clear()  # the operator had the mailbox created
-    assert await retry_failed(runtime.engine, failed.id, datetime.now(UTC)) == "retried"
+    assert await retry_failed(runtime, failed.id) == "retried"
     row = (await by_member(runtime))[unknown]
     assert (row.status, row.attempts) == ("pending", 0)
-    assert await runtime.delivery_worker.run_once() == 1
+    assert await runtime.workers["deliveries"].run_once() == 1
     assert (await by_member(runtime))[unknown].status == "sent"
     assert [m["To"].addresses[0].addr_spec for m in received(sink)] == ["ukendt@example.org"]
-    assert await retry_failed(runtime.engine, failed.id, datetime.now(UTC)) == "not_failed"  # sent: never again
-    assert await retry_failed(runtime.engine, uuid.uuid4(), datetime.now(UTC)) == "not_found"
+    assert await retry_failed(runtime, failed.id) == "not_failed"  # sent: never again
+    assert await retry_failed(runtime, uuid.uuid4()) == "not_found"

@@ -19,8 +19,9 @@ from notifications.adapters import orm
 from notifications.adapters.mailer import SmtpOutcomeUnknown, SmtpRejected, SmtpTransient
 from notifications.bootstrap import bootstrap
 from notifications.config import Settings
-from notifications.service_layer import handlers
-from notifications.service_layer.delivery import DeliveryWorker, LeaseLost
+from notifications.domain.errors import LeaseLost
+from notifications.entrypoints import subscribers
+from notifications.entrypoints.worker import DeliveryWorker
 
 d = orm.deliveries
 SENT_TYPE = "dk.danskit.notification.sent.v1"
@@ -75,14 +76,15 @@ async def runtime(database_url):
 
 @pytest.fixture
 def mailer(runtime) -> FakeMailer:
-    return runtime.delivery_worker.mailer
+    return runtime.workers["deliveries"].mailer
 
 
 # -- what the consumers would have written ---------------------------------------------------------------------
-async def handle(runtime, handler, data, event=None):
+async def handle(runtime, subscriber, data, event=None):
+    """Run a subscriber as the event consumer does: with a unit of work joined to a transaction it commits."""
     event = event or make_event(data)
     async with runtime.engine.begin() as conn:
-        await handler(conn, event, data)
+        await subscriber(runtime.uow_on(conn), event, data)
     return event
 
 
@@ -114,13 +116,13 @@ async def welcomes_owed(runtime, people, *, registered=True) -> dict:
     """A group and `people` [(name, email)] registered (or not) who joined it: one welcome owed each.
     Returns email -> (the MemberJoined CloudEvent that caused it, the MemberRegistered data)."""
     group = group_created()
-    await handle(runtime, handlers.on_group_created, group)
+    await handle(runtime, subscribers.on_group_created, group)
     owed = {}
     for name, email in people:
         member = member_registered(name, email)
         if registered:
-            await handle(runtime, handlers.on_member_registered, member)
-        owed[email] = (await handle(runtime, handlers.on_member_joined, member_joined(member, group)), member)
+            await handle(runtime, subscribers.on_member_registered, member)
+        owed[email] = (await handle(runtime, subscribers.on_member_joined, member_joined(member, group)), member)
     return owed
 
 
@@ -148,7 +150,7 @@ async def test_a_sent_delivery_is_marked_sent_and_announced_by_exactly_one_notif
     cause, member = owed_to["mette@example.org"]
     [owed] = await deliveries(runtime)
 
-    assert await runtime.delivery_worker.run_once() == 1
+    assert await runtime.workers["deliveries"].run_once() == 1
 
     [message] = mailer.delivered
     assert recipient(message) == "mette@example.org"
@@ -159,7 +161,7 @@ async def test_a_sent_delivery_is_marked_sent_and_announced_by_exactly_one_notif
     assert row.message_id == message["Message-ID"] == f"<{row.id}@netvaerk.danskit.example.org>"
     assert row.subject == "Velkommen i Offentlig digitalisering øst"
     assert row.to_email == "mette@example.org" and row.sent_at is not None
-    assert runtime.delivery_worker.sent == 1
+    assert runtime.workers["deliveries"].sent == 1
 
     [out] = await outbox(runtime)
     assert out.type == SENT_TYPE and out.published_at is None
@@ -177,7 +179,7 @@ async def test_a_sent_delivery_is_marked_sent_and_announced_by_exactly_one_notif
     assert b"@" not in out.body  # ids only: the address stays in this database
 
     # nothing is owed any more: a second round sends nothing and announces nothing
-    assert await runtime.delivery_worker.run_once() == 0
+    assert await runtime.workers["deliveries"].run_once() == 0
     assert len(mailer.tried) == 1 and len(await outbox(runtime)) == 1
 
 
@@ -193,7 +195,7 @@ async def test_a_transient_failure_before_the_commit_point_retries_later_and_giv
 
     mailer.outcome = outage
     before = datetime.now(UTC)
-    assert await runtime.delivery_worker.run_once() == 0
+    assert await runtime.workers["deliveries"].run_once() == 0
     after = datetime.now(UTC)
 
     [tried] = mailer.tried  # the first failure stops the batch
@@ -212,7 +214,7 @@ async def test_a_transient_failure_before_the_commit_point_retries_later_and_giv
 
     # the server is back: the two released go at once, the failed one only after its backoff
     mailer.outcome = accept
-    assert await runtime.delivery_worker.run_once() == 2
+    assert await runtime.workers["deliveries"].run_once() == 2
     assert sorted(recipient(m) for m in mailer.delivered) == sorted(email_of[r.member_id] for r in rest)
     assert len(await outbox(runtime)) == 2
 
@@ -227,7 +229,7 @@ async def test_a_permanent_refusal_before_the_commit_point_fails_the_delivery_an
         await commit()
 
     mailer.outcome = refuse_unknown
-    assert await runtime.delivery_worker.run_once() == 2
+    assert await runtime.workers["deliveries"].run_once() == 2
 
     assert [recipient(m) for m in mailer.delivered] == ["mette@example.org"]
     by_member = {r.member_id: r for r in await deliveries(runtime)}
@@ -251,7 +253,7 @@ async def test_a_permanent_refusal_before_the_commit_point_fails_the_delivery_an
     assert event.causationid == str(failed.cause_event_id) and b"@" not in failed_out.body
 
     await make_due(runtime)
-    assert await runtime.delivery_worker.run_once() == 0  # failed is final: never tried again
+    assert await runtime.workers["deliveries"].run_once() == 0  # failed is final: never tried again
     assert len(mailer.tried) == 2
 
 
@@ -266,7 +268,7 @@ async def test_a_message_the_mailer_cannot_put_on_the_wire_fails_alone(runtime, 
         await commit()
 
     mailer.outcome = cannot_flatten
-    assert await runtime.delivery_worker.run_once() == 2
+    assert await runtime.workers["deliveries"].run_once() == 2
 
     assert [recipient(m) for m in mailer.delivered] == ["mette@example.org"]
     rows = await deliveries(runtime)
@@ -292,7 +294,7 @@ async def test_a_refusal_after_the_commit_point_undoes_sent_but_notification_sen
 
     mailer.outcome = refuse_at_the_dot
     before = datetime.now(UTC)
-    assert await runtime.delivery_worker.run_once() == 1
+    assert await runtime.workers["deliveries"].run_once() == 1
 
     assert mailer.delivered == [] and mailer.commit_errors == []
     [row] = await deliveries(runtime)
@@ -300,7 +302,7 @@ async def test_a_refusal_after_the_commit_point_undoes_sent_but_notification_sen
     assert row.sent_at is None and row.attempts == 1 and row.lease_owner is None
     assert row.last_error.startswith(f"{code} ")
     assert row.next_attempt_at >= before + timedelta(seconds=2)
-    assert runtime.delivery_worker.sent == 0
+    assert runtime.workers["deliveries"].sent == 0
     out, *failed_out = await outbox(runtime)
     assert out.type == SENT_TYPE and parse_event(bytes(out.body))[1].notification_id == row.id
     if status == "failed":  # the NotificationSent is corrected by a NotificationFailed
@@ -321,7 +323,7 @@ async def test_a_refusal_after_the_commit_point_undoes_sent_but_notification_sen
     # pending really means "will be sent again"; failed means never again
     mailer.outcome = accept
     await make_due(runtime)
-    await runtime.delivery_worker.run_once()
+    await runtime.workers["deliveries"].run_once()
     [row] = await deliveries(runtime)
     if status == "pending":
         assert row.status == "sent" and row.attempts == 2 and len(mailer.delivered) == 1
@@ -338,7 +340,7 @@ async def test_no_reply_to_the_final_dot_keeps_sent(runtime, mailer):
         raise SmtpOutcomeUnknown("no reply to the final '.': timed out")
 
     mailer.outcome = silence
-    assert await runtime.delivery_worker.run_once() == 1
+    assert await runtime.workers["deliveries"].run_once() == 1
     [row] = await deliveries(runtime)
     assert row.status == "sent" and row.sent_at is not None  # resending could deliver it twice
     assert len(await outbox(runtime)) == 1
@@ -354,7 +356,7 @@ async def test_the_commit_point_refuses_when_another_instance_holds_the_lease(ru
         await commit()
 
     mailer.outcome = taken_over_while_sending
-    assert await runtime.delivery_worker.run_once() == 1
+    assert await runtime.workers["deliveries"].run_once() == 1
 
     [error] = mailer.commit_errors  # the mailer saw the refusal, so it would never write the "."
     assert isinstance(error, LeaseLost)
@@ -363,7 +365,7 @@ async def test_the_commit_point_refuses_when_another_instance_holds_the_lease(ru
     assert (row.status, row.attempts, row.lease_owner) == ("pending", 0, "another-instance")
     assert row.sent_at is None and row.message_id is None
     assert await outbox(runtime) == []
-    assert runtime.delivery_worker.sent == 0
+    assert runtime.workers["deliveries"].sent == 0
 
 
 @pytest.mark.parametrize("other_status", ["pending", "sent"])
@@ -384,7 +386,7 @@ async def test_a_failure_after_losing_the_lease_leaves_the_other_instances_deliv
         raise SmtpTransient("smtp 127.0.0.1:1025: timed out")
 
     mailer.outcome = slow_then_gone
-    await runtime.delivery_worker.run_once()
+    await runtime.workers["deliveries"].run_once()
 
     [row] = await deliveries(runtime)
     assert (row.status, row.attempts, row.last_error) == (other_status, 3, None)
@@ -396,17 +398,17 @@ async def test_a_welcome_without_its_contact_waits_and_goes_once_the_contact_arr
     owed_to = await welcomes_owed(runtime, [("Sen Registrering", "sen@example.org")], registered=False)
     _, member = owed_to["sen@example.org"]
 
-    assert await runtime.delivery_worker.run_once() == 1
+    assert await runtime.workers["deliveries"].run_once() == 1
     after_first = datetime.now(UTC)
     assert mailer.tried == []
     [row] = await deliveries(runtime)
     assert (row.status, row.attempts, row.lease_owner) == ("pending", 0, None)  # waiting is not an attempt
     assert "no contact yet" in row.last_error
     assert row.next_attempt_at > after_first
-    assert await runtime.delivery_worker.run_once() == 0  # not due yet: it looks again shortly
+    assert await runtime.workers["deliveries"].run_once() == 0  # not due yet: it looks again shortly
 
-    await handle(runtime, handlers.on_member_registered, member)  # the contact arrives: due at once
-    assert await runtime.delivery_worker.run_once() == 1
+    await handle(runtime, subscribers.on_member_registered, member)  # the contact arrives: due at once
+    assert await runtime.workers["deliveries"].run_once() == 1
     [message] = mailer.delivered
     assert recipient(message) == "sen@example.org"
     [row] = await deliveries(runtime)
@@ -417,13 +419,13 @@ async def test_a_welcome_without_its_contact_waits_and_goes_once_the_contact_arr
 # -- (g) one delivery, two workers -------------------------------------------------------------------------------
 async def test_an_event_seen_twice_owes_one_delivery_and_two_workers_send_each_exactly_once(runtime, mailer):
     group = group_created()
-    await handle(runtime, handlers.on_group_created, group)
+    await handle(runtime, subscribers.on_group_created, group)
     people = [member_registered(f"Deltager {i}", f"deltager{i}@example.org") for i in range(5)]
     for person in people:
-        await handle(runtime, handlers.on_member_registered, person)
+        await handle(runtime, subscribers.on_member_registered, person)
         joined = member_joined(person, group)
-        event = await handle(runtime, handlers.on_member_joined, joined)
-        await handle(runtime, handlers.on_member_joined, joined, event)  # redelivered: the same CloudEvent
+        event = await handle(runtime, subscribers.on_member_joined, joined)
+        await handle(runtime, subscribers.on_member_joined, joined, event)  # redelivered: the same CloudEvent
     owed = await deliveries(runtime)
     assert len(owed) == 5
     assert sorted(r.member_id for r in owed) == sorted(p.member_id for p in people)
@@ -434,7 +436,7 @@ async def test_an_event_seen_twice_owes_one_delivery_and_two_workers_send_each_e
             await asyncio.sleep(0.05)
 
     await asyncio.gather(open_a_connection(), open_a_connection())  # two pooled connections: the claims really race
-    first = runtime.delivery_worker
+    first = runtime.workers["deliveries"]
     second = DeliveryWorker(runtime, runtime.settings, mailer)
     handled = await asyncio.gather(first.run_once(), second.run_once())
     assert sum(handled) == 5

@@ -2,8 +2,7 @@
 
 import pytest
 
-from notifications.adapters.mailer import SmtpRejected, SmtpTransient
-from notifications.service_layer.delivery import smtp_reason
+from notifications.adapters.mailer import SmtpRejected, SmtpTransient, smtp_reason
 
 
 @pytest.mark.parametrize(

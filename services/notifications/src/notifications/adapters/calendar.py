@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 from icalendar import Calendar, Event, vCalAddress
+from icalendar.enums import STATUS
 
 from .mailer import make_address
 from .safe_text import ics_text, one_line, uri_text
@@ -93,7 +94,7 @@ def build_invitation_ics(
         url=online_url or None,
         organizer=organizer,
         attendees=[attendee],
-        status="CONFIRMED",
+        status=STATUS.CONFIRMED,
     )
 
     # Built by hand rather than with Calendar.new(), which would add a random calendar UID and make the output

@@ -305,7 +305,7 @@ class SmtpMailer:
         client, self._client = self._client, None
         if client is None:
             return
-        if client.transport is not None:
+        if isinstance(client.transport, asyncio.WriteTransport):
             client.transport.abort()
         client.close()
 
@@ -463,3 +463,16 @@ def _early_reply(protocol: SMTPProtocol) -> bool:
     """True when a reply (or the loss of the connection) arrived although we have not finished our command."""
     waiter = protocol._response_waiter
     return waiter is None or waiter.done()
+
+
+_ENHANCED_STATUS = re.compile(r"(?<![\w.@])[245]\.\d{1,3}\.\d{1,3}(?![\w.@])")  # RFC 3463, e.g. 5.1.1
+
+
+def smtp_reason(exc: SmtpError) -> str:
+    """'smtp 550 5.1.1', 'smtp 451', 'smtp unreachable': the reply code (and RFC 3463 status), never the reply text,
+    which may quote the address."""
+    code = getattr(exc, "code", None)
+    if code is None:
+        return "smtp unreachable" if isinstance(exc, SmtpTransient) else f"smtp {type(exc).__name__}"
+    enhanced = _ENHANCED_STATUS.search(getattr(exc, "message", None) or str(exc))
+    return f"smtp {code}" + (f" {enhanced.group()}" if enhanced else "")

@@ -1,5 +1,5 @@
 """Domain errors: each carries the HTTP status it maps to and a human message (the problem's title is the
-status phrase)."""
+status phrase). `LeaseLost` is the delivery worker's: it never reaches HTTP."""
 
 
 class DomainError(Exception):
@@ -8,3 +8,27 @@ class DomainError(Exception):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+
+
+class NotFound(DomainError):
+    status = 404
+
+
+class NotFailed(DomainError):
+    """Only a failed delivery can be retried: a pending one will go anyway, a sent one must never go twice."""
+
+    status = 409
+
+
+class LeaseLost(Exception):
+    """This delivery is not (or no longer) ours to move on: another instance took it over when our lease ran out,
+    or it is not pending any more. Send nothing, change nothing."""
+
+
+class NotReady(Exception):
+    """What a message needs (the member's contact, the group, the meeting) has not arrived from the other services
+    yet: wait for it. `missing` names which ("contact", "group", "meeting"), without personal data."""
+
+    def __init__(self, missing: str, detail: str) -> None:
+        super().__init__(detail)
+        self.missing = missing

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Literal
+from datetime import datetime
+from typing import Any, Literal
 from uuid import UUID
 
-from fastapi import Query
+from fastapi import FastAPI, Query
 from pydantic import BaseModel, Field
 
-from netvaerk_shared.http import Problem, Runtime, problems, protected_router, service_app
+from netvaerk_shared.http import Problem, Runtime, UoW, problems, protected_router, service_app
 
 from .. import views
 from ..bootstrap import bootstrap
+from ..domain import commands
 from ..domain.errors import DomainError
-from ..service_layer.delivery import retry_failed
+from ..service_layer.handlers import handle
 
 Status = Literal["pending", "sent", "failed"]
 Kind = Literal["welcome", "invitation"]
@@ -70,7 +71,7 @@ async def delivery_log(
     kind: Kind | None = None,
     limit: int = Query(100, ge=1, le=1000),
     offset: int = Query(0, ge=0, le=1_000_000),
-):
+) -> list[dict[str, Any]]:
     return await views.deliveries(
         runtime.engine, member_id=member_id, status=status, kind=kind, limit=limit, offset=offset
     )
@@ -83,7 +84,7 @@ async def delivery_log(
     responses=problems(404),
     summary="GDPR: everything this service stores about a member (404 when it stores nothing)",
 )
-async def export(member_id: UUID, runtime: Runtime):
+async def export(member_id: UUID, runtime: Runtime) -> dict[str, Any]:
     data = await views.member_export(runtime.engine, member_id)
     if data is None:
         raise Problem(404, f"This service holds nothing about member {member_id}.")
@@ -102,17 +103,15 @@ class DeliveryRetryOutcome(BaseModel):
     summary="Send a failed delivery again (after its cause was fixed)",
     responses=problems(404, 409),
 )
-async def retry_delivery(notification_id: UUID, runtime: Runtime):
-    outcome = await retry_failed(runtime.engine, notification_id, datetime.now(UTC))
-    if outcome == "not_found":
-        raise Problem(404, f"No delivery {notification_id}.")
-    if outcome == "not_failed":
-        raise Problem(409, f"Delivery {notification_id} has not failed: only failed deliveries can be retried.")
-    runtime.delivery_worker.wake()
-    return {"notification_id": notification_id, "outcome": outcome}
+async def retry_delivery(notification_id: UUID, uow: UoW, runtime: Runtime) -> dict[str, Any]:
+    await handle(commands.RetryDelivery(notification_id), uow)  # NotFound: 404; NotFailed: 409
+    worker = runtime.workers.get("deliveries")  # none in an instance that runs no deliveries
+    if worker is not None:
+        worker.wake()
+    return {"notification_id": notification_id, "outcome": "retried"}
 
 
-def create_app():
+def create_app() -> FastAPI:
     return service_app(
         runtime_factory=bootstrap,
         title="Netværk notifications",

@@ -1,169 +1,194 @@
-"""Event handlers: they keep the contact directory and roster copy current and record which messages are owed.
+"""Command handlers: one plain function per command, in HANDLERS; `handle(cmd, uow)` is the one way in for event
+subscribers, the delivery worker and HTTP routes alike.
 
-They run inside the consumer's transaction (with its inbox row), so an event seen twice owes nothing twice; the
-sending itself is the delivery worker's job (service_layer/delivery.py)."""
+Each handler opens the unit of work, loads what it needs through `uow.repo`, lets the domain decide, saves and
+commits; the events the deliveries recorded go to the outbox in that same transaction. Run by an event subscriber,
+the unit of work is joined to the consumer's transaction, which also records the event in the inbox: an event seen
+twice owes nothing twice.
+"""
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import and_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from ..domain import commands, model
+from ..domain.errors import LeaseLost, NotFound, NotReady
+from ..domain.model import Delivery, Material
+from .unit_of_work import UnitOfWork
 
-from netvaerk_shared import contracts, tracing
-from netvaerk_shared.consumer import Unprocessable
-from netvaerk_shared.db import dialect_insert
-from netvaerk_shared.envelope import CloudEvent
-
-from ..adapters import orm
-from ..domain import model
+log = logging.getLogger(__name__)
 
 
-async def on_group_created(conn: AsyncConnection, event: CloudEvent, data: contracts.GroupCreated) -> None:
-    stmt = dialect_insert(conn, orm.groups).values(group_id=data.group_id, name=data.name)
-    await conn.execute(stmt.on_conflict_do_update(index_elements=["group_id"], set_={"name": data.name}))
+# -- what the other services published ----------------------------------------------------------------------------
+async def record_group(cmd: commands.RecordGroup, uow: UnitOfWork) -> None:
+    async with uow:
+        await uow.repo.record_group(model.Group(cmd.group_id, cmd.name))
+        await uow.commit()
 
 
-async def on_member_registered(conn: AsyncConnection, event: CloudEvent, data: contracts.MemberRegistered) -> None:
-    values = {"name": data.name, "email": str(data.email), "locale": data.locale.value, "updated_at": datetime.now(UTC)}
-    stmt = dialect_insert(conn, orm.contacts).values(member_id=data.member_id, **values)
-    await conn.execute(stmt.on_conflict_do_update(index_elements=["member_id"], set_=values))
-    await _bring_forward(conn, [data.member_id])
+async def record_contacts(cmd: commands.RecordContacts, uow: UnitOfWork) -> None:
+    """Keep the contact directory current, and bring forward what was waiting for these contacts."""
+    async with uow:
+        now = uow.clock()
+        await uow.repo.record_contacts(cmd.contacts, now)
+        for delivery in await uow.repo.not_yet_due(list(dict.fromkeys(c.member_id for c in cmd.contacts)), now):
+            if delivery.bring_forward(now):
+                try:
+                    await uow.repo.save(delivery)
+                except LeaseLost:
+                    pass  # the worker is at it right now: it looks again soon anyway
+        await uow.commit()
 
 
-async def on_member_joined(conn: AsyncConnection, event: CloudEvent, data: contracts.MemberJoined) -> None:
-    stmt = dialect_insert(conn, orm.group_members).values(
-        group_id=data.group_id, member_id=data.member_id, role=data.role.value
-    )
-    await conn.execute(
-        stmt.on_conflict_do_update(index_elements=["group_id", "member_id"], set_={"role": data.role.value})
-    )
-    await _owe(conn, [model.welcome(data.member_id, data.group_id, _cause(event))])
-
-
-async def on_members_registered(
-    conn: AsyncConnection, batch: list[tuple[CloudEvent, contracts.MemberRegistered]]
-) -> None:
-    """on_member_registered for a batch: one upsert a chunk (the last profile of a member in the batch wins)."""
-    now = datetime.now(UTC)
-    latest = {
-        data.member_id: {
-            "member_id": data.member_id,
-            "name": data.name,
-            "email": str(data.email),
-            "locale": data.locale.value,
-            "updated_at": now,
-        }
-        for _, data in batch
-    }
-    rows = list(latest.values())
-    for i in range(0, len(rows), 500):
-        stmt = dialect_insert(conn, orm.contacts).values(rows[i : i + 500])
-        await conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["member_id"],
-                set_={
-                    "name": stmt.excluded.name,
-                    "email": stmt.excluded.email,
-                    "locale": stmt.excluded.locale,
-                    "updated_at": stmt.excluded.updated_at,
-                },
-            )
+async def record_joins(cmd: commands.RecordJoins, uow: UnitOfWork) -> None:
+    """Keep the roster copy current, and owe each member who joined the welcome the domain decides."""
+    async with uow:
+        now = uow.clock()
+        await uow.repo.record_memberships(cmd.joins)
+        await uow.repo.owe(
+            [
+                model.welcome(j.member_id, j.group_id, j.cause_event_id, now=now, traceparent=j.traceparent)
+                for j in cmd.joins
+            ]
         )
-    await _bring_forward(conn, list(latest))
+        await uow.commit()
 
 
-async def _bring_forward(conn: AsyncConnection, member_ids: list) -> None:
-    """Deliveries that were waiting for these members' contacts are due now (not at their next look)."""
-    d = orm.deliveries
-    now = datetime.now(UTC)
-    for i in range(0, len(member_ids), 500):
-        await conn.execute(
-            update(d)
-            .where(
-                and_(
-                    d.c.member_id.in_(member_ids[i : i + 500]),
-                    d.c.status == "pending",
-                    d.c.attempts == 0,
-                    d.c.next_attempt_at > now,
-                )
-            )
-            .values(next_attempt_at=now)
+async def record_meeting(cmd: commands.RecordMeeting, uow: UnitOfWork) -> None:
+    """Keep the meeting to render invitations from, and owe one to every member of its group."""
+    meeting = cmd.meeting
+    async with uow:
+        await uow.repo.record_meeting(meeting)
+        members = await uow.repo.members_of(meeting.group_id)
+        owed = model.invitations(
+            meeting.meeting_id,
+            meeting.sequence,
+            members,
+            cmd.cause_event_id,
+            now=uow.clock(),
+            traceparent=cmd.traceparent,
         )
+        await uow.repo.owe(owed)
+        await uow.commit()
 
 
-async def on_members_joined(conn: AsyncConnection, batch: list[tuple[CloudEvent, contracts.MemberJoined]]) -> None:
-    """on_member_joined for a batch: the roster rows and the welcome emails owed, a statement a chunk each."""
-    roles = {(data.group_id, data.member_id): data.role.value for _, data in batch}
-    rows = [{"group_id": g, "member_id": m, "role": r} for (g, m), r in roles.items()]
-    for i in range(0, len(rows), 500):
-        stmt = dialect_insert(conn, orm.group_members).values(rows[i : i + 500])
-        await conn.execute(
-            stmt.on_conflict_do_update(index_elements=["group_id", "member_id"], set_={"role": stmt.excluded.role})
+# -- the delivery worker's ----------------------------------------------------------------------------------------
+async def lease_deliveries(cmd: commands.LeaseDeliveries, uow: UnitOfWork) -> list[Delivery]:
+    """The due deliveries this worker now holds for one attempt each, oldest first."""
+    async with uow:
+        now = uow.clock()
+        leased = await uow.repo.due(now, cmd.limit)
+        for delivery in leased:
+            delivery.lease(cmd.owner, now, now + timedelta(seconds=cmd.lease_seconds))
+        await uow.repo.save_leases(leased)
+        await uow.commit()
+    return leased
+
+
+async def release_deliveries(cmd: commands.ReleaseDeliveries, uow: UnitOfWork) -> None:
+    """Give deliveries back untried, for any instance (those still ours)."""
+    async with uow:
+        for delivery_id in cmd.delivery_ids:
+            delivery = await uow.repo.get(delivery_id)
+            if delivery is not None and delivery.release(cmd.owner):
+                await uow.repo.save(delivery)
+        await uow.commit()
+
+
+async def prepare_delivery(cmd: commands.PrepareDelivery, uow: UnitOfWork) -> tuple[Delivery, Material] | None:
+    """What the message is made of. None when it cannot be made now: the wait for what has not arrived yet (or the
+    failure of a payload that names nothing) is recorded instead."""
+    async with uow:
+        delivery = await _ours(uow, cmd.delivery_id)
+        now = uow.clock()
+        try:
+            about = delivery.about
+        except (KeyError, ValueError, TypeError) as exc:  # no group_id, not a UUID: it will not get better
+            name = type(exc).__name__
+            failure = model.cannot_be_sent(f"{name}: {exc}", f"payload: {name}")
+            log.error("delivery %s cannot be built: %s", delivery.id, failure.error)
+            delivery.attempt_failed(cmd.owner, failure, now, max_attempts=cmd.max_attempts)
+            await uow.repo.save(delivery)
+            await uow.commit()
+            return None
+        try:
+            material = delivery.made_of(*await uow.repo.material(delivery, about))
+        except NotReady as missing:
+            delivery.wait_for_data(cmd.owner, missing, now, wait_seconds=cmd.wait_seconds)
+            await uow.repo.save(delivery)
+            await uow.commit()
+            return None
+        await uow.commit()
+    return delivery, material
+
+
+async def mark_sent(cmd: commands.MarkSent, uow: UnitOfWork) -> None:
+    """The commit point of the two-phase send: "sent" and NotificationSent, in one transaction."""
+    async with uow:
+        delivery = await _ours(uow, cmd.delivery_id)
+        delivery.mark_sent(
+            cmd.owner, uow.clock(), to_email=cmd.to_email, subject=cmd.subject, message_id=cmd.message_id
         )
-    await _owe(
-        conn,
-        [model.welcome(data.member_id, data.group_id, _cause(event)) for event, data in batch],
-        traceparents=[tracing.child_of(event.traceparent) for event, _ in batch],
-    )
+        await uow.repo.save(delivery)
+        await uow.commit()
 
 
-async def on_meeting_scheduled(conn: AsyncConnection, event: CloudEvent, data: contracts.MeetingScheduled) -> None:
-    values = {"group_id": data.group_id, "sequence": data.sequence, "data": data.model_dump(mode="json")}
-    stmt = dialect_insert(conn, orm.meetings).values(meeting_id=data.meeting_id, **values)
-    await conn.execute(stmt.on_conflict_do_update(index_elements=["meeting_id"], set_=values))
-    member_ids = (
-        (await conn.execute(select(orm.group_members.c.member_id).where(orm.group_members.c.group_id == data.group_id)))
-        .scalars()
-        .all()
-    )
-    await _owe(conn, model.invitations(data.meeting_id, data.sequence, member_ids, _cause(event)))
+async def record_failure(cmd: commands.RecordFailure, uow: UnitOfWork) -> Delivery:
+    """An attempt that did not send: retried later, or failed for good (NotificationFailed). LeaseLost when the
+    delivery is not ours any more: then it is left alone."""
+    async with uow:
+        delivery = await _ours(uow, cmd.delivery_id)
+        delivery.attempt_failed(cmd.owner, cmd.failure, uow.clock(), max_attempts=cmd.max_attempts)
+        await uow.repo.save(delivery)
+        await uow.commit()
+    return delivery
 
 
-def _cause(event: CloudEvent) -> uuid.UUID:
-    try:
-        return uuid.UUID(event.id)
-    except ValueError as exc:
-        raise Unprocessable(f"event id {event.id!r} is not a UUID as the v1 contract requires") from exc
+async def undo_sent(cmd: commands.UndoSent, uow: UnitOfWork) -> Delivery:
+    async with uow:
+        delivery = await _ours(uow, cmd.delivery_id)
+        delivery.refused_after_sent(cmd.failure, uow.clock())
+        await uow.repo.save(delivery)
+        await uow.commit()
+    return delivery
 
 
-async def _owe(
-    conn: AsyncConnection, deliveries: list[model.Delivery], traceparents: list[str | None] | None = None
-) -> None:
-    """Record deliveries owed; each keeps the trace of the event that caused it (the current one by default)."""
-    if not deliveries:
-        return
-    now = datetime.now(UTC)
-    traceparents = traceparents or [tracing.current_traceparent.get()] * len(deliveries)
-    rows = [
-        {
-            "id": d.id,
-            "dedupe_key": d.dedupe_key,
-            "member_id": d.member_id,
-            "kind": d.kind,
-            "channel": "email",
-            "cause_event_id": d.cause_event_id,
-            "payload": {**d.payload, "traceparent": traceparent},
-            "status": "pending",
-            "attempts": 0,
-            "next_attempt_at": now,
-            "created_at": now,
-        }
-        for d, traceparent in zip(deliveries, traceparents, strict=True)
-    ]
-    for i in range(0, len(rows), 500):
-        await conn.execute(
-            dialect_insert(conn, orm.deliveries)
-            .values(rows[i : i + 500])
-            .on_conflict_do_nothing(index_elements=["dedupe_key"])
-        )
+# -- an operator's ------------------------------------------------------------------------------------------------
+async def retry_delivery(cmd: commands.RetryDelivery, uow: UnitOfWork) -> None:
+    """Send a failed delivery again: NotFound, or NotFailed unless it failed."""
+    async with uow:
+        delivery = await uow.repo.get(cmd.delivery_id)
+        if delivery is None:
+            raise NotFound(f"No delivery {cmd.delivery_id}.")
+        delivery.retry(uow.clock())
+        await uow.repo.save(delivery)
+        await uow.commit()
 
 
-# contract -> (handler for one event, handler for a batch or None)
-SUBSCRIPTIONS = {
-    contracts.GroupCreated: (on_group_created, None),
-    contracts.MemberRegistered: (on_member_registered, on_members_registered),
-    contracts.MemberJoined: (on_member_joined, on_members_joined),
-    contracts.MeetingScheduled: (on_meeting_scheduled, None),
+async def _ours(uow: UnitOfWork, delivery_id: Any) -> Delivery:
+    delivery = await uow.repo.get(delivery_id)
+    if delivery is None:
+        raise LeaseLost(f"delivery {delivery_id} is gone")
+    return delivery
+
+
+HANDLERS: dict[type, Callable[[Any, UnitOfWork], Awaitable[Any]]] = {
+    commands.RecordGroup: record_group,
+    commands.RecordContacts: record_contacts,
+    commands.RecordJoins: record_joins,
+    commands.RecordMeeting: record_meeting,
+    commands.LeaseDeliveries: lease_deliveries,
+    commands.ReleaseDeliveries: release_deliveries,
+    commands.PrepareDelivery: prepare_delivery,
+    commands.MarkSent: mark_sent,
+    commands.RecordFailure: record_failure,
+    commands.UndoSent: undo_sent,
+    commands.RetryDelivery: retry_delivery,
 }
+
+
+async def handle(cmd: object, uow: UnitOfWork) -> Any:
+    return await HANDLERS[type(cmd)](cmd, uow)

@@ -1,0 +1,222 @@
+"""Deliveries, and the copies of contacts, groups, rosters and meetings they are made of, with SQLAlchemy Core on
+the unit of work's connection. The only place this service writes SQL (the read side is views.py).
+
+A delivery is saved only if nobody changed it since it was loaded (same status, same lease holder): otherwise
+`save` raises LeaseLost and changes nothing, so a worker whose lease ran out can never undo what another did."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
+
+from netvaerk_shared.db import dialect_insert, is_sqlite
+
+from ..domain.commands import Join
+from ..domain.errors import LeaseLost
+from ..domain.model import PENDING, WELCOME, Contact, Delivery, Group, Meeting
+from . import orm
+from .safe_text import error_text
+
+CHUNK = 500  # rows a statement
+d = orm.deliveries
+
+
+class Repository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+        self.seen: list[Delivery] = []  # deliveries handed out: their events go out with the commit
+        self._loaded: dict[UUID, tuple[str, str | None]] = {}  # id -> (status, lease_owner) as loaded or saved
+
+    # -- the directory and roster copy ---------------------------------------------------------------------------
+    async def record_group(self, group: Group) -> None:
+        stmt = dialect_insert(self.conn, orm.groups).values(group_id=group.group_id, name=group.name)
+        await self.conn.execute(stmt.on_conflict_do_update(index_elements=["group_id"], set_={"name": group.name}))
+
+    async def record_contacts(self, contacts: Sequence[Contact], now: datetime) -> None:
+        """Upsert contacts, a statement a chunk; the last of a member in `contacts` wins."""
+        latest = {
+            c.member_id: {"member_id": c.member_id, "name": c.name, "email": c.email, "locale": c.locale}
+            for c in contacts
+        }
+        rows = [{**row, "updated_at": now} for row in latest.values()]
+        for i in range(0, len(rows), CHUNK):
+            stmt = dialect_insert(self.conn, orm.contacts).values(rows[i : i + CHUNK])
+            await self.conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["member_id"],
+                    set_={
+                        "name": stmt.excluded.name,
+                        "email": stmt.excluded.email,
+                        "locale": stmt.excluded.locale,
+                        "updated_at": stmt.excluded.updated_at,
+                    },
+                )
+            )
+
+    async def record_memberships(self, joins: Sequence[Join]) -> None:
+        """Upsert roster rows, a statement a chunk; the last role of a member in a group in `joins` wins."""
+        roles = {(j.group_id, j.member_id): j.role for j in joins}
+        rows = [{"group_id": g, "member_id": m, "role": r} for (g, m), r in roles.items()]
+        for i in range(0, len(rows), CHUNK):
+            stmt = dialect_insert(self.conn, orm.group_members).values(rows[i : i + CHUNK])
+            await self.conn.execute(
+                stmt.on_conflict_do_update(index_elements=["group_id", "member_id"], set_={"role": stmt.excluded.role})
+            )
+
+    async def record_meeting(self, meeting: Meeting) -> None:
+        values = {"group_id": meeting.group_id, "sequence": meeting.sequence, "data": meeting.data}
+        stmt = dialect_insert(self.conn, orm.meetings).values(meeting_id=meeting.meeting_id, **values)
+        await self.conn.execute(stmt.on_conflict_do_update(index_elements=["meeting_id"], set_=values))
+
+    async def members_of(self, group_id: UUID) -> list[UUID]:
+        gm = orm.group_members
+        result = await self.conn.execute(select(gm.c.member_id).where(gm.c.group_id == group_id))
+        return list(result.scalars().all())
+
+    async def material(self, delivery: Delivery, about: UUID) -> tuple[Contact | None, Group | None, Meeting | None]:
+        """The contact, group and meeting a delivery's message is made of, each None while not known here yet.
+        `about`: the group of a welcome, the meeting of an invitation (`Delivery.about`)."""
+        c, g, m = orm.contacts, orm.groups, orm.meetings
+        row = (await self.conn.execute(select(c).where(c.c.member_id == delivery.member_id))).mappings().first()
+        contact = Contact(row["member_id"], row["name"], row["email"], row["locale"]) if row else None
+        meeting = None
+        if delivery.kind != WELCOME:
+            row = (await self.conn.execute(select(m).where(m.c.meeting_id == about))).mappings().first()
+            meeting = Meeting(row["meeting_id"], row["group_id"], row["sequence"], row["data"]) if row else None
+        group_id = about if meeting is None else meeting.group_id
+        row = (await self.conn.execute(select(g).where(g.c.group_id == group_id))).mappings().first()
+        return contact, Group(row["group_id"], row["name"]) if row else None, meeting
+
+    # -- deliveries ----------------------------------------------------------------------------------------------
+    async def owe(self, deliveries: Sequence[Delivery]) -> None:
+        """Record deliveries owed; one whose dedupe key is owed already is left out (an event seen twice owes
+        nothing twice)."""
+        rows = [_row(delivery) for delivery in deliveries]
+        for i in range(0, len(rows), CHUNK):
+            stmt = dialect_insert(self.conn, d).values(rows[i : i + CHUNK])
+            await self.conn.execute(stmt.on_conflict_do_nothing(index_elements=["dedupe_key"]))
+
+    async def get(self, delivery_id: UUID) -> Delivery | None:
+        row = (await self.conn.execute(select(d).where(d.c.id == delivery_id))).mappings().first()
+        return self._loaded_from(row) if row else None
+
+    async def due(self, now: datetime, limit: int) -> list[Delivery]:
+        """Pending deliveries due at `now` that nobody holds (or whose holder's lease ran out), oldest first. On
+        PostgreSQL they stay locked until the transaction ends and other instances skip them (SKIP LOCKED), so no
+        two instances ever lease the same one; SQLite has one writer at a time."""
+        stmt = (
+            select(d)
+            .where(d.c.status == PENDING, d.c.next_attempt_at <= now)
+            .where(or_(d.c.lease_until.is_(None), d.c.lease_until < now))
+            .order_by(d.c.created_at)
+            .limit(limit)
+        )
+        if not is_sqlite(self.conn):
+            stmt = stmt.with_for_update(skip_locked=True)
+        return [self._loaded_from(row) for row in (await self.conn.execute(stmt)).mappings()]
+
+    async def not_yet_due(self, member_ids: Sequence[UUID], now: datetime) -> list[Delivery]:
+        """Pending deliveries of these members that are not due yet (waiting for their data, or backing off)."""
+        out: list[Delivery] = []
+        for i in range(0, len(member_ids), CHUNK):
+            stmt = select(d).where(
+                d.c.member_id.in_(member_ids[i : i + CHUNK]), d.c.status == PENDING, d.c.next_attempt_at > now
+            )
+            out += [self._loaded_from(row) for row in (await self.conn.execute(stmt)).mappings()]
+        return out
+
+    async def save(self, delivery: Delivery) -> None:
+        """Write a delivery's changes, unless somebody changed it since we loaded it (then LeaseLost)."""
+        status, owner = self._loaded[delivery.id]
+        unchanged: ColumnElement[bool] = d.c.lease_owner.is_(None) if owner is None else d.c.lease_owner == owner
+        result = await self.conn.execute(
+            update(d)
+            .where(and_(d.c.id == delivery.id, d.c.status == status, unchanged))
+            .values(
+                status=delivery.status,
+                attempts=delivery.attempts,
+                next_attempt_at=delivery.next_attempt_at,
+                lease_owner=delivery.lease_owner,
+                lease_until=delivery.lease_until,
+                to_email=delivery.to_email,
+                subject=delivery.subject,
+                message_id=delivery.message_id,
+                last_error=error_text(delivery.last_error) if delivery.last_error is not None else None,
+                sent_at=delivery.sent_at,
+                created_at=delivery.created_at,
+            )
+        )
+        if result.rowcount != 1:
+            raise LeaseLost(f"delivery {delivery.id} was changed by another instance")
+        self._loaded[delivery.id] = (delivery.status, delivery.lease_owner)
+
+    async def save_leases(self, deliveries: Sequence[Delivery]) -> None:
+        """Write the leases of deliveries just taken with `due`, in one statement: `due` locked their rows (on
+        SQLite the transaction holds the one writer lock), so nobody can have changed them since."""
+        if not deliveries:
+            return
+        stmt = (
+            update(d)
+            .where(d.c.id == bindparam("delivery_id"))
+            .values(lease_owner=bindparam("owner"), lease_until=bindparam("until"))
+        )
+        await self.conn.execute(
+            stmt, [{"delivery_id": x.id, "owner": x.lease_owner, "until": x.lease_until} for x in deliveries]
+        )
+        for delivery in deliveries:
+            self._loaded[delivery.id] = (delivery.status, delivery.lease_owner)
+
+    def _loaded_from(self, row: RowMapping) -> Delivery:
+        delivery = _delivery(row)
+        self._loaded[delivery.id] = (delivery.status, delivery.lease_owner)
+        self.seen.append(delivery)
+        return delivery
+
+
+def _row(delivery: Delivery) -> dict[str, Any]:
+    return {
+        "id": delivery.id,
+        "dedupe_key": delivery.dedupe_key,
+        "member_id": delivery.member_id,
+        "kind": delivery.kind,
+        "channel": delivery.channel,
+        "cause_event_id": delivery.cause_event_id,
+        "payload": {**delivery.payload, "traceparent": delivery.traceparent},
+        "status": delivery.status,
+        "attempts": delivery.attempts,
+        "next_attempt_at": delivery.next_attempt_at,
+        "created_at": delivery.created_at,
+    }
+
+
+def _delivery(row: RowMapping) -> Delivery:
+    payload: dict[str, Any] = dict(row["payload"] or {})
+    traceparent = payload.pop("traceparent", None)
+    return Delivery(
+        id=row["id"],
+        dedupe_key=row["dedupe_key"],
+        member_id=row["member_id"],
+        kind=row["kind"],
+        cause_event_id=row["cause_event_id"],
+        created_at=row["created_at"],
+        next_attempt_at=row["next_attempt_at"],
+        payload=payload,
+        traceparent=traceparent,
+        channel=row["channel"],
+        status=row["status"],
+        attempts=row["attempts"],
+        lease_owner=row["lease_owner"],
+        lease_until=row["lease_until"],
+        to_email=row["to_email"],
+        subject=row["subject"],
+        message_id=row["message_id"],
+        last_error=row["last_error"],
+        sent_at=row["sent_at"],
+    )

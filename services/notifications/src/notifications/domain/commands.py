@@ -1,0 +1,104 @@
+"""What the notifications service is asked to do: record what the other services published (facts, not requests to
+judge), move deliveries on for the delivery worker, and retry a failed one for an operator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from uuid import UUID
+
+from .model import Contact, Failure, Meeting
+
+
+# -- from MEMBERS and MEETINGS events -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RecordGroup:
+    group_id: UUID
+    name: str
+
+
+@dataclass(frozen=True)
+class RecordContacts:
+    """Members registered (or changed their profile): the last profile of a member wins."""
+
+    contacts: tuple[Contact, ...]
+
+
+@dataclass(frozen=True)
+class Join:
+    member_id: UUID
+    group_id: UUID
+    role: str
+    cause_event_id: UUID  # the MemberJoined event: NotificationSent names it
+    traceparent: str | None = None
+
+
+@dataclass(frozen=True)
+class RecordJoins:
+    """Members joined groups: the roster copy, and the welcomes owed."""
+
+    joins: tuple[Join, ...]
+
+
+@dataclass(frozen=True)
+class RecordMeeting:
+    """A meeting was scheduled (or changed: a new sequence): kept to render from, and an invitation owed to each
+    member of its group."""
+
+    meeting: Meeting
+    cause_event_id: UUID
+    traceparent: str | None = None
+
+
+# -- the delivery worker's ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LeaseDeliveries:
+    owner: str  # the worker instance
+    limit: int
+    lease_seconds: int  # a delivery held by a process that died is taken over after this
+
+
+@dataclass(frozen=True)
+class ReleaseDeliveries:
+    owner: str
+    delivery_ids: tuple[UUID, ...]
+
+
+@dataclass(frozen=True)
+class PrepareDelivery:
+    """Gather what the message is made of; when something has not arrived yet, record the wait instead."""
+
+    delivery_id: UUID
+    owner: str
+    wait_seconds: int
+    max_attempts: int
+
+
+@dataclass(frozen=True)
+class MarkSent:
+    delivery_id: UUID
+    owner: str
+    to_email: str
+    subject: str
+    message_id: str
+
+
+@dataclass(frozen=True)
+class RecordFailure:
+    delivery_id: UUID
+    owner: str
+    failure: Failure
+    max_attempts: int
+
+
+@dataclass(frozen=True)
+class UndoSent:
+    """The server refused the final "." after "sent" was committed."""
+
+    delivery_id: UUID
+    failure: Failure
+
+
+# -- an operator's ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RetryDelivery:
+    delivery_id: UUID
