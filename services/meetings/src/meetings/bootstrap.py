@@ -12,7 +12,7 @@ from netvaerk_shared.runtime import ServiceRuntime
 from .adapters import orm
 from .adapters.repository import Repositories
 from .config import Settings
-from .entrypoints.consumers import on_group_created, on_member_joined, on_members_joined
+from .entrypoints.subscribers import on_group_created, on_member_joined, on_members_joined
 from .service_layer.translator import to_contract
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"

@@ -9,7 +9,7 @@ import pytest
 from meetings.domain import commands
 from meetings.domain.errors import Invalid, NotFound
 from meetings.domain.model import AgendaItem, Meeting, Venue
-from meetings.entrypoints import consumers
+from meetings.entrypoints import subscribers
 from meetings.service_layer import handlers
 from meetings.service_layer.translator import to_contract
 from netvaerk_shared import contracts
@@ -196,7 +196,7 @@ async def test_member_joined_becomes_a_record_membership_command(monkeypatch):
         member_id=uuid4(), group_id=uuid4(), role="coordinator", joined_at=datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
     )
     uow = object()
-    await consumers.on_member_joined(uow, make_event(data), data)
+    await subscribers.on_member_joined(uow, make_event(data), data)
     assert seen == [
         (
             commands.RecordMembership(
@@ -217,7 +217,7 @@ async def test_group_created_becomes_a_record_group_command(monkeypatch):
     data = contracts.GroupCreated(
         group_id=uuid4(), name="Netværk Øst", slug="netvaerk-oest", region="Øst", description="", topics=("SKI",)
     )
-    await consumers.on_group_created(object(), make_event(data), data)
+    await subscribers.on_group_created(object(), make_event(data), data)
     assert seen == [
         commands.RecordGroup(group_id=data.group_id, name="Netværk Øst", slug="netvaerk-oest", region="Øst")
     ]
@@ -231,7 +231,7 @@ async def test_a_batch_of_member_joined_is_recorded_in_one_unit_of_work():
         for member in (first, second)
     ]
     uow = unit_of_work(store)
-    await consumers.on_members_joined(uow, [(make_event(data), data) for data in batch])
+    await subscribers.on_members_joined(uow, [(make_event(data), data) for data in batch])
     assert uow.committed and uow.published == []
     assert store.members == {(group, first): ("member", joined), (group, second): ("member", joined)}
 
@@ -241,4 +241,4 @@ async def test_a_member_joined_without_a_utc_offset_is_unprocessable_not_retried
         member_id=uuid4(), group_id=uuid4(), role="member", joined_at=datetime(2026, 11, 1, 12, 0)
     )
     with pytest.raises(Unprocessable):
-        await consumers.on_member_joined(object(), make_event(data), data)
+        await subscribers.on_member_joined(object(), make_event(data), data)
