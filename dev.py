@@ -3,7 +3,11 @@
 
     python3 dev.py run                          NATS, an SMTP sink and the three services, kept running until Ctrl-C
     python3 dev.py test [pytest args...]        the tests
-    python3 dev.py lint                         ruff check and ruff format --check over the tree (CI runs it)
+    python3 dev.py lint                         ruff check, ruff format --check and mypy over the tree (CI runs it)
+    python3 dev.py lock [uv pip compile args...]
+                                                refresh requirements/*.lock from requirements/*.in and the pyproject
+                                                files (exact versions with hashes, from PyPI, with uv); keeps the
+                                                pins it can, `--upgrade` or `--upgrade-package NAME` moves them
     python3 dev.py mail [--wait N] [--timeout S]
                                                 the mail the SMTP sink received (var/mail); --wait N waits until there
                                                 are at least N messages (default timeout 30 s), non-zero on timeout
@@ -14,7 +18,8 @@ NETVAERK_VAR moves var/ elsewhere and NETVAERK_PORT_BASE (default 8000) the serv
 second checkout can run beside the first.
 
 Standard library only until it has made .venv and re-executed itself with it (then it may use netvaerk_shared);
-`mail` needs no .venv.
+`mail` needs no .venv. .venv gets exactly requirements/dev.lock (pip --require-hashes), then the local packages
+editable with --no-deps; it is installed again whenever a lock file, a pyproject file or dev.py changed.
 """
 
 import contextlib
@@ -43,6 +48,10 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 VENV_PY = VENV / "bin" / "python"
 STAMP = VENV / ".netvaerk-install-stamp"
+REQUIREMENTS = ROOT / "requirements"
+DEV_LOCK, RUNTIME_LOCK = REQUIREMENTS / "dev.lock", REQUIREMENTS / "runtime.lock"
+UV_VERSION = "0.13.8"  # what `dev.py lock` resolves with (fetched into .venv on first use)
+LOCK_PYTHON = "3.11"  # the oldest Python the locks are for (the images run 3.11)
 VAR = Path(os.environ.get("NETVAERK_VAR") or ROOT / "var").resolve()
 try:
     PORT_BASE = int(os.environ.get("NETVAERK_PORT_BASE") or 8000)
@@ -87,12 +96,15 @@ def show(path):
 # ---------------------------------------------------------------------------------------------------------- bootstrap
 
 
+LOCAL_PACKAGES = ["shared", "shared/testing", *(f"services/{svc}" for svc in SERVICES)]
+
+
 def install_hash():
     digest = hashlib.sha256()
     files = [
-        ROOT / "shared" / "pyproject.toml",
-        ROOT / "shared" / "testing" / "pyproject.toml",
-        *sorted((ROOT / "services").glob("*/pyproject.toml")),
+        *(ROOT / path / "pyproject.toml" for path in LOCAL_PACKAGES),
+        DEV_LOCK,
+        RUNTIME_LOCK,
         ROOT / "dev.py",
     ]
     for path in files:
@@ -100,24 +112,71 @@ def install_hash():
     return digest.hexdigest()
 
 
-def bootstrap(command, args):
-    """Make .venv and install the packages when their pyproject files changed, then re-run inside .venv."""
-    os.environ.setdefault("NETVAERK_DEV_T0", str(time.time()))  # "ready in" counts from here, installs included
+def make_venv():
     if not VENV_PY.exists():
         say("creating .venv")
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+
+
+def bootstrap(command, args):
+    """Make .venv and install the lock and the local packages when they changed, then re-run inside .venv."""
+    os.environ.setdefault("NETVAERK_DEV_T0", str(time.time()))  # "ready in" counts from here, installs included
+    make_venv()
     wanted = install_hash()
     if not STAMP.exists() or STAMP.read_text().strip() != wanted:
-        say("installing packages into .venv (pip)")
-        pip = [str(VENV_PY), "-m", "pip", "install"]
-        editables = ["-e", "./shared[dev]", "-e", "./shared/testing"]
-        editables += [arg for svc in SERVICES for arg in ("-e", f"./services/{svc}")]
-        # one call for all five, so the local netvaerk-shared satisfies the services' dependency on it
-        for cmd in (pip + ["-q", "--upgrade", "pip"], pip + editables):
+        say(f"installing {show(DEV_LOCK)} and the local packages into .venv (pip)")
+        pip = [str(VENV_PY), "-m", "pip"]
+        editables = [arg for path in LOCAL_PACKAGES for arg in ("-e", f"./{path}")]
+        steps = [
+            # every third-party package, exactly as locked: a file whose hash is not in the lock is refused
+            pip + ["install", "--require-hashes", "-r", show(DEV_LOCK)],
+            # the local packages, editable; their dependencies came from the lock, their build backend too
+            pip + ["install", "-q", "--no-deps", "--no-build-isolation", *editables],
+        ]
+        for cmd in steps:
             if subprocess.run(cmd, cwd=ROOT).returncode != 0:
                 sys.exit(f"dev: failed: {' '.join(cmd)}")
+        if subprocess.run(pip + ["check"], cwd=ROOT).returncode != 0:
+            sys.exit(f"dev: a pyproject file asks for what {show(DEV_LOCK)} lacks: run `python3 dev.py lock`")
         STAMP.write_text(wanted + "\n")
     os.execv(str(VENV_PY), [str(VENV_PY), str(ROOT / "dev.py"), "_" + command, *args])
+
+
+def lock(args):
+    """requirements/dev.lock, then runtime.lock within its versions, with uv (pinned, fetched into .venv)."""
+    import tomllib
+
+    make_venv()
+    uv = VENV / "bin" / "uv"
+    version = subprocess.run([str(uv), "--version"], capture_output=True, text=True).stdout if uv.exists() else ""
+    if version.split()[1:2] != [UV_VERSION]:
+        say(f"fetching uv {UV_VERSION} into .venv")
+        cmd = [str(VENV_PY), "-m", "pip", "install", "-q", f"uv=={UV_VERSION}"]
+        if subprocess.run(cmd, cwd=ROOT).returncode != 0:
+            sys.exit(f"dev: failed: {' '.join(cmd)}")
+    local = [tomllib.loads((ROOT / path / "pyproject.toml").read_text())["project"]["name"] for path in LOCAL_PACKAGES]
+    compile_ = [
+        str(uv),
+        "pip",
+        "compile",
+        "--universal",  # one lock for every platform (Linux x86_64 and aarch64 among them), markers where they differ
+        "--python-version",
+        LOCK_PYTHON,
+        "--generate-hashes",
+        "--quiet",
+        "--custom-compile-command",
+        "python3 dev.py lock",
+        *(arg for name in local for arg in ("--no-emit-package", name)),  # installed from the tree, --no-deps
+        *args,
+    ]
+    for cmd in (
+        compile_ + [show(REQUIREMENTS / "dev.in"), "-o", show(DEV_LOCK)],
+        compile_ + [show(REQUIREMENTS / "runtime.in"), "--constraint", show(DEV_LOCK), "-o", show(RUNTIME_LOCK)],
+    ):
+        if subprocess.run(cmd, cwd=ROOT).returncode != 0:
+            return 1
+    say(f"{show(DEV_LOCK)} and {show(RUNTIME_LOCK)} written; the next dev.py run/test/lint installs them")
+    return 0
 
 
 # ------------------------------------------------------------------------------------------------------------ helpers
@@ -609,13 +668,15 @@ def mail(args):
 
 
 def lint(args):
-    """ruff's linter, then its formatter in check mode (`ruff format .` fixes what the second one finds)."""
+    """ruff's linter, then its formatter in check mode (`ruff format .` fixes what the second one finds), then mypy
+    (its files and settings: [tool.mypy] in pyproject.toml)."""
     ruff = [sys.executable, "-m", "ruff"]
     checked = subprocess.run([*ruff, "check", str(ROOT), *args], cwd=ROOT).returncode
     formatted = subprocess.run([*ruff, "format", "--check", str(ROOT)], cwd=ROOT).returncode
     if formatted:
         say("run `.venv/bin/ruff format .` to format the files above", err=True)
-    return checked or formatted
+    typed = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT).returncode
+    return checked or formatted or typed
 
 
 def main(argv):
@@ -628,6 +689,8 @@ def main(argv):
         return run()
     if command == "_test":
         return test(args)
+    if command == "lock":
+        return lock(args)
     if command == "mail":
         try:
             return mail(args)

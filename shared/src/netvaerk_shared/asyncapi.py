@@ -6,9 +6,9 @@ contract as `data`, so what the document says is what a subscriber receives. Ser
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from faststream import AsyncAPI
 from faststream.nats import JStream, NatsBroker, PullSub
@@ -26,14 +26,12 @@ PRODUCES: dict[str, tuple[type[EventData], ...]] = {
 
 def envelope_model(contract: type[EventData]) -> type[BaseModel]:
     """`<Contract>CloudEvent`: the structured-mode CloudEvent carrying `contract` as its data."""
-    return create_model(
-        f"{contract.__name__}CloudEvent",
-        __config__=ConfigDict(title=contract.event_type()),
-        __doc__=(contract.__doc__ or "").strip(),
+    # built at run time from the contract's own constants (Literal of a value mypy cannot know): hence Any
+    fields: dict[str, Any] = dict(
         specversion=(Literal["1.0"], ...),
         id=(str, Field(description="UUID; also the Nats-Msg-Id header. Drop repeats by it.")),
-        source=(Literal[contract.source()], ...),  # type: ignore[valid-type]
-        type=(Literal[contract.event_type()], ...),  # type: ignore[valid-type]
+        source=(Literal[contract.source()], ...),
+        type=(Literal[contract.event_type()], ...),
         subject=(str, Field(description=f"the {contract.subject_field}")),
         time=(datetime, ...),
         datacontenttype=(Literal["application/json"], ...),
@@ -42,12 +40,18 @@ def envelope_model(contract: type[EventData]) -> type[BaseModel]:
         causationid=(str | None, Field(None, description="id of the event that caused this one")),
         data=(contract, ...),
     )
+    return create_model(
+        f"{contract.__name__}CloudEvent",
+        __config__=ConfigDict(title=contract.event_type()),
+        __doc__=(contract.__doc__ or "").strip(),
+        **fields,
+    )
 
 
-def _documented_handler(model: type[BaseModel]):
+def _documented_handler(model: type[BaseModel]) -> Callable[[Any], Awaitable[None]]:
     """A handler that only carries the payload type for the document; the real consumers are in consumer.py."""
 
-    async def handler(body) -> None:
+    async def handler(body: Any) -> None:
         return None
 
     handler.__annotations__ = {"body": model, "return": None}
@@ -56,7 +60,7 @@ def _documented_handler(model: type[BaseModel]):
 
 def specification(
     service: str, consumes: Sequence[type[EventData]] = (), *, server: str = "nats://nats:4222", version: str = "1.0.0"
-) -> dict:
+) -> dict[str, Any]:
     """`server`: the NATS URL to name in the document (without credentials)."""
     broker = NatsBroker(server)
     own = JStream(topology.stream_for(service), declare=False)

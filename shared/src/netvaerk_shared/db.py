@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy.exc as sa_exc
-from sqlalchemy import DateTime, TypeDecorator, event
-from sqlalchemy.engine import make_url
+from sqlalchemy import DateTime, Table, TypeDecorator, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 
-def is_sqlite(target) -> bool:
+def is_sqlite(target: object) -> bool:
     """For a URL string, an engine or a connection."""
     dialect = getattr(target, "dialect", None)
     if dialect is not None:
@@ -44,7 +46,7 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
 
     @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_connection, _record):
+    def _on_connect(dbapi_connection: Any, _record: object) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -54,17 +56,15 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(conn):
+    def _on_begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
 
-def dialect_insert(conn_or_engine, table):
+def dialect_insert(conn_or_engine: object, table: Table) -> postgresql.Insert | sqlite.Insert:
     """INSERT with the backend's ON CONFLICT support (PostgreSQL or SQLite)."""
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    return (sqlite if is_sqlite(conn_or_engine) else postgresql).insert(table)
+    return sqlite.insert(table) if is_sqlite(conn_or_engine) else postgresql.insert(table)
 
 
 def asyncpg_dsn(url: str) -> str:
@@ -72,13 +72,13 @@ def asyncpg_dsn(url: str) -> str:
     return make_url(normalise_url(url)).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-class UtcDateTime(TypeDecorator):
+class UtcDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC on the way in and out, on PostgreSQL and on SQLite (which keeps no zone)."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value, dialect):
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
@@ -86,7 +86,7 @@ class UtcDateTime(TypeDecorator):
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
-    def process_result_value(self, value, dialect):
+    def process_result_value(self, value: Any | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -4,17 +4,15 @@ security scheme), the runtime (`Runtime`) and a fresh unit of work for the reque
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from .edge import token_matches
 from .problems import Problem
-
-if TYPE_CHECKING:
-    from .runtime import ServiceRuntime
-    from .uow import UnitOfWork
+from .runtime import ServiceRuntime  # imported, not only for type checking: FastAPI resolves these annotations
+from .uow import UnitOfWork
 
 _bearer = HTTPBearer(
     auto_error=False, scheme_name="bearer", description="The API token (API_TOKEN) as `Authorization: Bearer <token>`."
@@ -39,11 +37,11 @@ async def get_runtime(request: Request) -> ServiceRuntime:  # async: a sync one 
     return request.app.state.runtime
 
 
-Runtime = Annotated["ServiceRuntime", Depends(get_runtime)]
+Runtime = Annotated[ServiceRuntime, Depends(get_runtime)]
 
 
 async def get_uow(runtime: Runtime) -> UnitOfWork:
     return runtime.uow()
 
 
-UoW = Annotated["UnitOfWork", Depends(get_uow)]
+UoW = Annotated[UnitOfWork, Depends(get_uow)]

@@ -5,9 +5,11 @@ the edge (edge.py), problem+json (problems.py), the shared dependencies (deps.py
 from __future__ import annotations
 
 import logging
-import os
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from .deps import Runtime, UoW, get_runtime, get_uow, protected_router, require_token
 from .edge import DEFAULT_MAX_BODY, OPEN_PATHS, EdgeMiddleware, EdgePolicy, token_matches
@@ -24,6 +26,10 @@ from .problems import (
     problems,
     status_phrase,
 )
+from .settings import LoggingSettings
+
+if TYPE_CHECKING:
+    from .runtime import ServiceRuntime
 
 __all__ = [
     "DATABASE_RETRY_AFTER",
@@ -49,29 +55,33 @@ __all__ = [
     "status_phrase",
     "token_matches",
     "truthful_openapi",
+    "use_runtime",
 ]
 
 log = logging.getLogger(__name__)
 
 
 def service_app(
-    *, runtime_factory, title: str, description: str, routers, domain_error: type[Exception], version: str = "1.0.0"
+    *,
+    runtime_factory: Callable[[], ServiceRuntime],
+    title: str,
+    description: str,
+    routers: Iterable[APIRouter],
+    domain_error: type[Exception],
+    version: str = "1.0.0",
 ) -> FastAPI:
     """Build a service's FastAPI app with every route in place (so `app.openapi()` is complete without starting it).
     `runtime_factory()` is called in the lifespan (never at import) and returns the ServiceRuntime that the routes
-    reach through the `Runtime` dependency."""
-    from contextlib import asynccontextmanager
-
+    reach through the `Runtime` dependency; `use_runtime` puts a prepared one in its place."""
     from fastapi_offline import FastAPIOffline
 
     from .logs import configure
 
-    holder: dict = {}
     policy = EdgePolicy()
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        runtime = holder.get("runtime") or runtime_factory()
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime: ServiceRuntime = app.state.runtime_factory()
         configure(runtime.service, runtime.settings.log_level)
         app.state.runtime = runtime
         settings = runtime.settings
@@ -86,7 +96,7 @@ def service_app(
             await runtime.stop()
 
     # JSON lines from the first line uvicorn writes (the lifespan applies the service's own settings again)
-    configure(runtime_factory.__module__.split(".")[0], os.environ.get("LOG_LEVEL", "INFO"))
+    configure(runtime_factory.__module__.split(".")[0], LoggingSettings().log_level)
     # Swagger UI from the installed fastapi-offline package: /docs works without reaching a CDN
     app = FastAPIOffline(
         title=title,
@@ -101,7 +111,14 @@ def service_app(
     app.include_router(operations_router())
     install_problem_handlers(app, domain_error)
     app.add_middleware(EdgeMiddleware, policy=policy)
-    app.state.runtime_holder = holder
+    app.state.runtime_factory = runtime_factory
     app.state.edge = policy
     app.openapi = lambda: truthful_openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def use_runtime(app: FastAPI, runtime: ServiceRuntime) -> None:
+    """Run the app of `service_app` on `runtime` (prepared by a test: its settings, its database) from its next
+    lifespan on, instead of on what its runtime_factory makes. The test support's `running_app` and API-contract
+    harness start apps this way."""
+    app.state.runtime_factory = lambda: runtime

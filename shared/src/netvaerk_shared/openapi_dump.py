@@ -11,6 +11,7 @@ needs neither a database nor NATS.
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -32,7 +33,7 @@ def render(service: str) -> str:
 def path_for(service: str) -> Path:
     """services/<svc>/openapi.json, beside the service's pyproject (src/<svc>/entrypoints/http.py → 3 up)."""
     module = importlib.import_module(f"{service}.entrypoints.http")
-    return Path(module.__file__).resolve().parents[3] / "openapi.json"
+    return Path(inspect.getfile(module)).resolve().parents[3] / "openapi.json"
 
 
 def main(argv: list[str]) -> int:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import re
 import sys
 from collections.abc import Sequence
@@ -26,8 +25,8 @@ from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from . import topology
+from .settings import OperatorSettings
 
-DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 # A consumer name is one subject token: no dots, wildcards or whitespace (NATS also forbids them in durable names).
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -125,11 +124,11 @@ async def _quiet(exc: Exception) -> None:
     """nats-py logs every connection error with a traceback by default; main() reports the one that matters."""
 
 
-async def _run(args: argparse.Namespace) -> str:
+async def _run(args: argparse.Namespace, settings: OperatorSettings) -> str:
     nc = await nats.connect(
-        os.environ.get("NATS_URL") or DEFAULT_NATS_URL,
-        user=os.environ.get("NATS_USER") or None,
-        password=os.environ.get("NATS_PASSWORD") or None,
+        settings.nats_url,
+        user=settings.nats_user,
+        password=settings.nats_password,
         name="netvaerk-operator",
         allow_reconnect=False,
         max_reconnect_attempts=1,
@@ -154,7 +153,7 @@ async def _run(args: argparse.Namespace) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        print(asyncio.run(_run(args)))
+        print(asyncio.run(_run(args, OperatorSettings())))
     except OperatorError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

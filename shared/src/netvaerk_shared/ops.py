@@ -98,7 +98,7 @@ def operations_router() -> APIRouter:
     router = APIRouter(tags=["operations"])
 
     @router.get("/healthz", summary="Alive", response_model=Health)
-    async def healthz(runtime: Runtime):
+    async def healthz(runtime: Runtime) -> dict[str, str]:
         return {"status": "ok", "service": runtime.service}
 
     @router.get(
@@ -113,7 +113,7 @@ def operations_router() -> APIRouter:
             }
         },
     )
-    async def readyz(runtime: Runtime):
+    async def readyz(runtime: Runtime) -> Response | dict[str, Any]:
         checks = await runtime.readiness()
         if not checks.get("database"):
             return problem_response(503, "database unreachable", checks=checks, retry_after=DATABASE_RETRY_AFTER)
@@ -126,14 +126,14 @@ def operations_router() -> APIRouter:
         response_class=PlainTextResponse,
         responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
     )
-    async def prometheus(runtime: Runtime):
+    async def prometheus(runtime: Runtime) -> Response:
         await runtime.refresh_gauges()
         return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     @router.get(
         "/asyncapi.json", summary="AsyncAPI 3.0 document of this service's events", response_model=dict[str, Any]
     )
-    async def asyncapi(runtime: Runtime):
+    async def asyncapi(runtime: Runtime) -> dict[str, Any]:
         from .asyncapi import specification
 
         server = runtime.settings.nats_url.split("@")[-1]  # never the credentials
@@ -142,7 +142,9 @@ def operations_router() -> APIRouter:
     admin = protected_router(tags=["operations"])
 
     @admin.get("/admin/dead-letters", summary="Events this service could not process", response_model=list[DeadLetter])
-    async def dead_letters(runtime: Runtime, include_replayed: bool = False, limit: int = Query(100, ge=1, le=1000)):
+    async def dead_letters(
+        runtime: Runtime, include_replayed: bool = False, limit: int = Query(100, ge=1, le=1000)
+    ) -> list[dict[str, Any]]:
         from .consumer import list_dead_letters
 
         return await list_dead_letters(runtime.engine, runtime.tables, include_replayed=include_replayed, limit=limit)
@@ -155,7 +157,7 @@ def operations_router() -> APIRouter:
     )
     async def replay(
         runtime: Runtime, dead_letter_id: Annotated[str, Path(max_length=64, pattern=r"^[0-9a-fA-F-]{1,64}$")]
-    ):
+    ) -> dict[str, str]:
         from .consumer import replay_dead_letter
 
         outcome, error = await replay_dead_letter(runtime.engine, runtime.tables, runtime.consumers, dead_letter_id)
@@ -178,7 +180,7 @@ def operations_router() -> APIRouter:
         runtime: Runtime,
         consumer: Annotated[str | None, Query(max_length=100, pattern=r"^[a-z0-9-]{1,100}$")] = None,
         limit: int = Query(1000, ge=1, le=10000),
-    ):
+    ) -> dict[str, Any]:
         from .consumer import UnknownConsumer, replay_dead_letters
 
         try:
@@ -189,7 +191,7 @@ def operations_router() -> APIRouter:
             raise Problem(404, f"No consumer {consumer} in this service.") from None
 
     @admin.get("/admin/outbox", summary="Outbox backlog and parked events", response_model=OutboxState)
-    async def outbox_state(runtime: Runtime, limit: int = Query(100, ge=1, le=1000)):
+    async def outbox_state(runtime: Runtime, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
         from .outbox import backlog, parked
 
         count, age = await backlog(runtime.engine, runtime.tables)
@@ -209,7 +211,7 @@ def operations_router() -> APIRouter:
     )
     async def retry_outbox_event(
         runtime: Runtime, event_id: Annotated[str, Path(max_length=64, pattern=r"^[0-9A-Za-z._:-]{1,64}$")]
-    ):
+    ) -> dict[str, str]:
         from .outbox import notify_channel, retry_parked
 
         outcome = await retry_parked(runtime.engine, runtime.tables, event_id, notify=notify_channel(runtime.service))

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -75,7 +76,7 @@ class ProblemDetails(BaseModel):
     retry_after: int | None = Field(None, description="Seconds to wait (also in the Retry-After header)")
 
 
-def _field(loc) -> str:
+def _field(loc: Sequence[int | str]) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     # Pydantic names the branch of a union (`str`, `function-after[...]`) in the location: not a field
     parts = [p for p in parts if not (p in ("str", "int", "list", "dict", "none") or "[" in p)]
@@ -104,11 +105,11 @@ def _allowed_methods(request: Request) -> str:
 
 def install_problem_handlers(app: FastAPI, domain_error: type[Exception] | None = None) -> None:
     @app.exception_handler(Problem)
-    async def _problem(request: Request, exc: Problem):
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
         return problem_response(exc.status, exc.detail, instance=request.url.path, headers=exc.headers, **exc.extra)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError):
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         decode = next((e for e in errors if e.get("type") == "json_invalid"), None)
         if decode is not None:
@@ -121,7 +122,7 @@ def install_problem_handlers(app: FastAPI, domain_error: type[Exception] | None 
         return problem_response(422, "One or more fields are invalid.", instance=request.url.path, errors=fields)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException):
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if exc.detail != status_phrase(exc.status_code) else None
         headers = dict(exc.headers or {})
         if exc.status_code == 405:  # Starlette names the methods of the first route on the path only
@@ -129,7 +130,7 @@ def install_problem_handlers(app: FastAPI, domain_error: type[Exception] | None 
         return problem_response(exc.status_code, detail, instance=request.url.path, headers=headers)
 
     @app.exception_handler(IntegrityError)
-    async def _integrity(request: Request, exc: IntegrityError):
+    async def _integrity(request: Request, exc: IntegrityError) -> JSONResponse:
         # two requests raced for the same unique value (slug, email, membership): the loser gets a clear 409
         return problem_response(
             409,
@@ -138,18 +139,18 @@ def install_problem_handlers(app: FastAPI, domain_error: type[Exception] | None 
         )
 
     @app.exception_handler(DataError)
-    async def _data(request: Request, exc: DataError):
+    async def _data(request: Request, exc: DataError) -> JSONResponse:
         # the edge's limits should have caught it; if a value still does not fit its column, it is the client's
         log.warning("database refused a value on %s: %s", request.url.path, str(exc.orig)[:300])
         return problem_response(422, "A value does not fit what this service can store.", instance=request.url.path)
 
     @app.exception_handler(EventTooLarge)
-    async def _too_large(request: Request, exc: EventTooLarge):
+    async def _too_large(request: Request, exc: EventTooLarge) -> JSONResponse:
         return problem_response(
             413, str(exc), instance=request.url.path, errors=[{"field": exc.field or "body", "message": str(exc)}]
         )
 
-    async def _database_away(request: Request, exc: Exception):
+    async def _database_away(request: Request, exc: Exception) -> JSONResponse:
         log.warning(
             "database unavailable on %s: %s: %s",
             request.url.path,
@@ -163,7 +164,7 @@ def install_problem_handlers(app: FastAPI, domain_error: type[Exception] | None 
             retry_after=DATABASE_RETRY_AFTER,
         )
 
-    async def _database_error(request: Request, exc: Exception):
+    async def _database_error(request: Request, exc: Exception) -> JSONResponse:
         if is_outage(exc):
             return await _database_away(request, exc)
         log.error("database error on %s", request.url.path, exc_info=exc)
@@ -175,7 +176,7 @@ def install_problem_handlers(app: FastAPI, domain_error: type[Exception] | None 
     if domain_error is not None:
 
         @app.exception_handler(domain_error)
-        async def _domain(request: Request, exc):
+        async def _domain(request: Request, exc: Any) -> JSONResponse:  # a domain_error: .status, .detail
             return problem_response(exc.status, exc.detail, instance=request.url.path)
 
     # Anything else is answered by EdgeMiddleware: one JSON log line, a 500 problem, and nothing re-raised to the

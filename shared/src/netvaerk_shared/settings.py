@@ -1,24 +1,63 @@
-"""Configuration from environment variables only; every service extends ServiceSettings."""
+"""Configuration from environment variables only; every service extends ServiceSettings. The library reads the
+environment nowhere else: the small classes here serve what runs before or without a service's settings (the first
+log lines, Alembic's env.py, the operator command line)."""
 
 from __future__ import annotations
+
+from typing import Self
 
 from pydantic import field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDERS = {"", "change-me", "changeme", "secret", "token", "password"}
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 
 
-class ServiceSettings(BaseSettings):
+class LoggingSettings(BaseSettings):
+    """LOG_LEVEL alone: what a service logs with before its full settings are read (they may still be invalid)."""
+
     model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
 
+    log_level: str = "INFO"
+
+
+class MigrationSettings(BaseSettings):
+    """DATABASE_URL, for `alembic -c services/<svc>/alembic.ini ...` (netvaerk_shared.migrate.run_env); unset: ''."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+
+    database_url: str = ""
+
+
+class OperatorSettings(BaseSettings):
+    """The connection of `python -m netvaerk_shared.operator`: NATS_URL, NATS_USER, NATS_PASSWORD (set but empty
+    counts as unset)."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+
+    nats_url: str = DEFAULT_NATS_URL
+    nats_user: str | None = None
+    nats_password: str | None = None
+
+    @field_validator("nats_url")
+    @classmethod
+    def _default_url(cls, value: str) -> str:
+        return value or DEFAULT_NATS_URL
+
+    @field_validator("nats_user", "nats_password")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value or None
+
+
+class ServiceSettings(LoggingSettings):
     service_name: str = "service"
     environment: str = "development"  # development | production
     database_url: str = ""
-    nats_url: str = "nats://127.0.0.1:4222"
+    nats_url: str = DEFAULT_NATS_URL
     nats_user: str | None = None
     nats_password: str | None = None
     api_token: str = ""
-    log_level: str = "INFO"
     run_relay: bool = True
     run_consumers: bool = True
     auto_migrate: bool = True
@@ -43,7 +82,7 @@ class ServiceSettings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _refuse_placeholders(self):
+    def _refuse_placeholders(self) -> Self:
         if self.environment == "production" and self.api_token.strip().lower() in PLACEHOLDERS:
             raise ValueError("API_TOKEN must be set to a real secret in production")
         if self.environment == "production" and len(self.api_token) < 16:

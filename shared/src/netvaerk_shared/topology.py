@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 
 import nats
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
@@ -76,7 +77,7 @@ async def connect(
     name: str = "netvaerk",
     on_reconnect: Callable[[], None] | None = None,
     on_error: Callable[[Exception], None] | None = None,
-):
+) -> Client:
     """Connect and keep reconnecting forever; callers decide what to do while the server is away.
 
     The log gets one line per change of the connection's state (disconnected, each new kind of error while away,

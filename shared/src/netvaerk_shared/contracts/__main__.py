@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
-from . import EVENT_TYPES
+from . import EVENT_TYPES, EventData
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 
 
-def schema_for(cls) -> dict:
+def schema_for(cls: type[EventData]) -> dict[str, Any]:
     schema = cls.model_json_schema(mode="serialization")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = f"https://netvaerk.danskit.example.org/schemas/{cls.event_type()}.json"
@@ -20,7 +21,7 @@ def schema_for(cls) -> dict:
     return schema
 
 
-def render(cls) -> str:
+def render(cls: type[EventData]) -> str:
     return json.dumps(schema_for(cls), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
 
 

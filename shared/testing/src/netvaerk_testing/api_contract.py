@@ -22,12 +22,23 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from netvaerk_shared.openapi_dump import REGENERATE, path_for, render
+
+if TYPE_CHECKING:
+    import pytest
+    from fastapi import FastAPI
+    from schemathesis import BaseSchema, Case, Response
+    from schemathesis.config import SchemathesisConfig
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    from netvaerk_shared.contracts import EventData
+    from netvaerk_shared.runtime import ServiceRuntime
+    from netvaerk_shared.settings import ServiceSettings
 
 # Hypothesis keeps its caches in ./.hypothesis (and its example database, but none is configured here): not in the
 # tree. Set before the first case runs, which is when Hypothesis first looks.
@@ -102,7 +113,7 @@ def config(
     expected: dict[tuple[str, str], list[int]] | None = None,
     max_examples: int = MAX_EXAMPLES,
     coverage: bool = True,
-):
+) -> SchemathesisConfig:
     """Every check on; `expected` widens positive_data_acceptance for operations whose documented business rules
     refuse some schema-valid requests: {(METHOD, path): [status, ...]} (added to schemathesis's defaults).
     `coverage=False` leaves out the coverage phase (the deterministic boundary cases of every keyword: most of the
@@ -132,7 +143,7 @@ def config(
     )
 
 
-def load_schema(app, token: str, **config_kwargs):
+def load_schema(app: FastAPI, token: str, **config_kwargs: Any) -> BaseSchema:
     """The app's document (no need to start it) as a schemathesis schema whose cases are sent to `app` in-process.
     Start the app with `served` before the cases run."""
     import schemathesis
@@ -149,52 +160,58 @@ class _KeepAlive:
     The first lifespan startup starts the app's own lifespan; later startups and shutdowns leave it running, until
     `served` asks for the real shutdown."""
 
-    def __init__(self, app) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self.closing = False
-        self._task: asyncio.Task | None = None
-        self._to_app: asyncio.Queue | None = None
-        self._from_app: asyncio.Queue | None = None
+        # the app's own lifespan while it runs: its task, and the queues to it and from it
+        self._lifespan: tuple[asyncio.Task[None], asyncio.Queue[Message], asyncio.Queue[Message]] | None = None
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "lifespan":
             return await self.app(scope, receive, send)
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
-                    if self._task is None:
+                    if self._lifespan is None:
                         await self._start()
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": repr(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if self.closing and self._task is not None:
-                    await self._stop()
+                if self.closing and self._lifespan is not None:
+                    await self._stop(*self._lifespan)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
     async def _start(self) -> None:
-        self._to_app, self._from_app = asyncio.Queue(), asyncio.Queue()
+        to_app: asyncio.Queue[Message] = asyncio.Queue()
+        from_app: asyncio.Queue[Message] = asyncio.Queue()
         scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
-        self._task = asyncio.create_task(self.app(scope, self._to_app.get, self._from_app.put))
-        await self._to_app.put({"type": "lifespan.startup"})
-        reply = await self._from_app.get()
-        if reply["type"] != "lifespan.startup.complete":
-            self._task = None
-            raise RuntimeError(reply.get("message") or "the app failed to start")
 
-    async def _stop(self) -> None:
-        await self._to_app.put({"type": "lifespan.shutdown"})
-        reply = await self._from_app.get()
-        await self._task
-        self._task = None
+        async def lifespan() -> None:
+            await self.app(scope, to_app.get, from_app.put)
+
+        task = asyncio.create_task(lifespan())
+        await to_app.put({"type": "lifespan.startup"})
+        reply = await from_app.get()
+        if reply["type"] != "lifespan.startup.complete":
+            raise RuntimeError(reply.get("message") or "the app failed to start")
+        self._lifespan = (task, to_app, from_app)
+
+    async def _stop(
+        self, task: asyncio.Task[None], to_app: asyncio.Queue[Message], from_app: asyncio.Queue[Message]
+    ) -> None:
+        await to_app.put({"type": "lifespan.shutdown"})
+        reply = await from_app.get()
+        await task
+        self._lifespan = None
         if reply["type"] != "lifespan.shutdown.complete":
             raise RuntimeError(reply.get("message") or "the app failed to stop")
 
 
-def kept_alive(app) -> _KeepAlive:
+def kept_alive(app: FastAPI) -> _KeepAlive:
     """The one _KeepAlive of `app` (every schema loaded for it sends its cases through the same one)."""
     keep = getattr(app.state, "contract_keep_alive", None)
     if keep is None:
@@ -203,17 +220,20 @@ def kept_alive(app) -> _KeepAlive:
 
 
 @contextmanager
-def served(app, runtime):
+def served(app: FastAPI, runtime: ServiceRuntime) -> Iterator[FastAPI]:
     """Start `app` (lifespan and all) on `runtime` in schemathesis's ASGI event loop, where its cases will run (an
     engine or NATS connection cannot cross event loops), and keep it running across test items; stop it afterwards."""
     from schemathesis.python import asgi
 
+    from netvaerk_shared.http import use_runtime
+
     keep = kept_alive(app)
-    app.state.runtime_holder["runtime"] = runtime
+    use_runtime(app, runtime)
     try:
         # entering starts the lifespan; NATS connects in the background, and until it has the service truthfully
-        # answers /readyz with 503: the cases start once it is ready
-        with asgi.get_client(keep) as client:
+        # answers /readyz with 503: the cases start once it is ready. (The ignores: schemathesis types ASGI messages as
+        # dict, where ASGI and Starlette, whose types _KeepAlive has, say MutableMapping.)
+        with asgi.get_client(keep) as client:  # type: ignore[arg-type]
             deadline = time.monotonic() + 30
             while (status := client.get("/readyz").status_code) != 200:
                 assert time.monotonic() < deadline, f"{runtime.service} not ready after 30 s (/readyz {status})"
@@ -222,7 +242,8 @@ def served(app, runtime):
     finally:
         keep.closing = True
         try:
-            with asgi.get_client(keep):  # a lifespan to end, if the plugin ended the last one already
+            # a lifespan to end, if the plugin ended the last one already
+            with asgi.get_client(keep):  # type: ignore[arg-type]
                 pass
             asgi.shutdown_lifespans()  # now it stops the runtime: relay, consumers, engine
         finally:
@@ -230,7 +251,7 @@ def served(app, runtime):
 
 
 @contextmanager
-def contract_database(backend: str, pg_admin_url: str | None, directory) -> Iterator[str]:
+def contract_database(backend: str, pg_admin_url: str | None, directory: str | Path) -> Iterator[str]:
     """A fresh database for a whole module of contract cases (the plugin's `make_database_url` is per test)."""
     from . import infra
 
@@ -245,7 +266,12 @@ def contract_database(backend: str, pg_admin_url: str | None, directory) -> Iter
         yield infra.sqlite_url(Path(directory) / f"contract-{uuid.uuid4().hex[:6]}.db")
 
 
-def running_service(app, bootstrap, settings_cls, **overrides):
+def running_service(
+    app: FastAPI,
+    bootstrap: Callable[[Any], ServiceRuntime],
+    settings_cls: type[ServiceSettings],
+    **overrides: Any,
+) -> Callable[..., Any]:
     """A module-scoped fixture, parametrised over BACKENDS: `app` served on a fresh database and the session's NATS
     (streams emptied first), with the rate limiter off (the edge's own test covers it) and TOKEN as the API token."""
     import pytest
@@ -253,7 +279,12 @@ def running_service(app, bootstrap, settings_cls, **overrides):
     from .plugin import reset_streams, service_settings
 
     @pytest.fixture(scope="module", params=BACKENDS)
-    def running(request, nats_url, pg_admin_url, tmp_path_factory):
+    def running(
+        request: pytest.FixtureRequest,
+        nats_url: str,
+        pg_admin_url: str | None,
+        tmp_path_factory: pytest.TempPathFactory,
+    ) -> Iterator[ServiceRuntime]:
         asyncio.run(reset_streams(nats_url))
         with contract_database(request.param, pg_admin_url, tmp_path_factory.mktemp("contract")) as url:
             settings = service_settings(
@@ -269,12 +300,12 @@ def running_service(app, bootstrap, settings_cls, **overrides):
 # --------------------------------------------------------------------------------------- cases chosen by hand
 
 
-def _case(schema, method: str, path: str, case: dict):
+def _case(schema: BaseSchema, method: str, path: str, case: dict[str, Any]) -> Case:
     headers = {"Authorization": f"Bearer {TOKEN}", **case.pop("headers", {})}
     return schema[path][method].Case(headers=headers, **case)
 
 
-def check(schema, method: str, path: str, expect: int, **case):
+def check(schema: BaseSchema, method: str, path: str, expect: int, **case: Any) -> Response:
     """One case chosen by hand (path_parameters=, query=, body=), sent with the token, checked by every check like
     the generated ones, and answered with `expect`: for the answers random data cannot reach (a group that exists, a
     member who joined it)."""
@@ -283,14 +314,14 @@ def check(schema, method: str, path: str, expect: int, **case):
     return response
 
 
-def publish(nats_url: str, *events) -> None:
+def publish(nats_url: str, *events: EventData) -> None:
     """Publish event contracts into JetStream as their producer's relay would (its stream declared first)."""
     import nats
 
     from netvaerk_shared.envelope import make_event, to_bytes
     from netvaerk_shared.topology import ensure_stream
 
-    async def _publish():
+    async def _publish() -> None:
         nc = await nats.connect(nats_url)
         try:
             js = nc.jetstream()
@@ -304,7 +335,16 @@ def publish(nats_url: str, *events) -> None:
     asyncio.run(_publish())
 
 
-def eventually(schema, method: str, path: str, expect: int = 200, *, until=None, timeout: float = 15.0, **case):
+def eventually(
+    schema: BaseSchema,
+    method: str,
+    path: str,
+    expect: int = 200,
+    *,
+    until: Callable[[Response], bool] | None = None,
+    timeout: float = 15.0,
+    **case: Any,
+) -> Response:
     """`check` once the service has caught up with its events: retried until it answers `expect` (and
     `until(response)` holds), then checked."""
     deadline = time.monotonic() + timeout

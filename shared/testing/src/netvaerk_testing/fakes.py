@@ -1,8 +1,8 @@
 """A unit of work for the handlers' unit tests: the real event collection (netvaerk_shared.uow), no database.
 
-    uow = FakeUnitOfWork(repositories=lambda _: FakeRepository(store), translate=to_contract, clock=lambda: NOW)
-    await handle(cmd, uow)
-    assert uow.committed and [type(e) for e in uow.published] == [contracts.MemberJoined]
+uow = FakeUnitOfWork(repositories=lambda _: FakeRepository(store), translate=to_contract, clock=lambda: NOW)
+await handle(cmd, uow)
+assert uow.committed and [type(e) for e in uow.published] == [contracts.MemberJoined]
 """
 
 from __future__ import annotations

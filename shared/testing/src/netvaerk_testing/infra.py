@@ -23,7 +23,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -50,6 +50,7 @@ def log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
 
 
 _PR_SET_PDEATHSIG = 1
+_prctl: Callable[..., int] | None
 try:  # resolved before any fork: the child must not import or load libraries between fork and exec
     _prctl = ctypes.CDLL(None, use_errno=True).prctl
 except (OSError, AttributeError):  # not Linux
@@ -66,7 +67,7 @@ def die_with_parent() -> None:
         _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
-def child_preexec():
+def child_preexec() -> Callable[[], None] | None:
     """die_with_parent when called from the main thread, else None.
 
     The kernel ties the signal to the *thread* that forked: a child started from a worker thread
@@ -253,9 +254,9 @@ def _pg_bin_dir() -> Path | None:
     for initdb in reversed(candidates):
         if os.access(Path(initdb).with_name("pg_ctl"), os.X_OK):
             return Path(initdb).parent
-    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
-    if initdb and pg_ctl and Path(initdb).parent == Path(pg_ctl).parent:
-        return Path(initdb).parent
+    found, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    if found and pg_ctl and Path(found).parent == Path(pg_ctl).parent:
+        return Path(found).parent
     return _wheel_pg_bin_dir()
 
 

