@@ -112,6 +112,7 @@ class ServiceRuntime:
             repositories=self.repositories,
             translate=self.translate,
             clock=self.clock,
+            notify=self.relay is None,
             max_event_bytes=self.max_event_bytes(),
             conn=conn,
         )

@@ -168,7 +168,7 @@ class UnitOfWork(AbstractUnitOfWork[R]):
             self.tables,
             [make_event(e, causationid=causation) for e in events],
             [e.nats_subject() for e in events],
-            notify=notify_channel(self.service) if self.notify and self._joined is None else None,
+            notify=notify_channel(self.service) if self.notify else None,
             max_bytes=self.max_event_bytes,
         )
 

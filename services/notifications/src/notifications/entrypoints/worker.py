@@ -154,7 +154,7 @@ class DeliveryWorker:
             return await self._send(delivery, material, message)
 
     async def _send(self, delivery: Delivery, material: Material, message: EmailMessage) -> bool:
-        commit = CommitPoint(self.runtime.uow())
+        commit = CommitPoint(self.runtime.engine, self.runtime.uow_on, self.runtime.wake_relay)
         committing = False
         sent = commands.MarkSent(
             delivery.id,
