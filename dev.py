@@ -493,6 +493,10 @@ def service_child(svc, port, env, lock, infra):
         HOST,
         "--port",
         str(port),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
         "--no-access-log",
     ]
     url = f"http://{HOST}:{port}/readyz"

@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import inspect
 import json
 import logging
 import os
@@ -31,11 +30,17 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 import psutil
+from nats.aio.client import Client as Nats
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 from sqlalchemy import Column, MetaData, String, Table, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from netvaerk_shared import contracts, topology
 from netvaerk_shared.consumer import EventConsumer, Subscription
@@ -48,6 +53,8 @@ from netvaerk_shared.settings import ServiceSettings
 from netvaerk_shared.uow import UnitOfWork
 from netvaerk_testing import infra
 
+T = TypeVar("T")
+Record = Callable[[Any, contracts.MemberJoined], None]  # told of (event, data) for every effect in a transaction
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 SERVICES = ("members", "meetings", "notifications")
@@ -83,6 +90,20 @@ joins = Table(
 )
 
 
+def loop_name() -> str:
+    """The running event loop's kind: uvloop or asyncio."""
+    return "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") else "asyncio"
+
+
+def run_on(loop: str, coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` on the event loop a service runs on (uvicorn --loop uvloop), or on asyncio's own."""
+    if loop == "uvloop":
+        import uvloop
+
+        return uvloop.run(coro)
+    return asyncio.run(coro)
+
+
 def out(line: str = "") -> None:
     print(line, flush=True)
 
@@ -96,14 +117,11 @@ def joined_event() -> contracts.MemberJoined:
     )
 
 
-_UPSERTS: dict = {}
-# Subscription(batch_handler=...) exists since batch handlers came to the shared consumer; --per-event-handler or an
-# older consumer leaves the effect to the per-event handler.
-HAS_BATCH_HANDLER = "batch_handler" in {f.name for f in dataclasses.fields(Subscription)}
-USE_BATCH_HANDLER = HAS_BATCH_HANDLER
+_UPSERTS: dict[str, Any] = {}
+USE_BATCH_HANDLER = True  # --per-event-handler leaves the effect to the per-event handler
 
 
-def _upsert(conn):
+def _upsert(conn: AsyncConnection) -> Any:
     """The roster upsert, built once per dialect and executed with parameters, as a lean handler would."""
     stmt = _UPSERTS.get(conn.dialect.name)
     if stmt is None:
@@ -115,7 +133,7 @@ def _upsert(conn):
     return stmt
 
 
-def _roster_row(data: contracts.MemberJoined) -> dict:
+def _roster_row(data: contracts.MemberJoined) -> dict[str, Any]:
     return {
         "group_id": str(data.group_id),
         "member_id": str(data.member_id),
@@ -124,22 +142,90 @@ def _roster_row(data: contracts.MemberJoined) -> dict:
     }
 
 
-def roster_subscription(record) -> Subscription:
-    """The consumer's effect: an upsert into the roster copy (what meetings does with MemberJoined). `record(event,
-    data)` is told of every event whose effect went into the current transaction."""
+class RosterRepository:
+    """The consuming service's repository (what meetings keeps of MemberJoined): it records no events of its own."""
 
-    async def handler(conn, event, data: contracts.MemberJoined) -> None:
-        await conn.execute(_upsert(conn), _roster_row(data))
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+        self.seen: list[Any] = []
+
+    async def upsert(self, rows: list[dict[str, Any]]) -> None:
+        await self.conn.execute(_upsert(self.conn), rows if len(rows) > 1 else rows[0])
+
+
+def _no_contract(event: object, aggregate: object) -> contracts.EventData:
+    raise TypeError("the roster records no events")
+
+
+def consumer_uow(engine: AsyncEngine) -> Callable[[AsyncConnection], UnitOfWork[RosterRepository]]:
+    """What `ServiceRuntime.uow_on(conn)` gives a consumer's handlers: a unit of work joined to its transaction."""
+
+    def on(conn: AsyncConnection) -> UnitOfWork[RosterRepository]:
+        return UnitOfWork(engine, tables, "meetings", repositories=RosterRepository, translate=_no_contract, conn=conn)
+
+    return on
+
+
+def roster_subscription(record: Record) -> Subscription:
+    """The consumer's effect: an upsert into the roster copy (what meetings does with MemberJoined), through the unit
+    of work the consumer joins to its batch transaction, as a service's subscriber does. `record(event, data)` is told
+    of every event whose effect went into the current transaction."""
+
+    async def handler(uow: Any, event: Any, data: Any) -> None:
+        async with uow:
+            await uow.repo.upsert([_roster_row(data)])
+            await uow.commit()
         record(event, data)
 
-    async def batch_handler(conn, pairs) -> None:  # one executemany for the batch, like meetings' roster
-        await conn.execute(_upsert(conn), [_roster_row(data) for _, data in pairs])
+    async def batch_handler(uow: Any, pairs: list[tuple[Any, Any]]) -> None:  # one executemany, like meetings
+        async with uow:
+            await uow.repo.upsert([_roster_row(data) for _, data in pairs])
+            await uow.commit()
         for event, data in pairs:
             record(event, data)
 
     if USE_BATCH_HANDLER:
         return Subscription(contracts.MemberJoined, handler, batch_handler=batch_handler)
     return Subscription(contracts.MemberJoined, handler)
+
+
+@dataclasses.dataclass
+class Join:
+    """The producing service's aggregate for the latency figure: a member joined a group (it records that)."""
+
+    member_id: uuid.UUID
+    group_id: uuid.UUID
+    joined_at: datetime
+    events: list[str] = dataclasses.field(default_factory=list)
+
+    @classmethod
+    def new(cls) -> Join:
+        join = cls(uuid.uuid4(), uuid.uuid4(), datetime.now(UTC))
+        join.events.append("joined")
+        return join
+
+
+_INSERT_JOIN = insert(joins)  # built once, executed with parameters, as the services' repositories do
+
+
+class JoinsRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+        self.seen: list[Join] = []
+
+    async def add(self, join: Join) -> None:
+        await self.conn.execute(
+            _INSERT_JOIN,
+            {"member_id": str(join.member_id), "group_id": str(join.group_id), "joined_at": join.joined_at},
+        )
+        self.seen.append(join)
+
+
+def join_contract(event: object, join: Join) -> contracts.MemberJoined:
+    """The producing service's translator: domain event -> v1 contract."""
+    return contracts.MemberJoined(
+        member_id=join.member_id, group_id=join.group_id, role="member", joined_at=join.joined_at
+    )
 
 
 def pct(values: list[float], q: float) -> float:
@@ -171,20 +257,22 @@ class LeanHttp:
     """A minimal HTTP/1.1 keep-alive client (one connection per worker) so the load generator costs little CPU:
     httpx tops out near 1,000 requests/s on one core here, which would measure the client, not the server."""
 
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+
     def __init__(self, port: int, token: str) -> None:
         self.port, self.token = port, token
-        self.reader = self.writer = None
 
     async def __aenter__(self) -> LeanHttp:
         self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         self.writer.close()
         with contextlib.suppress(Exception):
             await self.writer.wait_closed()
 
-    async def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
+    async def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, bytes]:
         data = json.dumps(body).encode() if body is not None else b""
         head = (
             f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nAuthorization: Bearer {self.token}\r\n"
@@ -197,7 +285,7 @@ class LeanHttp:
         fields = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)}
         if "content-length" in fields:
             return status, await self.reader.readexactly(int(fields["content-length"]))
-        chunks = []  # Transfer-Encoding: chunked
+        chunks: list[bytes] = []  # Transfer-Encoding: chunked
         while True:
             size = int((await self.reader.readuntil(b"\r\n")).strip(), 16)
             chunk = await self.reader.readexactly(size + 2)
@@ -272,18 +360,18 @@ class Infra:
         self.nats.stop()
 
 
-async def connect_js(url: str):
+async def connect_js(url: str) -> tuple[Nats, JetStreamContext]:
     nc = await topology.connect(url, name="bench")
     return nc, nc.jetstream()
 
 
-async def reset_stream(js, service: str = "members") -> None:
+async def reset_stream(js: JetStreamContext, service: str = "members") -> None:
     with contextlib.suppress(Exception):
         await js.delete_stream(topology.stream_for(service))
     await topology.ensure_stream(js, service)
 
 
-async def wait_consumer(js, stream: str, name: str, timeout: float = 10.0) -> None:
+async def wait_consumer(js: JetStreamContext, stream: str, name: str, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -304,7 +392,7 @@ async def stop_tasks(stop: asyncio.Event, tasks: list[asyncio.Task], relay: Rela
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def fresh_schema(infra_: Infra, backend: str, tag: str):
+async def fresh_schema(infra_: Infra, backend: str, tag: str) -> tuple[str, AsyncEngine]:
     url = await infra_.database(backend, tag)
     engine = create_engine(url)
     async with engine.begin() as conn:
@@ -320,7 +408,7 @@ async def drain_pipeline(infra_: Infra, backend: str, n: int) -> dict:
     url, engine = await fresh_schema(infra_, backend, "drain")
     events = [make_event(joined_event()) for _ in range(n)]
     now = datetime.now(UTC)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "event_id": e.id,
             "subject": f"{contracts.MemberJoined.subject_prefix()}.{e.subject}",
@@ -345,7 +433,7 @@ async def drain_pipeline(infra_: Infra, backend: str, n: int) -> dict:
     t_done = 0.0
     batches = 0
 
-    def on_commit():
+    def on_commit() -> None:
         nonlocal t_done, batches
         batches += 1
         committed.update(pending)
@@ -362,6 +450,7 @@ async def drain_pipeline(infra_: Infra, backend: str, n: int) -> dict:
         max_deliver=DEFAULTS.consumer_max_deliver,
         batch_size=DEFAULTS.consumer_batch_size,
         on_commit=on_commit,
+        unit_of_work=consumer_uow(engine),
     )
     relay = Relay(engine=engine, tables=tables, js=js, service="members", batch_size=DEFAULTS.relay_batch_size)
     stop = asyncio.Event()
@@ -412,7 +501,7 @@ async def drain_raw(nats_url: str, n: int, size: int) -> dict:
     done = asyncio.Event()
     t_done = 0.0
 
-    async def consume():
+    async def consume() -> None:
         nonlocal received, t_done
         while received < n:
             try:
@@ -479,7 +568,7 @@ async def figure_drain(infra_: Infra, backend: str, n: int, runs: int) -> dict:
 # ----------------------------------------------------------------------------------------------------- 2. accept
 
 
-def service_env(svc: str, db_url: str, nats_url: str, **extra) -> dict:
+def service_env(svc: str, db_url: str, nats_url: str, **extra: object) -> dict[str, str]:
     env = dict(os.environ)
     for key in [k for k in env if k.endswith("DATABASE_URL")]:
         env.pop(key)
@@ -499,11 +588,21 @@ def service_env(svc: str, db_url: str, nats_url: str, **extra) -> dict:
     return env
 
 
+# How the services' uvicorn runs (deploy/Dockerfile, dev.py): --no-access-log (the edge writes the access line), and
+# the event loop and HTTP parser the bench was told (--loop, --http; by default uvloop and httptools).
+UVICORN = {"loop": "uvloop", "http": "httptools"}
+
+
+def uvicorn_flags() -> list[str]:
+    return ["--no-access-log", "--loop", UVICORN["loop"], "--http", UVICORN["http"]]
+
+
 def spawn_service(svc: str, port: int, env: dict, log_file: Path) -> subprocess.Popen:
-    """The service exactly as its Dockerfile starts it: `uvicorn <svc>.entrypoints.http:app --host --port`."""
+    """The service as its Dockerfile starts it: `uvicorn <svc>.entrypoints.http:app --host --port` + uvicorn_flags()."""
     with open(log_file, "ab") as logf:
         return subprocess.Popen(
-            [PY, "-m", "uvicorn", f"{svc}.entrypoints.http:app", "--host", "127.0.0.1", "--port", str(port)],
+            [PY, "-m", "uvicorn", f"{svc}.entrypoints.http:app", "--host", "127.0.0.1", "--port", str(port)]
+            + uvicorn_flags(),
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -556,10 +655,10 @@ async def accept_http(
             if status != 201:
                 raise RuntimeError(f"POST /members -> {status}: {text[:300]!r}")
 
-            async def run(n: int, make) -> float:
+            async def run(n: int, make: Callable[[LeanHttp, int], Awaitable[object]]) -> float:
                 counter = iter(range(n))
 
-                async def worker(client):
+                async def worker(client: LeanHttp) -> None:
                     for i in counter:
                         await make(client, i)
 
@@ -571,7 +670,7 @@ async def accept_http(
             statuses: dict[int, int] = {}
             lat: list[float] = []
 
-            async def post(client, i):
+            async def post(client: LeanHttp, i: int) -> None:
                 t = time.perf_counter()
                 st, _ = await client.request("POST", "/members", member_body(tag, i))
                 lat.append(time.perf_counter() - t)
@@ -654,7 +753,7 @@ async def accept_service_layer(infra_: Infra, backend: str, requests: int, concu
         await one(i)
     counter = iter(range(requests))
 
-    async def worker():
+    async def worker() -> None:
         for i in counter:
             await one(i)
 
@@ -678,7 +777,7 @@ async def accept_raw(infra_: Infra, backend: str, requests: int, concurrency: in
     org_id = uuid.uuid4()
     tag = uuid.uuid4().hex[:8]
 
-    def row(i: int):
+    def row(i: int) -> tuple[uuid.UUID, datetime, bytes]:
         member_id = uuid.uuid4()
         now = datetime.now(UTC)
         body = json.dumps(
@@ -749,7 +848,7 @@ async def accept_raw(infra_: Infra, backend: str, requests: int, concurrency: in
                     now,
                 )
 
-        async def worker():
+        async def worker() -> None:
             for i in counter:
                 await one(i)
 
@@ -804,7 +903,7 @@ async def accept_raw(infra_: Infra, backend: str, requests: int, concurrency: in
                 )
                 await db.execute("COMMIT")
 
-        async def worker():
+        async def worker() -> None:
             for i in counter:
                 await one(i)
 
@@ -866,7 +965,9 @@ async def figure_accept(infra_: Infra, backend: str, requests: int, concurrency:
 # ---------------------------------------------------------------------------------------------------- 3. latency
 
 
-async def paced(rate: float, total: int, start_one) -> tuple[float, float, int]:
+async def paced(
+    rate: float, total: int, start_one: Callable[[int], Coroutine[Any, Any, None]]
+) -> tuple[float, float, int]:
     """Start `start_one(i)` tasks on a fixed schedule; returns (seconds to start them all, seconds until all had
     finished, most tasks in flight at once)."""
     tasks: set[asyncio.Task] = set()
@@ -890,15 +991,11 @@ async def paced(rate: float, total: int, start_one) -> tuple[float, float, int]:
     return elapsed, time.perf_counter() - t0, peak
 
 
-# UnitOfWork(notify=...) exists since the change that skips NOTIFY when the relay runs in the same process.
-UOW_IN_PROCESS_RELAY = {"notify": False} if "notify" in inspect.signature(UnitOfWork).parameters else {}
-
-
-def _stamping_consumer(engine, got: dict[str, float]) -> EventConsumer:
+def _stamping_consumer(engine: AsyncEngine, got: dict[str, float]) -> EventConsumer:
     """The real EventConsumer; its on_commit hook stamps every event of the batch it just committed."""
     pending: list[str] = []
 
-    def on_commit():
+    def on_commit() -> None:
         now = time.perf_counter()  # CLOCK_MONOTONIC: comparable between processes on one Linux machine
         for m in pending:
             got.setdefault(m, now)
@@ -912,11 +1009,19 @@ def _stamping_consumer(engine, got: dict[str, float]) -> EventConsumer:
         max_deliver=DEFAULTS.consumer_max_deliver,
         batch_size=DEFAULTS.consumer_batch_size,
         on_commit=on_commit,
+        unit_of_work=consumer_uow(engine),
     )
 
 
 async def _consumer_process_main(
-    db_url: str, nats_url: str, result_path: str, ready, stop, log_level: str, log_path: str, use_batch_handler: bool
+    db_url: str,
+    nats_url: str,
+    result_path: str,
+    ready: Any,  # multiprocessing Events (of the spawn context)
+    stop: Any,
+    log_level: str,
+    log_path: str,
+    use_batch_handler: bool,
 ) -> None:
     global USE_BATCH_HANDLER
     USE_BATCH_HANDLER = use_batch_handler
@@ -937,17 +1042,26 @@ async def _consumer_process_main(
     Path(result_path).write_text(json.dumps(got))
 
 
-def consumer_process(*args) -> None:
-    """Entry point of the child process that plays the consuming service (meetings)."""
-    asyncio.run(_consumer_process_main(*args))
+def consumer_process(loop: str, *args: Any) -> None:
+    """Entry point of the child process that plays the consuming service (meetings), on the bench's event loop."""
+    run_on(loop, _consumer_process_main(*args))
 
 
 async def latency_pipeline(
-    infra_: Infra, backend: str, rate: float, seconds: float, warmup: float, split: bool, log_level: str
+    infra_: Infra,
+    backend: str,
+    rate: float,
+    seconds: float,
+    warmup: float,
+    split: bool,
+    log_level: str,
+    legs: bool = False,
 ) -> dict:
     """Producer transactions (domain row + outbox row, UnitOfWork) at a fixed pace, the relay woken on commit,
     the consumer's commit stamped. split=True: the consumer runs in its own process with its own database, like
-    the meetings service; split=False: producer, relay and consumer share one process and one database."""
+    the meetings service; split=False: producer, relay and consumer share one process and one database.
+    legs=True also stamps each event's arrival on NATS (a plain subscription on members.> in this process), to split
+    the latency into relay (commit -> on NATS) and consumer (on NATS -> its commit)."""
     import multiprocessing
 
     url, engine = await fresh_schema(infra_, backend, "latency")
@@ -955,10 +1069,18 @@ async def latency_pipeline(
     await reset_stream(js)
     sent: dict[str, float] = {}
     got: dict[str, float] = {}
+    took: list[float] = []  # each transaction, from its start (on schedule) to commit() returning: pool wait included
+    on_nats: dict[str, float] = {}
+    if legs:
+
+        async def arrived(msg: Msg) -> None:
+            on_nats.setdefault(msg.subject.rsplit(".", 1)[-1], time.perf_counter())
+
+        await nc.subscribe("members.>", cb=arrived)
     relay = Relay(engine=engine, tables=tables, js=js, service="members", batch_size=DEFAULTS.relay_batch_size)
     stop = asyncio.Event()
     tasks = [asyncio.create_task(relay.run(stop))]
-    child = None
+    child: Any = None
     if split:
         c_url, c_engine = await fresh_schema(infra_, backend, "latencyconsumer")
         await c_engine.dispose()
@@ -969,6 +1091,7 @@ async def latency_pipeline(
             target=consumer_process,
             daemon=True,
             args=(
+                loop_name(),
                 c_url,
                 infra_.nats.url,
                 str(result_path),
@@ -995,19 +1118,25 @@ async def latency_pipeline(
     n_warm, n = int(rate * warmup), int(rate * seconds)
 
     async def produce(i: int) -> None:
-        data = joined_event()
-        # as ServiceRuntime.uow() builds it with a relay in this process: woken in-process, no NOTIFY
-        uow = UnitOfWork(engine, tables, "members", on_commit=relay.wake, **UOW_IN_PROCESS_RELAY)
+        # as ServiceRuntime.uow() builds it with a relay in this process (woken in-process, no NOTIFY), and as a
+        # command handler uses it: the repository saves the aggregate, commit() writes its event to the outbox
+        uow = UnitOfWork(
+            engine,
+            tables,
+            "members",
+            repositories=JoinsRepository,
+            translate=join_contract,
+            on_commit=relay.wake,
+            notify=False,
+        )
+        join = Join.new()
+        began = time.perf_counter()
         async with uow:
-            await uow.conn.execute(
-                insert(joins).values(
-                    member_id=str(data.member_id), group_id=str(data.group_id), joined_at=data.joined_at
-                )
-            )
-            uow.publish(data)
+            await uow.repo.add(join)
             await uow.commit()
         if i >= n_warm:
-            sent[str(data.member_id)] = time.perf_counter()
+            sent[str(join.member_id)] = now = time.perf_counter()
+            took.append((now - began) * 1e3)
 
     cpu0 = time.process_time()
     elapsed, until_done, peak = await paced(rate, n_warm + n, produce)
@@ -1035,6 +1164,16 @@ async def latency_pipeline(
     await engine.dispose()
     await infra_.drop(url)
     lat = [(got[k] - t) * 1e3 for k, t in sent.items() if k in got]
+    split_legs = None
+    if legs:
+        relay_leg = [(on_nats[k] - t) * 1e3 for k, t in sent.items() if k in on_nats]
+        consumer_leg = [(got[k] - on_nats[k]) * 1e3 for k in sent if k in on_nats and k in got]
+        split_legs = {
+            "relay_p50_ms": pct(relay_leg, 50),
+            "relay_p99_ms": pct(relay_leg, 99),
+            "consumer_p50_ms": pct(consumer_leg, 50),
+            "consumer_p99_ms": pct(consumer_leg, 99),
+        }
     return {
         "rate": rate,
         "events": len(sent),
@@ -1044,6 +1183,9 @@ async def latency_pipeline(
         "p90_ms": pct(lat, 90),
         "p99_ms": pct(lat, 99),
         "max_ms": max(lat or [0]),
+        "transaction_p50_ms": pct(took, 50),
+        "transaction_p99_ms": pct(took, 99),
+        "legs": split_legs,
         "producer_peak_in_flight": peak,
         "producer_seconds_until_all_committed": until_done,
         "producer_process_cpu_share": cpu / until_done,
@@ -1071,7 +1213,7 @@ async def latency_raw(nats_url: str, rate: float, seconds: float, warmup: float,
     n_warm, n = int(rate * warmup), int(rate * seconds)
     payload = b"x" * size
 
-    async def consume():
+    async def consume() -> None:
         while not stop.is_set():
             try:
                 msgs = await sub.fetch(DEFAULTS.consumer_batch_size, timeout=1.0)
@@ -1079,7 +1221,7 @@ async def latency_raw(nats_url: str, rate: float, seconds: float, warmup: float,
                 continue
             now = time.perf_counter()
             for m in msgs:
-                got.setdefault(m.headers["Nats-Msg-Id"], now)
+                got.setdefault((m.headers or {})["Nats-Msg-Id"], now)
                 await m.ack()
 
     task = asyncio.create_task(consume())
@@ -1122,21 +1264,36 @@ async def latency_raw(nats_url: str, rate: float, seconds: float, warmup: float,
     }
 
 
-async def figure_latency(infra_: Infra, backend: str, rate: float, seconds: float, log_level: str) -> dict:
+def _legs(p: dict) -> str:
+    legs = p.get("legs")
+    if not legs:
+        return ""
+    return (
+        f"; legs: commit -> on NATS p50 {legs['relay_p50_ms']:.1f} p99 {legs['relay_p99_ms']:.1f} ms, "
+        f"on NATS -> consumer commit p50 {legs['consumer_p50_ms']:.1f} p99 {legs['consumer_p99_ms']:.1f} ms"
+    )
+
+
+async def figure_latency(
+    infra_: Infra, backend: str, rate: float, seconds: float, log_level: str, legs: bool = False
+) -> dict:
     runs = {}
     for split in (True, False):
-        p = await latency_pipeline(infra_, backend, rate, seconds, 0.5, split, log_level)
+        p = await latency_pipeline(infra_, backend, rate, seconds, 0.5, split, log_level, legs=legs)
         runs["split" if split else "one_process"] = p
         out(
             f"  pipeline, consumer {p['consumer']}: {p['received']}/{p['events']} events, producer pace "
             f"{fmt_rate(p['achieved_rate'])}/s (≤ {p['producer_peak_in_flight']} transactions in flight, all "
-            f"committed after {p['producer_seconds_until_all_committed']:.1f} s), "
-            f"p50 {p['p50_ms']:.1f} p90 {p['p90_ms']:.1f} p99 {p['p99_ms']:.1f} max {p['max_ms']:.1f} ms"
+            f"committed after {p['producer_seconds_until_all_committed']:.1f} s; a transaction p50 "
+            f"{p['transaction_p50_ms']:.1f} p99 {p['transaction_p99_ms']:.1f} ms; producer process CPU "
+            f"{p['producer_process_cpu_share']:.0%}), "
+            f"p50 {p['p50_ms']:.1f} p90 {p['p90_ms']:.1f} p99 {p['p99_ms']:.1f} max {p['max_ms']:.1f} ms" + _legs(p)
         )
-    low = await latency_pipeline(infra_, backend, rate / 5, min(seconds, 3.0), 0.5, True, log_level)
+    low = await latency_pipeline(infra_, backend, rate / 5, min(seconds, 3.0), 0.5, True, log_level, legs=True)
     out(
         f"  diagnostic at a fifth of the pace ({low['rate']:,.0f}/s), consumer in its own process: "
         f"p50 {low['p50_ms']:.1f} p90 {low['p90_ms']:.1f} p99 {low['p99_ms']:.1f} max {low['max_ms']:.1f} ms"
+        + _legs(low)
     )
     r = await latency_raw(infra_.nats.url, rate, seconds, 0.5, 506)
     out(
@@ -1158,10 +1315,11 @@ async def figure_latency(infra_: Infra, backend: str, rate: float, seconds: floa
 # -------------------------------------------------------------------------------------------------- 4. footprint
 
 
-def _load_dev():
+def _load_dev() -> Any:
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("netvaerk_dev_for_bench", ROOT / "dev.py")
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -1387,13 +1545,15 @@ def machine() -> dict:
         model = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "")
     nats_version = subprocess.run([infra.nats_server_binary(), "--version"], capture_output=True, text=True).stdout
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
+    commit = commit.strip() + (" + uncommitted changes" if dirty.strip() else "")
     return {
         "cpus": os.cpu_count(),
         "cpu_model": model,
         "python": platform.python_version(),
         "nats_server": nats_version.strip(),
         "sqlite": sqlite3.sqlite_version,
-        "git_head": commit.strip(),
+        "git_head": commit,
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
     }
 
@@ -1409,9 +1569,10 @@ def configure_logging(level: str, path: Path) -> None:
         logging.getLogger(noisy).setLevel("WARNING")
 
 
-async def main(args) -> int:
+async def main(args: argparse.Namespace) -> int:
     global USE_BATCH_HANDLER
-    USE_BATCH_HANDLER = HAS_BATCH_HANDLER and not args.per_event_handler
+    USE_BATCH_HANDLER = not args.per_event_handler
+    UVICORN.update(loop=args.loop, http=args.http)
     backends = ["postgresql", "sqlite"] if args.backend == "both" else [args.backend]
     figures = [f.strip() for f in args.figures.split(",")]
     runs = 1 if args.quick else args.runs
@@ -1434,6 +1595,12 @@ async def main(args) -> int:
         f"work dir {workdir}; consumer/relay settings as a service defaults: relay batch {DEFAULTS.relay_batch_size}, "
         f"consumer batch {DEFAULTS.consumer_batch_size}; bench log level {args.log_level}"
     )
+    out(
+        f"event loop {loop_name()} (bench process: relay, consumers, raw baselines); services: uvicorn "
+        + " ".join(uvicorn_flags())
+    )
+    results["event_loop"] = loop_name()
+    results["uvicorn_flags"] = uvicorn_flags()
     out(
         "consumer effect (roster upsert): "
         + (
@@ -1471,7 +1638,9 @@ async def main(args) -> int:
                     f"latency: paced {args.rate:,.0f} events/s for {latency_s:.0f} s (+0.5 s warm-up), "
                     f"producer commit -> consumer commit"
                 )
-                figs["latency"] = await figure_latency(infra_, backend, args.rate, latency_s, args.log_level)
+                figs["latency"] = await figure_latency(
+                    infra_, backend, args.rate, latency_s, args.log_level, legs=args.legs
+                )
         if "footprint" in figures:
             out("\n== footprint (SQLite, real uvicorn processes, the bench's NATS) ==")
             results["footprint"] = await figure_footprint(infra_)
@@ -1507,7 +1676,13 @@ async def main(args) -> int:
     return 0
 
 
-def parse_args(argv=None):
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--backend", choices=["postgresql", "sqlite", "both"], default="both")
     p.add_argument("--events", type=int, default=20_000, help="events in the drain figure (default 20,000)")
@@ -1525,9 +1700,28 @@ def parse_args(argv=None):
         help="comma-separated subset of drain,accept,latency,footprint",
     )
     p.add_argument(
+        "--legs",
+        action="store_true",
+        help="latency: also split the headline runs into relay and consumer legs (a NATS subscription in the "
+        "producer process stamps each event; the diagnostic at a fifth of the pace always does)",
+    )
+    p.add_argument(
         "--per-event-handler",
         action="store_true",
         help="give the consumer only the per-event handler (no batch_handler)",
+    )
+    p.add_argument(
+        "--loop",
+        choices=["uvloop", "asyncio"],
+        default="uvloop" if _installed("uvloop") else "asyncio",
+        help="event loop of the bench process (relay, consumers, raw baselines) and of the services' uvicorn "
+        "(default uvloop, as the services run)",
+    )
+    p.add_argument(
+        "--http",
+        choices=["httptools", "h11"],
+        default="httptools" if _installed("httptools") else "h11",
+        help="uvicorn's HTTP parser for the services (default httptools, as the services run)",
     )
     p.add_argument(
         "--log-level",
@@ -1538,4 +1732,5 @@ def parse_args(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main(parse_args())))
+    arguments = parse_args()
+    sys.exit(run_on(arguments.loop, main(arguments)))

@@ -215,7 +215,7 @@ def test_one_dockerfile_installs_the_packages_and_runs_uvicorn_as_non_root() -> 
     assert any(line.startswith("HEALTHCHECK") for line in instructions) and "/healthz" in text
     assert instructions[-1] == (
         'CMD ["sh", "-c", "exec uvicorn \\"${SERVICE}.entrypoints.http:app\\" '
-        '--host 0.0.0.0 --port 8000 --no-access-log"]'
+        '--host 0.0.0.0 --port 8000 --loop uvloop --http httptools --no-access-log"]'
     )
     # a non-editable install has no services/<svc>/migrations next to the package: the image ships them itself
     assert "COPY services/${SERVICE}/migrations/ /app/migrations/" in instructions

@@ -7,9 +7,19 @@ from __future__ import annotations
 import hmac
 import logging
 import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from starlette.responses import Response
 
 from . import metrics, tracing
 from .problems import problem_response
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("netvaerk.access")
@@ -52,10 +62,13 @@ class EdgeMiddleware:
     per client (429), the bearer token (401, before a byte of the body is read), then the body: JSON only (415) and at
     most `max_body` bytes, counted while it streams in (413, without reading the rest)."""
 
-    def __init__(self, app, *, policy: EdgePolicy | None = None) -> None:
+    def __init__(self, app: ASGIApp, *, policy: EdgePolicy | None = None) -> None:
         self.app = app
         self.policy = policy or EdgePolicy()
         self.buckets: dict[str, tuple[float, float]] = {}
+        # the metrics' children by label values: prometheus_client's labels() takes a lock and builds a key per call
+        self._counted: dict[tuple[str, str, str], Any] = {}
+        self._timed: dict[tuple[str, str], Any] = {}
 
     def _allow(self, client: str) -> tuple[bool, float]:
         now = time.monotonic()
@@ -70,23 +83,24 @@ class EdgeMiddleware:
             self.buckets = {k: v for k, v in self.buckets.items() if now - v[1] < 120}
         return True, 0.0
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        path = scope.get("path", "")
-        headers = dict(scope.get("headers") or [])
-        incoming = headers.get(b"traceparent", b"").decode("latin-1")
-        traceparent = tracing.child_of(incoming)
+        path: str = scope.get("path", "")
+        headers: dict[bytes, bytes] = dict(scope.get("headers") or ())
+        incoming = headers.get(b"traceparent")
+        traceparent = tracing.child_of(incoming.decode("latin-1") if incoming else None)
         token = tracing.current_traceparent.set(traceparent)
         start = time.perf_counter()
-        status_holder = {"status": 500}
+        status = 500
+        started = False
+        traceparent_header = (b"traceparent", traceparent.encode())
 
-        async def _send(message):
+        async def _send(message: Message) -> None:
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                status_holder["status"] = message["status"]
-                status_holder["started"] = True
-                message.setdefault("headers", [])
-                message["headers"] = list(message["headers"]) + [(b"traceparent", traceparent.encode())]
+                status, started = message["status"], True
+                message["headers"] = [*message.get("headers", ()), traceparent_header]
             await send(message)
 
         try:
@@ -97,27 +111,43 @@ class EdgeMiddleware:
                 await self.app(scope, receive, _send)
             except Exception:
                 log.exception("unhandled error on %s %s", scope.get("method"), path)
-                if status_holder.get("started"):
+                if started:
                     return  # too late for a problem response; the server closes the connection
                 response = problem_response(500, "Something went wrong on our side; it has been logged.", instance=path)
                 await response(scope, receive, _send)
         finally:
-            route = scope.get("route")
-            route_path = getattr(route, "path", None) or ("unmatched" if status_holder["status"] == 404 else path)
-            metrics.http_requests.labels(scope.get("method", ""), route_path, str(status_holder["status"])).inc()
             elapsed = time.perf_counter() - start
-            metrics.http_duration.labels(scope.get("method", ""), route_path).observe(elapsed)
+            self._measure(scope, path, status, elapsed)
             if not path.startswith(OPEN_PATHS):
                 access_log.info(
                     "%s %s %s",
                     scope.get("method"),
                     path,
-                    status_holder["status"],
-                    extra={"status": status_holder["status"], "duration_ms": round(elapsed * 1000, 2)},
+                    status,
+                    extra={"status": status, "duration_ms": round(elapsed * 1000, 2)},
                 )
             tracing.current_traceparent.reset(token)
 
-    async def _check(self, scope, path: str, headers: dict, receive):
+    def _measure(self, scope: Scope, path: str, status: int, elapsed: float) -> None:
+        method: str = scope.get("method", "")
+        route_path = getattr(scope.get("route"), "path", None) or ("unmatched" if status == 404 else path)
+        key = (method, route_path, str(status))
+        counter = self._counted.get(key)
+        if counter is None:
+            if len(self._counted) > 10_000:  # paths are bounded by the routes; a flood of 404s is not
+                self._counted.clear()
+            counter = self._counted[key] = metrics.http_requests.labels(*key)
+        counter.inc()
+        timer = self._timed.get(key[:2])
+        if timer is None:
+            if len(self._timed) > 10_000:
+                self._timed.clear()
+            timer = self._timed[key[:2]] = metrics.http_duration.labels(method, route_path)
+        timer.observe(elapsed)
+
+    async def _check(
+        self, scope: Scope, path: str, headers: dict[bytes, bytes], receive: Receive
+    ) -> tuple[Response | None, Receive]:
         """(a refusal response or None, the receive callable the app should use)."""
         if path.startswith(OPEN_PATHS):
             return None, receive
@@ -157,14 +187,15 @@ class EdgeMiddleware:
             ), receive
         return None, _replay(body, receive)
 
-    def _too_large(self, path: str):
+    def _too_large(self, path: str) -> Response:
         limit = self.policy.max_body
         message = f"The body may be at most {limit} bytes."
         return problem_response(413, message, instance=path, errors=[{"field": "body", "message": message}])
 
     @staticmethod
-    async def _read(receive, limit: int) -> bytes:
-        chunks, size = [], 0
+    async def _read(receive: Receive, limit: int) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
@@ -179,10 +210,10 @@ class EdgeMiddleware:
         return b"".join(chunks)
 
 
-def _replay(body: bytes, receive):
+def _replay(body: bytes, receive: Receive) -> Receive:
     sent = False
 
-    async def _receive():
+    async def _receive() -> Message:
         nonlocal sent
         if not sent:
             sent = True
