@@ -89,6 +89,14 @@ class ServiceRuntime:
 
     def uow(self) -> UnitOfWork:
         """A unit of work in a transaction of its own (HTTP routes, workers)."""
+        return self._unit_of_work(conn=None, on_commit=self.wake_relay)
+
+    def uow_on(self, conn: Any) -> UnitOfWork:
+        """A unit of work joined to a transaction the caller holds (the event consumer's batch, a replay); the
+        caller commits and wakes the relay."""
+        return self._unit_of_work(conn=conn, on_commit=None)
+
+    def _unit_of_work(self, *, conn: Any, on_commit: Callable[[], None] | None) -> UnitOfWork:
         # With a relay in this process the in-process wake is enough (and saves a round trip per change); an
         # instance that runs no relay (RUN_RELAY=false) wakes the others with NOTIFY.
         return UnitOfWork(
@@ -98,20 +106,7 @@ class ServiceRuntime:
             repositories=self.repositories,
             translate=self.translate,
             clock=self.clock,
-            on_commit=self.wake_relay,
-            notify=self.relay is None,
-            max_event_bytes=self.max_event_bytes(),
-        )
-
-    def uow_on(self, conn: Any) -> UnitOfWork:
-        """A unit of work joined to a transaction the caller holds (the event consumer's batch, a replay)."""
-        return UnitOfWork(
-            self.engine,
-            self.tables,
-            self.service,
-            repositories=self.repositories,
-            translate=self.translate,
-            clock=self.clock,
+            on_commit=on_commit,
             notify=self.relay is None,
             max_event_bytes=self.max_event_bytes(),
             conn=conn,

@@ -1,0 +1,92 @@
+"""The unit of work on its own: it takes the events the aggregates recorded into the outbox with the change, in the
+order they were recorded, or nothing at all; joined to a caller's transaction it leaves committing to the caller."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import func, select
+
+from netvaerk_shared import tracing
+from netvaerk_shared.uow import LeftWithoutCommit
+
+from .world import effects, joined, tables, unit_of_work, uow_on
+
+
+async def outbox_rows(engine) -> list:
+    async with engine.connect() as conn:
+        return (await conn.execute(select(tables.outbox).order_by(tables.outbox.c.position))).all()
+
+
+async def effect_count(engine) -> int:
+    async with engine.connect() as conn:
+        return (await conn.execute(select(func.count()).select_from(effects))).scalar_one()
+
+
+async def test_commit_writes_the_recorded_events_with_the_change_in_order(engine):
+    first, second = joined(), joined()
+    uow = unit_of_work(engine)
+    async with uow:
+        await uow.repo.count(first.member_id)
+        uow.repo.record(first, second)
+        await uow.commit()
+    rows = await outbox_rows(engine)
+    assert [json.loads(r.body)["data"]["member_id"] for r in rows] == [str(first.member_id), str(second.member_id)]
+    assert [r.subject for r in rows] == [first.nats_subject(), second.nats_subject()]
+    assert uow.repo.changes.events == []  # taken, so a second commit would not write them again
+    assert await effect_count(engine) == 1
+
+
+async def test_left_without_commit_raises_and_writes_nothing(engine):
+    uow = unit_of_work(engine)
+    with pytest.raises(LeftWithoutCommit):
+        async with uow:
+            await uow.repo.count(joined().member_id)
+            uow.repo.record(joined())
+    assert await outbox_rows(engine) == [] and await effect_count(engine) == 0
+
+
+async def test_an_error_inside_rolls_back_the_change_and_its_events(engine):
+    uow = unit_of_work(engine)
+    with pytest.raises(ZeroDivisionError):
+        async with uow:
+            await uow.repo.count(joined().member_id)
+            uow.repo.record(joined())
+            1 / 0  # noqa: B018
+    assert await outbox_rows(engine) == [] and await effect_count(engine) == 0
+
+
+async def test_joined_to_a_callers_transaction_the_caller_decides(engine):
+    event = joined()
+    async with engine.connect() as conn:
+        trans = await conn.begin()
+        uow = uow_on(conn)
+        async with uow:
+            await uow.repo.count(event.member_id)
+            uow.repo.record(event)
+            await uow.commit()  # writes the outbox row on the caller's connection, commits nothing
+        await trans.rollback()
+    assert await outbox_rows(engine) == [] and await effect_count(engine) == 0
+
+    async with engine.connect() as conn:
+        trans = await conn.begin()
+        uow = uow_on(conn)
+        async with uow:
+            uow.repo.record(event)
+            await uow.commit()
+        await trans.commit()
+    assert len(await outbox_rows(engine)) == 1
+
+
+async def test_events_caused_by_a_consumed_event_name_it(engine):
+    token = tracing.current_event_id.set("cause-0001")
+    try:
+        uow = unit_of_work(engine)
+        async with uow:
+            uow.repo.record(joined())
+            await uow.commit()
+    finally:
+        tracing.current_event_id.reset(token)
+    [row] = await outbox_rows(engine)
+    assert json.loads(row.body)["causationid"] == "cause-0001"
