@@ -58,6 +58,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.dml import Update
 from sqlalchemy.sql.elements import ClauseElement
 
 from . import metrics
@@ -371,19 +372,27 @@ class _PgStatements:
                 .values(published_at=bindparam("now")),
                 dialect,
             ),
-            parked=_Compiled(
-                update(o)
-                .where(position == bindparam("position"))
-                .values(parked_at=bindparam("now"), attempts=o.c.attempts + 1, last_error=bindparam("reason")),
-                dialect,
-            ),
-            held=_Compiled(
-                update(o)
-                .where(position == bindparam("position"))
-                .values(attempts=o.c.attempts + 1, last_error=bindparam("reason")),
-                dialect,
-            ),
+            parked=_Compiled(_park(o), dialect),
+            held=_Compiled(_hold(o), dialect),
         )
+
+
+def _park(o: Table) -> Update:
+    """Park a row that can never be published as it is (parameters: row_position, now, reason)."""
+    return (
+        update(o)
+        .where(o.c.position == bindparam("row_position"))
+        .values(parked_at=bindparam("now"), attempts=o.c.attempts + 1, last_error=bindparam("reason"))
+    )
+
+
+def _hold(o: Table) -> Update:
+    """Count a failed attempt on the row an outage held back (parameters: row_position, reason)."""
+    return (
+        update(o)
+        .where(o.c.position == bindparam("row_position"))
+        .values(attempts=o.c.attempts + 1, last_error=bindparam("reason"))
+    )
 
 
 def _take(o: Table, limit: int | ColumnElement[int]) -> Select[Any]:
@@ -770,10 +779,10 @@ class Relay:
             positions = [r.position for r in batch.done]
             await conn.execute(statements.published.sql, *statements.published.args(now=now, positions=positions))
         for row, reason in batch.parked:
-            args = statements.parked.args(now=now, reason=_clean(reason), position=row.position)
+            args = statements.parked.args(now=now, reason=_clean(reason), row_position=row.position)
             await conn.execute(statements.parked.sql, *args)
         if batch.held is not None and batch.outage is not None:
-            args = statements.held.args(reason=_clean(str(batch.outage)), position=batch.held.position)
+            args = statements.held.args(reason=_clean(str(batch.outage)), row_position=batch.held.position)
             await conn.execute(statements.held.sql, *args)
 
     async def _mark(self, conn: AsyncConnection, batch: _Batch) -> None:
@@ -783,17 +792,9 @@ class Relay:
         for i in range(0, len(done_positions), 1000):
             await conn.execute(update(o).where(o.c.position.in_(done_positions[i : i + 1000])).values(published_at=now))
         for row, reason in batch.parked:
-            await conn.execute(
-                update(o)
-                .where(o.c.position == row.position)
-                .values(parked_at=now, attempts=o.c.attempts + 1, last_error=_clean(reason))
-            )
+            await conn.execute(_park(o), {"row_position": row.position, "now": now, "reason": _clean(reason)})
         if batch.held is not None and batch.outage is not None:
-            await conn.execute(
-                update(o)
-                .where(o.c.position == batch.held.position)
-                .values(attempts=o.c.attempts + 1, last_error=_clean(str(batch.outage)))
-            )
+            await conn.execute(_hold(o), {"row_position": batch.held.position, "reason": _clean(str(batch.outage))})
 
     def _account(self, batch: _Batch) -> None:
         """Metrics and the one log line per parked row, once the marks are committed."""
