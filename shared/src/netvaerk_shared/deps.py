@@ -1,12 +1,14 @@
 """FastAPI dependencies shared by the services' routes: the bearer token (declared, so the OpenAPI document has the
-security scheme), the runtime (`Runtime`) and a fresh unit of work for the request (`UoW`), as
-`Annotated[..., Depends()]` aliases."""
+security scheme), the runtime (`Runtime`), a fresh unit of work for the request (`UoW`) and who is asking
+(`Caller`), as `Annotated[..., Depends()]` aliases."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
+from uuid import UUID
 
-from fastapi import APIRouter, Depends, Request, Security
+from fastapi import APIRouter, Depends, Header, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from .edge import token_matches
@@ -45,3 +47,43 @@ async def get_uow(runtime: Runtime) -> UnitOfWork:
 
 
 UoW = Annotated[UnitOfWork, Depends(get_uow)]
+
+
+ACTING_MEMBER_HEADER = "X-Netvaerk-Member"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking. Every caller holds the API token; a caller that acts for one member (the web gateway, for the
+    member signed in there) names that member in the `X-Netvaerk-Member` header and gets that member's rights only.
+    Without the header the caller is the association's administration (operators, back-office systems)."""
+
+    member_id: UUID | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.member_id is None
+
+    def require_admin(self) -> None:
+        if not self.is_admin:
+            raise Problem(403, "Only the association's administration may do this.")
+
+    def require_self_or_admin(self, member_id: UUID) -> None:
+        """A member may act on their own record; the administration on anyone's."""
+        if not self.is_admin and self.member_id != member_id:
+            raise Problem(403, "A member may only do this for themselves.")
+
+
+async def get_principal(
+    acting_member: Annotated[
+        UUID | None,
+        Header(
+            alias=ACTING_MEMBER_HEADER,
+            description="The member the caller acts for (set by the web gateway). Without it: the administration.",
+        ),
+    ] = None,
+) -> Principal:
+    return Principal(member_id=acting_member)
+
+
+Caller = Annotated[Principal, Depends(get_principal)]

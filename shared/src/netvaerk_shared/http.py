@@ -11,7 +11,18 @@ from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, FastAPI
 
-from .deps import Runtime, UoW, get_runtime, get_uow, protected_router, require_token
+from .deps import (
+    ACTING_MEMBER_HEADER,
+    Caller,
+    Principal,
+    Runtime,
+    UoW,
+    get_principal,
+    get_runtime,
+    get_uow,
+    protected_router,
+    require_token,
+)
 from .edge import DEFAULT_MAX_BODY, OPEN_PATHS, EdgeMiddleware, EdgePolicy, token_matches
 from .openapi import truthful_openapi
 from .ops import operations_router
@@ -32,6 +43,10 @@ if TYPE_CHECKING:
     from .runtime import ServiceRuntime
 
 __all__ = [
+    "ACTING_MEMBER_HEADER",
+    "Caller",
+    "Principal",
+    "get_principal",
     "DATABASE_RETRY_AFTER",
     "DEFAULT_MAX_BODY",
     "OPEN_PATHS",
