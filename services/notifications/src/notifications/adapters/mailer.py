@@ -402,6 +402,8 @@ class SmtpMailer:
                     await self._send_body(protocol, payload)
             if start.code == 354:
                 await before_commit_point()
+                # Straight on to the "." in this step of the event loop: on SQLite the commit point has committed
+                # without letting the loop run, so anything that suspended here would reopen the window it closed.
                 final = await self._finish(protocol)
         if start.code != 354:
             await self._reset()

@@ -3,9 +3,10 @@
 Each due delivery is leased (so several instances never send the same one), prepared (what the message is made of,
 or the wait for what has not arrived yet), composed, and handed to the two-phase mailer: the message body goes out
 inside DATA, then "sent" and the NotificationSent outbox row commit together (`MarkSent` in a `CommitPoint` unit of
-work, whose COMMIT is put on the wire at once), and only then does the final "." make the server take the message.
-A crash before that commit leaves nothing delivered and the lease runs out, so another attempt follows; the worst
-case left is a lost message in the microseconds between the COMMIT and the ".", never a duplicate.
+work, whose COMMIT is put on the wire at once, or on SQLite done without the event loop taking a turn), and only
+then does the final "." make the server take the message. A crash before that commit leaves nothing delivered and
+the lease runs out, so another attempt follows; the worst case left is a lost message in the microseconds between
+the COMMIT and the ".", never a duplicate.
 
 Each delivery is its own unit: whatever goes wrong with one (it cannot be built, the server refuses it) is recorded on
 that delivery and the batch goes on. Temporary trouble (what it needs has not arrived, the SMTP server is away or

@@ -7,12 +7,16 @@ the event consumer's), a unit test's FakeUnitOfWork, or `CommitPoint` below.
 from __future__ import annotations
 
 import asyncio
+import os
+import sqlite3
+import threading
 from collections.abc import Callable
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
 from netvaerk_shared import uow as shared_uow
@@ -47,8 +51,15 @@ class CommitPoint:
       answered, so the mailer writes the "." in the same breath: a process killed between those two writes is the only
       way left to lose a message, and one killed after both still commits (the server has the COMMIT) and delivers
       (the SMTP server has the "."). The commit's outcome is awaited afterwards, with `finished()`.
-    - On SQLite the commit is local and has finished when commit() returns; the connection goes back to the pool (a
-      rollback on SQLite's thread) only in `finished()`, after the ".".
+    - On SQLite the database is this process, so the window is ours to close. The COMMIT runs on aiosqlite's thread
+      while the event loop's thread waits for it (a few dozen microseconds), and commit() returns without the loop
+      taking a turn: nothing from here to the mailer's write of the "." suspends, so no other task's work can fall
+      into the gap (awaiting aiosqlite's future did: a kill -9 there lost a mail committed as sent). The transaction
+      commits with synchronous=NORMAL: once its WAL frames are written the commit survives a kill -9, and the fsync
+      that synchronous=FULL would do before returning (the longer part of the COMMIT) comes in `finished()`, after
+      the ".". That is PostgreSQL's order too: the "." goes out before the server's fsync, so only a power cut or a
+      failing disk in that fraction of a millisecond can send a message twice -- the database failing its COMMIT.
+      `finished()` also gives the connection back to the pool, after the ".".
     """
 
     def __init__(
@@ -65,6 +76,8 @@ class CommitPoint:
         self._uow: shared_uow.UnitOfWork[Repository] | None = None
         self._committing: asyncio.Task[None] | None = None  # the COMMIT under way (PostgreSQL), once on the wire
         self._committed = False
+        self._sqlite: Any = None  # the aiosqlite connection under ours (SQLite only)
+        self._wal_unsynced = False  # SQLite: committed, its WAL not yet fsynced
 
     @property
     def repo(self) -> Repository:
@@ -78,6 +91,15 @@ class CommitPoint:
 
     async def __aenter__(self) -> CommitPoint:
         self._conn = await self._engine.connect()
+        if is_sqlite(self._conn):
+            self._sqlite = (await self._conn.get_raw_connection()).driver_connection
+            try:
+                # before BEGIN: SQLite refuses to change it inside a transaction; _release() sets FULL again
+                async with self._sqlite.execute("PRAGMA synchronous=NORMAL"):
+                    pass
+            except BaseException:
+                await self._release(commit_failed=None)
+                raise
         self._trans = await self._conn.begin()
         self._uow = self._joined(self._conn)
         await self._uow.__aenter__()
@@ -98,9 +120,10 @@ class CommitPoint:
         assert self._uow is not None and self._trans is not None and self._conn is not None
         await self._uow.commit()  # "sent" is written already; this adds the outbox rows, on our transaction
         await self._uow.__aexit__(None, None, None)
-        if is_sqlite(self._conn):
-            await self._trans.commit()
-            self._committed = True
+        if self._sqlite is not None:
+            # No await from here to the mailer's ".": see the class docstring.
+            _commit_blocking(self._sqlite)
+            self._committed = self._wal_unsynced = True
             return
         on_the_wire: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -127,6 +150,13 @@ class CommitPoint:
                 await self._release(commit_failed=exc)
                 raise
             self._committed = True
+        if self._wal_unsynced:
+            self._wal_unsynced = False
+            try:
+                await _sync_wal(self._sqlite)
+            except BaseException as exc:
+                await self._release(commit_failed=exc)
+                raise
         if self._conn is not None:
             await self._release(commit_failed=None)
 
@@ -134,10 +164,57 @@ class CommitPoint:
         conn, trans, self._conn, self._trans = self._conn, self._trans, None, None
         if conn is None:
             return
+        sqlite, self._sqlite = self._sqlite, None
         try:
-            if trans is not None and trans.is_active and not self._committed:
-                await trans.rollback()
+            if trans is not None and trans.is_active:
+                # On SQLite a commit happened under SQLAlchemy (see commit()): its COMMIT then finds nothing to do.
+                await (trans.commit() if self._committed else trans.rollback())
+            if sqlite is not None:
+                async with sqlite.execute("PRAGMA synchronous=FULL"):  # as for every other unit of work
+                    pass
         finally:
             await conn.close()
         if self._committed and commit_failed is None and self._on_commit is not None:
             self._on_commit()
+
+
+def _commit_blocking(connection: Any) -> None:
+    """COMMIT on the aiosqlite connection's own thread while this thread (the event loop's) waits for it, so that the
+    caller goes on in the same step of the loop. The queue is aiosqlite's, used as SQLAlchemy's dialect uses it; the
+    connection is ours alone (nothing else is queued on it), so the COMMIT runs at once."""
+    done = threading.Event()
+    failed: list[BaseException] = []
+
+    def commit() -> None:
+        try:
+            connection._conn.commit()
+        except BaseException as exc:
+            failed.append(exc)
+        finally:
+            done.set()
+
+    connection._tx.put_nowait((None, commit))
+    if not done.wait(_SQLITE_COMMIT_TIMEOUT):
+        # it may still commit: then the message is lost (kept as sent), never sent twice
+        raise TimeoutError(f"SQLite COMMIT took longer than {_SQLITE_COMMIT_TIMEOUT}s")
+    if failed:
+        raise DBAPIError.instance("COMMIT", None, failed[0], sqlite3.Error) from failed[0]
+
+
+_SQLITE_COMMIT_TIMEOUT = 30.0  # as busy_timeout; the COMMIT holds the write lock already and does not wait for it
+
+
+async def _sync_wal(connection: Any) -> None:
+    """What synchronous=FULL does at a COMMIT in WAL mode: fdatasync the write-ahead log."""
+    rows = await connection.execute_fetchall("PRAGMA database_list")
+    path = next((file for _, name, file in rows if name == "main"), "")
+    if path:  # "" for an in-memory database
+        await asyncio.to_thread(_fdatasync, path + "-wal")
+
+
+def _fdatasync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
