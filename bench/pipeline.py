@@ -629,7 +629,7 @@ def member_body(tag: str, i: int) -> dict:
         "name": f"Mette Eksempel {i}",
         "email": f"bench-{tag}-{i}@example.org",
         "phone": "+45 12 34 56 78",
-        "organisation": {"name": "Eksempel Kommune", "kind": "public_authority", "cvr": "12345678"},
+        "organisation": {"name": "Eksempel Kommune", "kind": "public_authority", "cvr": "12345674"},
         "job_title": "Kontorchef",
         "locale": "da",
     }
@@ -798,7 +798,7 @@ async def accept_raw(infra_: Infra, backend: str, requests: int, concurrency: in
                         "id": str(org_id),
                         "name": "Eksempel Kommune",
                         "kind": "public_authority",
-                        "cvr": "12345678",
+                        "cvr": "12345674",
                     },
                     "job_title": "Kontorchef",
                     "locale": "da",

@@ -31,7 +31,7 @@ from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
 from nats.js.errors import NotFoundError
 
-from netvaerk_shared import operator, topology
+from netvaerk_shared import gdpr, operator, topology
 from netvaerk_testing.infra import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -224,6 +224,11 @@ def _event_subject(service: str, aggregate: str, event: str) -> str:
     return f"{service}.{aggregate}.{event}.v1.{uuid.uuid4()}"
 
 
+async def ensure_stream_as_admin(server: Server, service: str) -> None:
+    async with connect(server, "admin") as admin:
+        await topology.ensure_stream(admin.js, service)
+
+
 async def _streams_declared(server: Server) -> None:
     async with connect(server, "admin") as admin:
         await operator.declare_streams(admin.js)
@@ -285,6 +290,16 @@ def test_the_services_consume_with_one_durable_per_event_type() -> None:
         ("notifications", "MEMBERS", "notifications-member-registered-v1"),
         ("notifications", "MEMBERS", "notifications-member-joined-v1"),
         ("notifications", "MEETINGS", "notifications-meeting-scheduled-v1"),
+        # GDPR erasure: members hears its own notices (to purge MEMBERS), the others to erase what they hold
+        ("members", "MEMBERS", "members-member-erased-v1"),
+        ("meetings", "MEMBERS", "meetings-member-erased-v1"),
+        # the roster's upkeep (issue 9: seats): leaving, roles, seat transfers, members' organisations
+        ("meetings", "MEMBERS", "meetings-member-left-v1"),
+        ("meetings", "MEMBERS", "meetings-member-role-changed-v1"),
+        ("meetings", "MEMBERS", "meetings-seat-transferred-v1"),
+        ("meetings", "MEMBERS", "meetings-member-registered-v1"),
+        ("meetings", "MEMBERS", "meetings-member-updated-v1"),
+        ("notifications", "MEMBERS", "notifications-member-erased-v1"),
     }
     conf = CONF.read_text(encoding="utf-8")
     for d in DURABLES:
@@ -314,7 +329,17 @@ async def test_members_owns_its_stream_and_publishes_with_puback(server: Server)
         assert all(a.stream == "MEMBERS" for a in acks)
         assert members.errors == []
 
-        # ... but no other stream, and no deleting or purging its own
+        # GDPR erasure: it reads the notice's sequence and purges a member's earlier events by subject
+        erased = uuid.uuid4()
+        await members.js.publish(f"members.member.registered.v1.{erased}", b"{}")
+        notice = await members.js.publish(f"members.member.erased.v1.{erased}", b"{}")
+        last = await members.js.get_last_msg("MEMBERS", f"members.member.erased.v1.{erased}")
+        assert last.seq == notice.seq
+        assert await members.js.purge_stream("MEMBERS", subject=f"members.member.*.*.{erased}", seq=notice.seq)
+        assert members.errors == []
+
+        # ... but no other stream, and no deleting its own
+        await ensure_stream_as_admin(server, "meetings")
         await all_denied(
             members,
             {
@@ -322,10 +347,10 @@ async def test_members_owns_its_stream_and_publishes_with_puback(server: Server)
                     StreamConfig(name="MEETINGS", subjects=["meetings.>"])
                 ),
                 "$JS.API.STREAM.DELETE.MEMBERS": members.jsm_denied.delete_stream("MEMBERS"),
-                "$JS.API.STREAM.PURGE.MEMBERS": members.jsm_denied.purge_stream("MEMBERS"),
+                "$JS.API.STREAM.PURGE.MEETINGS": members.jsm_denied.purge_stream("MEETINGS"),
             },
         )
-        assert await stream_messages(members, "MEMBERS") >= 4
+        assert await stream_messages(members, "MEMBERS") >= 5
 
 
 @pytest.mark.asyncio
@@ -388,8 +413,15 @@ async def test_service_consumes_with_its_durable(server: Server, durable: Durabl
         assert svc.errors == []
 
         # not another service's durable, no durable of another name, not deleting its own, no stream of its producer
+        # (members consumes its own stream: it may declare that one)
         other = next(d for d in DURABLES if d.service != durable.service)
         others_create = f"$JS.API.CONSUMER.CREATE.{other.stream}.{other.name}.{other.config.filter_subject}"
+        if producer == durable.service:
+            foreign = next(s for s in EVENT_STREAMS if s != producer)
+            await ensure_stream_as_admin(server, foreign)
+            producer, stream_create = foreign, f"$JS.API.STREAM.CREATE.{EVENT_STREAMS[foreign]}"
+        else:
+            stream_create = f"$JS.API.STREAM.CREATE.{durable.stream}"
         await all_denied(
             svc,
             {
@@ -401,7 +433,7 @@ async def test_service_consumes_with_its_durable(server: Server, durable: Durabl
                     durable.stream, durable.name
                 ),
                 f"$JS.API.STREAM.DELETE.{durable.stream}": svc.jsm_denied.delete_stream(durable.stream),
-                f"$JS.API.STREAM.CREATE.{durable.stream}": svc.jsm_denied.add_stream(topology.stream_config(producer)),
+                stream_create: svc.jsm_denied.add_stream(topology.stream_config(producer)),
             },
         )
 
@@ -415,6 +447,54 @@ async def test_meetings_reads_no_notifications(server: Server) -> None:
                 "$JS.API.STREAM.INFO.NOTIFICATIONS": meetings.jsm_denied.stream_info("NOTIFICATIONS"),
             },
         )
+
+
+# -- GDPR export: core NATS request/reply carrying personal data ---------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_gdpr_export_only_members_asks_and_the_services_answer_in_chunks(server: Server) -> None:
+    subject = gdpr.EXPORT_SUBJECT
+    async with (
+        connect(server, "members") as members,
+        connect(server, "meetings") as meetings,
+        connect(server, "notifications") as notifications,
+        connect(server, "subscriber") as sub,
+    ):
+        services = {"members": members, "meetings": meetings, "notifications": notifications}
+        for name, responder in services.items():
+
+            async def answer(msg, nc=responder.nc, name=name) -> None:
+                for chunk in (1, 2, 3):  # a large part comes in several replies to the one request
+                    await nc.publish(msg.reply, f"{name} {chunk}".encode())
+
+            await responder.nc.subscribe(subject, queue=f"gdpr-export-{name}", cb=answer)
+            await responder.nc.flush()
+        inbox = members.nc.new_inbox()
+        got: list[bytes] = []
+
+        async def received(msg) -> None:
+            got.append(msg.data)
+
+        await members.nc.subscribe(inbox, cb=received)
+        await members.nc.publish(subject, b'{"member_id": "x"}', reply=inbox)
+        await members.nc.flush()
+        deadline = time.monotonic() + 2
+        while len(got) < 9 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert sorted(got) == sorted(f"{n} {c}".encode() for n in services for c in (1, 2, 3))
+        assert members.errors == [] and meetings.errors == [] and notifications.errors == []
+
+        # no other service may ask for a member's data; nor may a service publish to an inbox it was not asked from
+        await meetings.nc.publish(subject, b'{"member_id": "x"}', reply=meetings.nc.new_inbox())
+        assert await meetings.violations(subject)
+        await notifications.nc.publish("_INBOX.not-asked", b"forged")
+        assert await notifications.violations("_INBOX.not-asked")
+        # the outside systems see none of it: neither the requests nor the answers
+        await sub.nc.subscribe(subject)
+        assert await sub.violations(subject)
+        await sub.nc.publish(subject, b'{"member_id": "x"}')
+        assert await sub.violations(subject)
 
 
 # -- admin ------------------------------------------------------------------------------------------------------

@@ -16,10 +16,36 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from . import contracts, topology
 from .contracts import EventData
+from .contracts import meetings as meetings_contracts
+from .contracts.members import MemberErased
 
 PRODUCES: dict[str, tuple[type[EventData], ...]] = {
-    "members": (contracts.GroupCreated, contracts.MemberRegistered, contracts.MemberJoined),
-    "meetings": (contracts.MeetingScheduled,),
+    "members": (
+        contracts.GroupCreated,
+        contracts.GroupUpdated,
+        contracts.MemberRegistered,
+        contracts.MemberUpdated,
+        contracts.MemberJoined,
+        contracts.MemberLeft,
+        contracts.MemberRoleChanged,
+        contracts.MemberJoinRequested,
+        contracts.MemberJoinDeclined,
+        contracts.SeatTransferred,
+        contracts.OrganisationMembershipChanged,
+        MemberErased,
+    ),
+    "meetings": (
+        contracts.MeetingScheduled,
+        meetings_contracts.MeetingRescheduled,
+        meetings_contracts.MeetingCancelled,
+        meetings_contracts.AgendaUpdated,
+        meetings_contracts.RsvpRecorded,
+        meetings_contracts.WaitlistPromoted,
+        meetings_contracts.AttendanceRecorded,
+        meetings_contracts.ProposalSubmitted,
+        meetings_contracts.ProposalAccepted,
+        meetings_contracts.ProposalDeclined,
+    ),
     "notifications": (contracts.NotificationSent, contracts.NotificationFailed),
 }
 

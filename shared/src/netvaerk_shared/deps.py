@@ -74,14 +74,19 @@ class Principal:
             raise Problem(403, "A member may only do this for themselves.")
 
 
+# Absent means the administration; the document says "a UUID, optional" (not "a UUID or null": a header cannot be
+# null, and a client that read `null` there would send the string "null").
+_NO_HEADER: Any = None
+
+
 async def get_principal(
     acting_member: Annotated[
-        UUID | None,
+        UUID,
         Header(
             alias=ACTING_MEMBER_HEADER,
             description="The member the caller acts for (set by the web gateway). Without it: the administration.",
         ),
-    ] = None,
+    ] = _NO_HEADER,
 ) -> Principal:
     return Principal(member_id=acting_member)
 

@@ -73,6 +73,9 @@ class ServiceSettings(LoggingSettings):
     relay_batch_size: int = 500
     consumer_batch_size: int = 200
     consumer_max_deliver: int = 5  # after this many failed deliveries an event becomes a dead letter
+    # GDPR export (netvaerk_shared.gdpr): the services that must each answer for their part, and how long to wait
+    gdpr_export_services: str = "members,meetings,notifications"
+    gdpr_export_timeout_seconds: float = 5.0
 
     @field_validator("environment")
     @classmethod

@@ -6,14 +6,18 @@ from pathlib import Path
 
 from netvaerk_shared import contracts
 from netvaerk_shared.consumer import Subscription
+from netvaerk_shared.contracts.members import MemberErased
 from netvaerk_shared.db import create_engine
+from netvaerk_shared.gdpr import ExportResponder
 from netvaerk_shared.runtime import ServiceRuntime
 
 from .adapters import orm
 from .adapters.repository import Repositories
 from .config import Settings
-from .entrypoints.subscribers import on_group_created, on_member_joined, on_members_joined
+from .entrypoints import subscribers
+from .entrypoints.subscribers import on_group_created, on_member_erased, on_member_joined, on_members_joined
 from .service_layer.translator import to_contract
+from .views import member_part
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -25,8 +29,15 @@ def bootstrap(settings: Settings | None = None) -> ServiceRuntime:
     subscriptions = (
         Subscription(contracts.GroupCreated, on_group_created),
         Subscription(contracts.MemberJoined, on_member_joined, on_members_joined),
+        Subscription(MemberErased, on_member_erased),
+        # the roster's upkeep (issue 9: seats)
+        Subscription(contracts.MemberLeft, subscribers.on_member_left),
+        Subscription(contracts.MemberRoleChanged, subscribers.on_member_role_changed),
+        Subscription(contracts.SeatTransferred, subscribers.on_seat_transferred),
+        Subscription(contracts.MemberRegistered, subscribers.on_member_registered),
+        Subscription(contracts.MemberUpdated, subscribers.on_member_updated),
     )
-    return ServiceRuntime(
+    runtime = ServiceRuntime(
         service="meetings",
         settings=settings,
         engine=engine,
@@ -36,3 +47,5 @@ def bootstrap(settings: Settings | None = None) -> ServiceRuntime:
         subscriptions=subscriptions,
         migrations_dir=migrations,
     )
+    runtime.add_worker(ExportResponder(runtime, member_part))  # its part of a GDPR export, over NATS
+    return runtime

@@ -8,6 +8,7 @@ from uuid import UUID
 from sqlalchemy import ColumnElement, Row, RowMapping, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from . import proposal_views, seat_views
 from .adapters import orm
 
 
@@ -35,7 +36,7 @@ async def get_group(engine: AsyncEngine, group_id: UUID) -> dict[str, Any] | Non
             (
                 await conn.execute(
                     select(gm.c.member_id, gm.c.role, gm.c.joined_at)
-                    .where(gm.c.group_id == group_id)
+                    .where(gm.c.group_id == group_id, gm.c.left_at.is_(None))  # who left is no longer in it
                     .order_by(gm.c.joined_at, gm.c.member_id)
                 )
             )
@@ -58,7 +59,7 @@ async def member_export(engine: AsyncEngine, member_id: UUID) -> dict[str, Any]:
         rows = (
             (
                 await conn.execute(
-                    select(gm.c.group_id, g.c.name.label("group_name"), gm.c.role, gm.c.joined_at)
+                    select(gm.c.group_id, g.c.name.label("group_name"), gm.c.role, gm.c.joined_at, gm.c.left_at)
                     .outerjoin(g, g.c.id == gm.c.group_id)  # the membership may have come before its group
                     .where(gm.c.member_id == member_id)
                     .order_by(gm.c.joined_at)
@@ -67,7 +68,26 @@ async def member_export(engine: AsyncEngine, member_id: UUID) -> dict[str, Any]:
             .mappings()
             .all()
         )
-    return {"service": "meetings", "member_id": member_id, "group_memberships": [dict(r) for r in rows]}
+        proposals_and_feeds = await proposal_views.member_part(conn, member_id)
+        seats = await seat_views.member_part(conn, member_id)  # answers, attendance, organisation id
+    return {
+        "service": "meetings",
+        "member_id": member_id,
+        "group_memberships": [dict(r) for r in rows],
+        **proposals_and_feeds,
+        **seats,
+    }
+
+
+def holds_something(data: dict[str, Any]) -> bool:
+    """Whether an export found anything about the member (its every list but the envelope's fields)."""
+    return any(value for value in data.values() if isinstance(value, list))
+
+
+async def member_part(engine: AsyncEngine, member_id: UUID) -> dict[str, Any] | None:
+    """This service's part of a GDPR export (as `GET /members/{id}/export`): None when it holds nothing."""
+    data = await member_export(engine, member_id)
+    return data if holds_something(data) else None
 
 
 async def _group_row(conn: AsyncConnection, group_id: UUID) -> Row[Any] | None:
@@ -99,6 +119,7 @@ async def _meetings(conn: AsyncConnection, where: ColumnElement[bool]) -> list[d
                 "speaker_organisation": item["speaker_organisation"],
                 "minutes": item["minutes"],
                 "tags": list(item["tags"] or []),
+                "materials": list(item["materials"] or []),
             }
         )
     return [_meeting(r, agendas[r["id"]]) for r in rows]
@@ -125,4 +146,9 @@ def _meeting(row: RowMapping, agenda: list[dict[str, Any]]) -> dict[str, Any]:
         "agenda": agenda,
         "sequence": row["sequence"],
         "scheduled_at": row["scheduled_at"],
+        "status": row["status"],
+        "rsvp_deadline": row["rsvp_deadline"],
+        "series_id": row["series_id"],
+        "cancel_reason": row["cancel_reason"],
+        "minutes": row["minutes"],
     }

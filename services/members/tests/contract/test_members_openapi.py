@@ -21,9 +21,18 @@ from netvaerk_testing.api_contract import (
 )
 
 app = create_app()
-schema = load_schema(app, TOKEN)
-on_sqlite = load_schema(app, TOKEN, **SQLITE)
-running = running_service(app, bootstrap, Settings)
+# A CVR number that has 8 digits can still fail its modulus-11 check, which JSON Schema cannot state: the service
+# answers 422 naming organisation.cvr, and the document says so for these operations. Likewise a page cursor that
+# matches its pattern but was not made by the service (it is opaque): 422 naming cursor.
+EXPECTED = {
+    ("POST", "/members"): [422],
+    ("PATCH", "/members/{member_id}"): [422],
+    ("GET", "/admin/members"): [422],
+}
+schema = load_schema(app, TOKEN, expected=EXPECTED)
+on_sqlite = load_schema(app, TOKEN, expected=EXPECTED, **SQLITE)
+# members runs alone here: it answers its own part of a GDPR export (the others' silence is a documented 504)
+running = running_service(app, bootstrap, Settings, gdpr_export_services="members")
 
 
 def test_checked_in_openapi_is_current_and_valid():
@@ -70,7 +79,7 @@ def test_the_answers_random_data_cannot_reach_keep_the_contract(running):
             "name": "Mette Eksempel",
             "email": f"mette.{unique}@example.org",
             "phone": "+45 12 34 56 78",
-            "organisation": {"name": "Eksempel Kommune", "kind": "public_authority", "cvr": "12345678"},
+            "organisation": {"name": "Eksempel Kommune", "kind": "public_authority", "cvr": "12345674"},
             "job_title": "Kontorchef",
             "locale": "da",
         },

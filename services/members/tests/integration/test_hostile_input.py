@@ -29,9 +29,30 @@ MEMBER = {
     "name": "Mette Eksempel",
     "email": "mette@example.org",
     "phone": "+45 12 34 56 78",
-    "organisation": {"name": "Eksempel Kommune", "kind": "public_authority", "cvr": "12345678"},
+    "organisation": {"name": "Eksempel Kommune", "kind": "public_authority", "cvr": "12345674"},
     "job_title": "Kontorchef",
     "locale": "da",
+    "consents": ["news", "show_email"],
+}
+GROUP_PATCH = {
+    "name": "Offentlig digitalisering vest",
+    "slug": "offentlig-digitalisering-vest",
+    "region": "Vest",
+    "description": "Kommuner og leverandører.\nTo møder om året.",
+    "topics": ["SKI", "databeskyttelse"],
+    "capacity": 30,
+    "requires_approval": True,
+    "status": "open",
+}
+MEMBER_PATCH = {
+    "name": "Mette Anden",
+    "email": "mette.anden@example.org",
+    "phone": "+45 87 65 43 21",
+    "organisation": {"name": "Eksempel Region", "kind": "public_authority", "cvr": "29341850"},
+    "job_title": "Digitaliseringschef",
+    "locale": "en",
+    "consents": ["show_phone"],
+    "status": "active",
 }
 
 
@@ -48,7 +69,15 @@ async def _counts(runtime) -> dict[str, int]:
     async with runtime.engine.connect() as conn:
         return {
             t.name: (await conn.execute(select(func.count()).select_from(t))).scalar_one()
-            for t in (orm.groups, orm.members, orm.organisations, orm.memberships, runtime.tables.outbox)
+            for t in (
+                orm.groups,
+                orm.members,
+                orm.organisations,
+                orm.memberships,
+                orm.consents,
+                orm.join_requests,
+                runtime.tables.outbox,
+            )
         }
 
 
@@ -160,3 +189,74 @@ async def test_the_largest_valid_group_makes_an_event_that_fits_and_a_smaller_se
     assert response.status_code == 413, response.text
     assert response.json()["errors"][0]["field"] == "topics"
     assert await _counts(runtime) == before  # refused before anything committed
+
+
+async def _group_with_a_request(client) -> tuple[str, str]:
+    """A group that asks for approval, and a member whose request to join it waits."""
+    group = (await client.post("/groups", json={**GROUP, "requires_approval": True})).json()["group_id"]
+    member = (await client.post("/members", json=MEMBER)).json()["member_id"]
+    r = await client.post(f"/groups/{group}/members", json={"member_id": member}, headers={"X-Netvaerk-Member": member})
+    assert r.status_code == 202, r.text
+    return group, member
+
+
+# every operation with a JSON body whose strings or lists could carry hostile text: (method, path, valid body)
+CHANGES = [
+    ("PATCH", "/groups/{group_id}", GROUP_PATCH),
+    ("PATCH", "/members/{member_id}", MEMBER_PATCH),
+    ("POST", "/groups/{group_id}/requests/{member_id}/decline", {"reason": "Gruppen er for kommuner"}),
+]
+
+
+@pytest.mark.parametrize("method,path,valid", CHANGES, ids=[f"{m} {p}" for m, p, _ in CHANGES])
+async def test_every_field_of_every_change_refuses_hostile_text_and_nothing_is_written(service, method, path, valid):
+    client, runtime, document = service
+    group, member = await _group_with_a_request(client)
+    url = path.format(group_id=group, member_id=member)
+    before = await _counts(runtime)
+    cases = hostile.variants(document, method, path, valid)
+    assert len(cases) >= 9  # at least one string field reached, with every kind of hostile text
+    for variant in cases:
+        _assert_refused(await client.request(method, url, json=variant.body), variant)
+    assert await _counts(runtime) == before
+    response = await client.request(method, url, json=valid)  # and the ordinary request still goes through
+    assert response.status_code < 300, response.text
+
+
+def _body_schema(document, operation) -> dict | None:
+    content = (operation.get("requestBody") or {}).get("content", {}).get("application/json")
+    return None if content is None else content["schema"]
+
+
+def _has_text(schema, document, seen=()) -> bool:
+    """Does the body hold a free string or a list somewhere (what hostile.variants walks)?"""
+    while "$ref" in schema:
+        node = document
+        for part in schema["$ref"].removeprefix("#/").split("/"):
+            node = node[part]
+        schema = node
+    if schema.get("type") == "array":
+        return True
+    if schema.get("type") == "string":
+        return "enum" not in schema and schema.get("format") in (None, "email")
+    subs = [*schema.get("anyOf", []), *schema.get("oneOf", []), *(schema.get("properties") or {}).values()]
+    return any(_has_text(sub, document) for sub in subs)
+
+
+def test_the_hostile_suites_cover_every_operation_that_takes_text(service):
+    """A new operation with a text field fails this until it is added to CHANGES (or the POST suite above)."""
+    _, _, document = service
+    covered = {("POST", "/groups"), ("POST", "/members")} | {(m, p) for m, p, _ in CHANGES}
+    covered |= {
+        ("POST", "/groups/{group_id}/members")
+    }  # ids, a role and a flag: test_join_refuses_hostile_ids_and_roles
+    takes_text = {
+        (method.upper(), path)
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if isinstance(operation, dict)
+        and (schema := _body_schema(document, operation)) is not None
+        and _has_text(schema, document)
+    }
+    assert takes_text, "the walk found no operation at all"
+    assert takes_text <= covered, f"not covered by a hostile-input suite: {sorted(takes_text - covered)}"

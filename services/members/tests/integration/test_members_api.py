@@ -54,7 +54,7 @@ MEMBER = {
     "name": "Mette Eksempel",
     "email": "Mette@Example.org",
     "phone": "+45 12 34 56 78",
-    "organisation": {"name": "Eksempel Kommune", "kind": "public_authority", "cvr": "12345678"},
+    "organisation": {"name": "Eksempel Kommune", "kind": "public_authority", "cvr": "12345674"},
     "job_title": "Kontorchef",
     "locale": "da",
 }

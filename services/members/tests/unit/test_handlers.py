@@ -13,7 +13,7 @@ from members.bootstrap import bootstrap
 from members.config import Settings
 from members.domain import commands
 from members.domain.errors import Conflict, Invalid, NotFound
-from members.domain.model import Group, Member, Organisation
+from members.domain.model import Group, Member, Organisation, Seat
 from members.service_layer import handlers
 from members.service_layer.translator import to_contract
 from netvaerk_shared import contracts
@@ -28,27 +28,53 @@ class FakeStore:
     """What the database would hold."""
 
     def __init__(self):
-        self.groups: dict = {}  # id -> Group
+        self.groups: dict = {}  # id -> Group (without roster and queue)
         self.organisations: dict = {}  # name key -> Organisation
         self.members: dict = {}  # id -> Member (without memberships)
         self.memberships: dict = {}  # (member id, group id) -> (role, joined_at)
+        self.requests: dict = {}  # group id -> [JoinRequest] in order
 
 
 class FakeRepository:
+    """The repository's interface over FakeStore; one object per id and unit of work, as the real one."""
+
     def __init__(self, store: FakeStore):
         self.store = store
         self.seen = []
+        self._groups, self._members = {}, {}
 
     async def add_group(self, group):
-        self.store.groups[group.id] = group
+        self.store.groups[group.id] = replace(group, roster={}, queue=[], events=[])
+        self._groups[group.id] = group
         self.seen.append(group)
 
-    async def group_slug_taken(self, slug):
-        return any(g.slug == slug for g in self.store.groups.values())
+    async def group_slug_taken(self, slug, other_than=None):
+        return any(g.slug == slug and g.id != other_than for g in self.store.groups.values())
 
-    async def get_group(self, group_id):
+    async def get_group(self, group_id, lock=False):
+        if group_id in self._groups:
+            return self._groups[group_id]
         g = self.store.groups.get(group_id)
-        return None if g is None else replace(g, events=[])
+        if g is None:
+            return None
+        roster = {m: Seat(role, at) for (m, gid), (role, at) in self.store.memberships.items() if gid == group_id}
+        group = replace(g, roster=roster, queue=list(self.store.requests.get(group_id, [])), events=[])
+        self._groups[group_id] = group
+        self.seen.append(group)
+        return group
+
+    async def save_group(self, group):
+        self.store.groups[group.id] = replace(group, roster={}, queue=[], events=[])
+        for key in [k for k in self.store.memberships if k[1] == group.id and k[0] not in group.roster]:
+            del self.store.memberships[key]
+        for member_id, seat in group.roster.items():
+            self.store.memberships[(member_id, group.id)] = (seat.role, seat.joined_at)
+        self.store.requests[group.id] = list(group.queue)
+
+    async def groups_of(self, member_id):
+        ids = {g for (m, g) in self.store.memberships if m == member_id}
+        ids |= {g for g, queue in self.store.requests.items() if any(r.member_id == member_id for r in queue)}
+        return sorted(ids, key=str)
 
     async def organisation(self, name, kind, cvr, new_id):
         key = " ".join(name.lower().split())
@@ -56,24 +82,43 @@ class FakeRepository:
             self.store.organisations[key] = Organisation(id=new_id(), name=" ".join(name.split()), kind=kind, cvr=cvr)
         return self.store.organisations[key]
 
+    async def get_organisation(self, organisation_id, lock=False):
+        org = next((o for o in self.store.organisations.values() if o.id == organisation_id), None)
+        if org is not None:
+            self.seen.append(org)
+        return org
+
+    async def save_organisation_membership(self, org):
+        pass  # the store holds the object itself
+
+    async def members_of_organisation(self, organisation_id):
+        return sorted((m.id for m in self.store.members.values() if m.organisation.id == organisation_id), key=str)
+
     async def add_member(self, member):
         if any(m.email == member.email for m in self.store.members.values()):
             return False  # the unique constraint on members.email
         self.store.members[member.id] = member
+        self._members[member.id] = member
         self.seen.append(member)
         return True
 
-    async def get_member(self, member_id):
+    async def email_taken(self, email, other_than):
+        return any(m.email == email and m.id != other_than for m in self.store.members.values())
+
+    async def get_member(self, member_id, lock=False):
+        if member_id in self._members:
+            return self._members[member_id]
         m = self.store.members.get(member_id)
         if m is None:
             return None
         roles = {g: role for (mid, g), (role, _) in self.store.memberships.items() if mid == member_id}
-        member = replace(m, memberships=roles, events=[])  # a fresh load, as from the database
+        member = replace(m, memberships=roles, consents=dict(m.consents), events=[])  # a fresh load
+        self._members[member_id] = member
         self.seen.append(member)
         return member
 
-    async def add_membership(self, member_id, group_id, role, joined_at):
-        self.store.memberships[(member_id, group_id)] = (role, joined_at)
+    async def save_member(self, member):
+        self.store.members[member.id] = replace(member, memberships={}, events=[])
 
 
 def repository_on(store, conns=None):
@@ -91,7 +136,7 @@ def register_cmd(**overrides) -> commands.RegisterMember:
         email="Mette@Example.org",
         organisation_name="Eksempel Kommune",
         organisation_kind="public_authority",
-        organisation_cvr="12345678",
+        organisation_cvr="12345674",
         job_title="Kontorchef",
         locale="da",
         phone="+45 12 34 56 78",
@@ -176,7 +221,7 @@ async def test_registering_publishes_member_registered_with_the_contact_data():
     assert event.locale is contracts.Locale.da
     assert event.registered_at == NOW
     assert event.organisation == contracts.Organisation(
-        id=m.organisation.id, name="Eksempel Kommune", kind=contracts.OrganisationKind.public_authority, cvr="12345678"
+        id=m.organisation.id, name="Eksempel Kommune", kind=contracts.OrganisationKind.public_authority, cvr="12345674"
     )
     assert event.nats_subject() == f"members.member.registered.v1.{m.id}"
 

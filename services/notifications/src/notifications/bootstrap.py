@@ -7,7 +7,9 @@ from pathlib import Path
 
 from netvaerk_shared import contracts
 from netvaerk_shared.consumer import Subscription
+from netvaerk_shared.contracts.members import MemberErased
 from netvaerk_shared.db import create_engine
+from netvaerk_shared.gdpr import ExportResponder
 from netvaerk_shared.runtime import ServiceRuntime
 
 from .adapters import orm
@@ -17,7 +19,7 @@ from .config import Settings
 from .entrypoints import subscribers
 from .entrypoints.worker import DeliveryWorker, Mailer
 from .service_layer.translator import to_contract
-from .views import refresh_delivery_gauges
+from .views import member_export, refresh_delivery_gauges
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -31,6 +33,7 @@ def bootstrap(settings: Settings | None = None, mailer: Mailer | None = None) ->
         Subscription(contracts.MemberRegistered, subscribers.on_member_registered, subscribers.on_members_registered),
         Subscription(contracts.MemberJoined, subscribers.on_member_joined, subscribers.on_members_joined),
         Subscription(contracts.MeetingScheduled, subscribers.on_meeting_scheduled),
+        Subscription(MemberErased, subscribers.on_member_erased),
     )
     runtime = ServiceRuntime(
         service="notifications",
@@ -53,4 +56,5 @@ def bootstrap(settings: Settings | None = None, mailer: Mailer | None = None) ->
         )
         runtime.add_worker(DeliveryWorker(runtime, settings, mailer))
     runtime.add_gauges(lambda: refresh_delivery_gauges(engine))
+    runtime.add_worker(ExportResponder(runtime, member_export))  # its part of a GDPR export, over NATS
     return runtime

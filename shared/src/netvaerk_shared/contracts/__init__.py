@@ -6,11 +6,33 @@ fails when the two drift apart. Regenerate with `python -m netvaerk_shared.contr
 
 from .base import EVENT_TYPES, EventData, register
 from .meetings import AgendaItem, AgendaKind, MeetingScheduled, Venue
-from .members import GroupCreated, Locale, MemberJoined, MemberRegistered, Organisation, OrganisationKind, Role
+from .members import (
+    Consent,
+    ConsentKind,
+    GroupCreated,
+    GroupStatus,
+    GroupUpdated,
+    JoinRequestStatus,
+    LeaveReason,
+    Locale,
+    MemberJoinDeclined,
+    MemberJoined,
+    MemberJoinRequested,
+    MemberLeft,
+    MemberRegistered,
+    MemberRoleChanged,
+    MembershipStatus,
+    MemberUpdated,
+    Organisation,
+    OrganisationKind,
+    OrganisationMembershipChanged,
+    Role,
+    SeatTransferred,
+)
 from .notifications import Channel, NotificationFailed, NotificationKind, NotificationSent
 
 # Events whose data may hold personal contact data. Everything else carries ids only.
-PERSONAL_DATA_EVENTS = frozenset({MemberRegistered.event_type()})
+PERSONAL_DATA_EVENTS = frozenset({MemberRegistered.event_type(), MemberUpdated.event_type()})
 
 __all__ = [
     "EVENT_TYPES",
@@ -20,13 +42,27 @@ __all__ = [
     "AgendaKind",
     "MeetingScheduled",
     "Venue",
+    "Consent",
+    "ConsentKind",
     "GroupCreated",
+    "GroupStatus",
+    "GroupUpdated",
+    "JoinRequestStatus",
+    "LeaveReason",
     "Locale",
+    "MemberJoinDeclined",
     "MemberJoined",
+    "MemberJoinRequested",
+    "MemberLeft",
     "MemberRegistered",
+    "MemberRoleChanged",
+    "MembershipStatus",
+    "MemberUpdated",
     "Organisation",
     "OrganisationKind",
+    "OrganisationMembershipChanged",
     "Role",
+    "SeatTransferred",
     "Channel",
     "NotificationFailed",
     "NotificationKind",

@@ -7,21 +7,39 @@ no events). `Repositories` carries both as the unit of work's `uow.repo`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from uuid import UUID
+from typing import Any
+from uuid import UUID, uuid4
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import ColumnElement, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from netvaerk_shared.db import dialect_insert
+from netvaerk_shared.gdpr import scrub_messaging
 
 from ..domain.model import Meeting
+from ..domain.proposal import Proposal
+from ..domain.rsvp import Seating
 from . import orm
+from .plan_repository import PlanRepository
+from .proposal_repository import CalendarFeedRepository, ProposalRepository
+from .seat_repository import SeatRepository
 
 _INSERT_MEETING = insert(orm.meetings)
 _INSERT_AGENDA_ITEM = insert(orm.agenda_items)
 _GROUP_KNOWN = select(orm.groups.c.id).where(orm.groups.c.id == bindparam("group_id"))
+
+
+def _join_set(stmt: Any) -> dict[str, Any]:
+    return {"role": stmt.excluded.role, "joined_at": stmt.excluded.joined_at, "left_at": None}
+
+
+def _join_wins(stmt: Any) -> ColumnElement[bool]:
+    """The newest join wins, whatever order the events come in; a join wins over a leaving only when it is newer."""
+    gm = orm.group_members
+    newer_join = stmt.excluded.joined_at >= gm.c.joined_at
+    return newer_join & (gm.c.left_at.is_(None) | (stmt.excluded.joined_at > gm.c.left_at))
 
 
 class MeetingRepository:
@@ -47,6 +65,11 @@ class MeetingRepository:
                 "capacity": meeting.capacity,
                 "sequence": meeting.sequence,
                 "scheduled_at": meeting.scheduled_at,
+                "status": meeting.status,
+                "rsvp_deadline": meeting.rsvp_deadline,
+                "series_id": meeting.series_id,
+                "cancel_reason": meeting.cancel_reason,
+                "minutes": meeting.minutes,
             },
         )
         if meeting.agenda:
@@ -62,6 +85,7 @@ class MeetingRepository:
                         "speaker_organisation": item.speaker_organisation,
                         "minutes": item.minutes,
                         "tags": list(item.tags),
+                        "materials": list(item.materials),
                     }
                     for item in meeting.agenda
                 ],
@@ -86,6 +110,8 @@ class RosterRepository:
 
     async def record_membership(self, group_id: UUID, member_id: UUID, role: str, joined_at: datetime) -> None:
         # The newest join wins, whatever order the events come in.
+        if await self._erased([member_id]):
+            return  # a join that arrives after the member's erasure (another durable) does not bring them back
         gm = orm.group_members
         stmt = dialect_insert(self.conn, gm).values(
             group_id=group_id, member_id=member_id, role=role, joined_at=joined_at
@@ -93,15 +119,19 @@ class RosterRepository:
         await self.conn.execute(
             stmt.on_conflict_do_update(
                 index_elements=["group_id", "member_id"],
-                set_={"role": stmt.excluded.role, "joined_at": stmt.excluded.joined_at},
-                where=stmt.excluded.joined_at >= gm.c.joined_at,
+                set_=_join_set(stmt),
+                where=_join_wins(stmt),
             )
         )
 
     async def record_memberships(self, rows: Iterable[tuple[UUID, UUID, str, datetime]]) -> None:
         """Many joins in one statement a chunk; the newest join of each pair wins, as in record_membership."""
         newest: dict[tuple[UUID, UUID], tuple[str, datetime]] = {}
+        rows = list(rows)
+        erased = await self._erased([member_id for _, member_id, _, _ in rows])
         for group_id, member_id, role, joined_at in rows:
+            if member_id in erased:
+                continue
             key = (group_id, member_id)
             if key not in newest or joined_at >= newest[key][1]:
                 newest[key] = (role, joined_at)
@@ -111,11 +141,69 @@ class RosterRepository:
             stmt = dialect_insert(self.conn, gm).values(values[i : i + 500])
             await self.conn.execute(
                 stmt.on_conflict_do_update(
-                    index_elements=["group_id", "member_id"],
-                    set_={"role": stmt.excluded.role, "joined_at": stmt.excluded.joined_at},
-                    where=stmt.excluded.joined_at >= gm.c.joined_at,
+                    index_elements=["group_id", "member_id"], set_=_join_set(stmt), where=_join_wins(stmt)
                 )
             )
+
+    async def record_leaving(self, group_id: UUID, member_id: UUID, left_at: datetime) -> None:
+        """MemberLeft: the row stays with `left_at` set (a late, older join must not bring the member back); a row is
+        made when the leaving comes before the join it ends."""
+        if await self._erased([member_id]):
+            return
+        gm = orm.group_members
+        stmt = dialect_insert(self.conn, gm).values(
+            group_id=group_id, member_id=member_id, role="member", joined_at=left_at, left_at=left_at
+        )
+        await self.conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["group_id", "member_id"],
+                set_={"left_at": stmt.excluded.left_at},
+                where=(gm.c.joined_at <= stmt.excluded.left_at)
+                & (gm.c.left_at.is_(None) | (gm.c.left_at < stmt.excluded.left_at)),
+            )
+        )
+
+    async def record_role(self, group_id: UUID, member_id: UUID, role: str) -> bool:
+        """MemberRoleChanged: the member's role in the group now. False when the membership is not (yet) known."""
+        gm = orm.group_members
+        result = await self.conn.execute(
+            update(gm).where(gm.c.group_id == group_id, gm.c.member_id == member_id).values(role=role)
+        )
+        return bool(result.rowcount)
+
+    async def is_erased(self, member_id: UUID) -> bool:
+        return bool(await self._erased([member_id]))
+
+    async def role_of(self, group_id: UUID, member_id: UUID) -> str | None:
+        """The member's role in the group, None when they are not (or no longer) in it."""
+        gm = orm.group_members
+        stmt = select(gm.c.role).where(gm.c.group_id == group_id, gm.c.member_id == member_id, gm.c.left_at.is_(None))
+        return (await self.conn.execute(stmt)).scalar_one_or_none()
+
+    # -- GDPR erasure -------------------------------------------------------------------------------------------
+    async def _erased(self, member_ids: Sequence[UUID]) -> set[UUID]:
+        e = orm.erased_members
+        found: set[UUID] = set()
+        unique = list(dict.fromkeys(member_ids))
+        for i in range(0, len(unique), 500):
+            stmt = select(e.c.member_id).where(e.c.member_id.in_(unique[i : i + 500]))
+            found.update((await self.conn.execute(stmt)).scalars())
+        return found
+
+    async def forget_member(self, member_id: UUID, erased_at: datetime) -> int:
+        """The member's roster rows go on under a random id each (a group's count stays right, nothing links them to
+        the person), the id is remembered as erased, and the messaging tables forget the member. Returns the roster
+        rows anonymised; a second call finds none."""
+        gm = orm.group_members
+        groups = (await self.conn.execute(select(gm.c.group_id).where(gm.c.member_id == member_id))).scalars().all()
+        for group_id in groups:
+            await self.conn.execute(
+                update(gm).where(gm.c.group_id == group_id, gm.c.member_id == member_id).values(member_id=uuid4())
+            )
+        stmt = dialect_insert(self.conn, orm.erased_members).values(member_id=member_id, erased_at=erased_at)
+        await self.conn.execute(stmt.on_conflict_do_nothing(index_elements=["member_id"]))
+        await scrub_messaging(self.conn, orm.messaging, member_id)
+        return len(groups)
 
 
 class Repositories:
@@ -124,7 +212,12 @@ class Repositories:
     def __init__(self, conn: AsyncConnection) -> None:
         self.meetings = MeetingRepository(conn)
         self.rosters = RosterRepository(conn)
+        self.seats = SeatRepository(conn)
+        self.plan = PlanRepository(conn, self.meetings)  # changes of meetings, the year's plans (shares `seen`)
+        self.proposals = ProposalRepository(conn)
+        self.feeds = CalendarFeedRepository(conn)
 
     @property
-    def seen(self) -> list[Meeting]:
-        return self.meetings.seen  # the roster copy records facts and raises no events
+    def seen(self) -> list[Meeting | Seating | Proposal]:
+        # the roster copy records facts and raises no events
+        return [*self.meetings.seen, *self.seats.seen, *self.proposals.seen]

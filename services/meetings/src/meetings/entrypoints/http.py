@@ -12,15 +12,28 @@ from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
 from netvaerk_shared.contracts import AgendaKind
-from netvaerk_shared.http import Problem, Runtime, UoW, problems, protected_router, service_app
+from netvaerk_shared.http import Caller, Problem, Runtime, UoW, problems, protected_router, service_app
 from netvaerk_shared.inputs import Integer, Line, Moment, OptionalLine
 
 from .. import views
 from ..bootstrap import bootstrap
 from ..domain import commands
 from ..domain.errors import DomainError
-from ..domain.model import DEFAULT_TIMEZONE, MAX_AGENDA_ITEMS, MAX_ITEM_MINUTES, MAX_TAGS, AgendaItem, Venue
+from ..domain.model import (
+    DEFAULT_TIMEZONE,
+    MAX_AGENDA_ITEMS,
+    MAX_ITEM_MINUTES,
+    MAX_MATERIALS,
+    MAX_TAGS,
+    AgendaItem,
+    Venue,
+)
 from ..service_layer.handlers import handle
+from . import (
+    proposals_http,  # topic proposals and calendar feeds (issue 9: proposals + calendar)
+    seats_http,  # RSVP, waiting lists, attendance (issue 9: seats)
+)
+from .proposals_http import BackingExport, FeedOut, ProposalExport
 
 # Limits chosen so the largest valid meeting makes an event of about 250 kB, well below NATS's 1 MiB.
 # The zones of the pinned tzdata package, not zoneinfo.available_timezones(): that one also reads the machine's
@@ -58,6 +71,20 @@ class AgendaItemIn(BaseModel):
     tags: list[Annotated[str, Line(50, examples=["databeskyttelse"])]] = Field(
         default_factory=list, max_length=MAX_TAGS
     )
+    materials: list[Url] = Field(
+        default_factory=list, max_length=MAX_MATERIALS, description="Links to slides, papers, recordings"
+    )
+
+    def to_item(self) -> AgendaItem:
+        return AgendaItem(
+            kind=self.kind.value,
+            title=self.title,
+            minutes=self.minutes,
+            speaker=self.speaker,
+            speaker_organisation=self.speaker_organisation,
+            tags=tuple(self.tags),
+            materials=tuple(self.materials),
+        )
 
 
 class MeetingIn(BaseModel):
@@ -79,6 +106,11 @@ class MeetingIn(BaseModel):
         max_length=MAX_AGENDA_ITEMS,
         description="In order; the items' minutes together must fit in the meeting",
     )
+    rsvp_deadline: Moment | None = Field(
+        default=None,
+        description="ISO 8601 with a UTC offset: answers are taken until then; in the future, not after starts_at",
+        examples=["2030-03-04T12:00:00+01:00"],
+    )
 
 
 class VenueOut(BaseModel):
@@ -95,6 +127,7 @@ class AgendaItemOut(BaseModel):
     speaker_organisation: str | None
     minutes: int
     tags: list[str]
+    materials: list[str]
 
 
 class MeetingOut(BaseModel):
@@ -110,6 +143,11 @@ class MeetingOut(BaseModel):
     agenda: list[AgendaItemOut]
     sequence: int
     scheduled_at: datetime
+    status: Literal["scheduled", "cancelled", "held"]
+    rsvp_deadline: datetime | None
+    series_id: UUID | None
+    cancel_reason: str | None
+    minutes: str | None = Field(description="The minutes (referat), written once the meeting has begun")
 
 
 class RosterEntry(BaseModel):
@@ -132,12 +170,19 @@ class GroupMembershipOut(BaseModel):
     group_name: str | None
     role: str
     joined_at: datetime
+    left_at: datetime | None = None
 
 
 class MemberExport(BaseModel):
     service: str
     member_id: UUID
     group_memberships: list[GroupMembershipOut]
+    proposals: list[ProposalExport] = []
+    backed_proposals: list[BackingExport] = []
+    calendar_feeds: list[FeedOut] = []
+    organisation: list[seats_http.OrganisationExport] = []  # the id of the member's organisation, if known
+    rsvps: list[seats_http.RsvpExport] = []
+    attendance: list[seats_http.AttendanceExport] = []
 
 
 router = protected_router()
@@ -150,7 +195,7 @@ router = protected_router()
     summary="Schedule a meeting of a network group",
     response_model=MeetingOut,
     responses={
-        **problems(404),
+        **problems(403, 404),
         422: {
             "description": (
                 "A field is invalid, or a rule the schema cannot state is broken: the meeting must start in the "
@@ -159,7 +204,8 @@ router = protected_router()
         },
     },
 )
-async def schedule(body: MeetingIn, uow: UoW, runtime: Runtime) -> dict[str, Any] | None:
+async def schedule(body: MeetingIn, uow: UoW, runtime: Runtime, caller: Caller) -> dict[str, Any] | None:
+    """A coordinator of the group (`X-Netvaerk-Member`) or the administration (no such header) may schedule."""
     meeting = await handle(
         commands.ScheduleMeeting(
             group_id=body.group_id,
@@ -170,17 +216,9 @@ async def schedule(body: MeetingIn, uow: UoW, runtime: Runtime) -> dict[str, Any
             venue=Venue(**body.venue.model_dump()) if body.venue else None,
             online_url=body.online_url,
             capacity=body.capacity,
-            agenda=tuple(
-                AgendaItem(
-                    kind=i.kind.value,
-                    title=i.title,
-                    minutes=i.minutes,
-                    speaker=i.speaker,
-                    speaker_organisation=i.speaker_organisation,
-                    tags=tuple(i.tags),
-                )
-                for i in body.agenda
-            ),
+            agenda=tuple(i.to_item() for i in body.agenda),
+            rsvp_deadline=body.rsvp_deadline,
+            by=caller.member_id,
         ),
         uow,
     )
@@ -238,7 +276,7 @@ async def group_meetings(group_id: UUID, runtime: Runtime) -> list[dict[str, Any
 )
 async def export(member_id: UUID, runtime: Runtime) -> dict[str, Any]:
     data = await views.member_export(runtime.engine, member_id)
-    if not data["group_memberships"]:
+    if not views.holds_something(data):
         raise Problem(404, f"This service holds nothing about member {member_id}.")
     return data
 
@@ -251,12 +289,14 @@ def _unknown_group(group_id: UUID) -> str:
 
 
 def create_app() -> FastAPI:
+    from . import plan_http  # the meeting's life, its agenda, the year's plan (builds on the models above)
+
     return service_app(
         runtime_factory=bootstrap,
         title="Netværk meetings",
         description="Meetings of network groups and their agendas. Keeps a copy of the group rosters from MEMBERS "
         "events; publishes MEETINGS events (meetings.>) through an outbox.",
-        routers=[router],
+        routers=[router, plan_http.router, seats_http.router, proposals_http.router],
         domain_error=DomainError,
     )
 

@@ -17,6 +17,7 @@ from ..adapters.repository import Repositories
 from ..domain import commands
 from ..domain.errors import NotFound
 from ..domain.model import Meeting
+from . import plan, proposals, seat_handlers
 
 UnitOfWork = AbstractUnitOfWork[Repositories]
 
@@ -33,6 +34,7 @@ async def schedule_meeting(cmd: commands.ScheduleMeeting, uow: UnitOfWork) -> Me
         online_url=cmd.online_url,
         capacity=cmd.capacity,
         agenda=cmd.agenda,
+        rsvp_deadline=cmd.rsvp_deadline,
     )
     async with uow:
         if not await uow.repo.rosters.group_known(cmd.group_id):
@@ -40,6 +42,7 @@ async def schedule_meeting(cmd: commands.ScheduleMeeting, uow: UnitOfWork) -> Me
                 f"The group {cmd.group_id} is unknown to the meetings service: it has not (yet) received "
                 "the group's creation from the members service. Check the group id, or try again shortly."
             )
+        await plan.may_plan(uow, cmd.group_id, cmd.by)
         await uow.repo.meetings.add(meeting)
         await uow.commit()
     return meeting
@@ -67,13 +70,71 @@ async def record_memberships(cmd: commands.RecordMemberships, uow: UnitOfWork) -
         await uow.commit()
 
 
-Command = commands.ScheduleMeeting | commands.RecordGroup | commands.RecordMembership | commands.RecordMemberships
+async def forget_member(cmd: commands.ForgetMember, uow: UnitOfWork) -> None:
+    """GDPR erasure (MemberErased): the roster copy keeps its counts under random ids, nothing here names the member
+    any more. A second delivery changes nothing."""
+    async with uow:
+        await uow.repo.rosters.forget_member(cmd.member_id, cmd.erased_at)
+        await uow.repo.proposals.forget_member(cmd.member_id)  # proposals and backings, under random ids
+        await uow.repo.feeds.forget_member(cmd.member_id)  # the member's calendar feeds, gone
+        await seat_handlers.forget_seats(uow, cmd.member_id)  # answers and attendance too (issue 9: seats)
+        await uow.commit()
+
+
+Command = (
+    commands.ScheduleMeeting
+    | commands.RecordGroup
+    | commands.RecordMembership
+    | commands.RecordMemberships
+    | commands.ForgetMember
+    | commands.AnswerInvitation
+    | commands.SendColleague
+    | commands.RecordAttendance
+    | commands.RecordLeaving
+    | commands.RecordRole
+    | commands.RecordSeatTransfer
+    | commands.RecordOrganisation
+    | commands.RescheduleMeeting
+    | commands.CancelMeeting
+    | commands.ReplaceAgenda
+    | commands.RecordMinutes
+    | commands.PlanSeries
+    | commands.CancelSeries
+    | commands.SubmitProposal
+    | commands.BackProposal
+    | commands.WithdrawBacking
+    | commands.AcceptProposal
+    | commands.DeclineProposal
+    | commands.CreateCalendarFeed
+    | commands.RevokeCalendarFeed
+)
 
 HANDLERS: dict[type[Command], Callable[[Any, UnitOfWork], Awaitable[Any]]] = {
     commands.ScheduleMeeting: schedule_meeting,
     commands.RecordGroup: record_group,
     commands.RecordMembership: record_membership,
     commands.RecordMemberships: record_memberships,
+    commands.ForgetMember: forget_member,
+    commands.AnswerInvitation: seat_handlers.answer_invitation,
+    commands.SendColleague: seat_handlers.send_colleague,
+    commands.RecordAttendance: seat_handlers.record_attendance,
+    commands.RecordLeaving: seat_handlers.record_leaving,
+    commands.RecordRole: seat_handlers.record_role,
+    commands.RecordSeatTransfer: seat_handlers.record_seat_transfer,
+    commands.RecordOrganisation: seat_handlers.record_organisation,
+    commands.RescheduleMeeting: plan.reschedule_meeting,
+    commands.CancelMeeting: plan.cancel_meeting,
+    commands.ReplaceAgenda: plan.replace_agenda,
+    commands.RecordMinutes: plan.record_minutes,
+    commands.PlanSeries: plan.plan_series,
+    commands.CancelSeries: plan.cancel_series,
+    commands.SubmitProposal: proposals.submit_proposal,
+    commands.BackProposal: proposals.back_proposal,
+    commands.WithdrawBacking: proposals.withdraw_backing,
+    commands.AcceptProposal: proposals.accept_proposal,
+    commands.DeclineProposal: proposals.decline_proposal,
+    commands.CreateCalendarFeed: proposals.create_calendar_feed,
+    commands.RevokeCalendarFeed: proposals.revoke_calendar_feed,
 }
 
 

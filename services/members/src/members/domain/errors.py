@@ -10,6 +10,12 @@ class DomainError(Exception):
         self.detail = detail
 
 
+class Forbidden(DomainError):
+    """The caller may not do this (a member acting for someone else, a member who coordinates no such group)."""
+
+    status = 403
+
+
 class NotFound(DomainError):
     status = 404
 

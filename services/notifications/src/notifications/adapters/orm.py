@@ -66,4 +66,13 @@ deliveries = Table(
 Index("ix_deliveries_due", deliveries.c.status, deliveries.c.next_attempt_at)
 Index("ix_deliveries_member", deliveries.c.member_id)
 
+# Members erased (GDPR): ids only. A MemberRegistered or MemberJoined that arrives after the member's erasure (on
+# another durable) is not recorded, and nothing is owed to an erased member.
+erased_members = Table(
+    "erased_members",
+    metadata,
+    Column("member_id", Uuid, primary_key=True),
+    Column("erased_at", UtcDateTime(), nullable=False),
+)
+
 messaging = add_messaging_tables(metadata)

@@ -11,12 +11,13 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import and_, bindparam, delete, or_, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from netvaerk_shared.db import dialect_insert, is_sqlite
+from netvaerk_shared.gdpr import scrub_messaging
 
 from ..domain.commands import Join
 from ..domain.errors import LeaseLost
@@ -41,9 +42,11 @@ class Repository:
 
     async def record_contacts(self, contacts: Sequence[Contact], now: datetime) -> None:
         """Upsert contacts, a statement a chunk; the last of a member in `contacts` wins."""
+        erased = await self._erased([c.member_id for c in contacts])  # arrived after the erasure: not kept
         latest = {
             c.member_id: {"member_id": c.member_id, "name": c.name, "email": c.email, "locale": c.locale}
             for c in contacts
+            if c.member_id not in erased
         }
         rows = [{**row, "updated_at": now} for row in latest.values()]
         for i in range(0, len(rows), CHUNK):
@@ -62,7 +65,8 @@ class Repository:
 
     async def record_memberships(self, joins: Sequence[Join]) -> None:
         """Upsert roster rows, a statement a chunk; the last role of a member in a group in `joins` wins."""
-        roles = {(j.group_id, j.member_id): j.role for j in joins}
+        erased = await self._erased([j.member_id for j in joins])
+        roles = {(j.group_id, j.member_id): j.role for j in joins if j.member_id not in erased}
         rows = [{"group_id": g, "member_id": m, "role": r} for (g, m), r in roles.items()]
         for i in range(0, len(rows), CHUNK):
             stmt = dialect_insert(self.conn, orm.group_members).values(rows[i : i + CHUNK])
@@ -94,11 +98,36 @@ class Repository:
         row = (await self.conn.execute(select(g).where(g.c.group_id == group_id))).mappings().first()
         return contact, Group(row["group_id"], row["name"]) if row else None, meeting
 
+    # -- GDPR erasure -------------------------------------------------------------------------------------------
+    async def _erased(self, member_ids: Sequence[UUID]) -> set[UUID]:
+        e = orm.erased_members
+        found: set[UUID] = set()
+        unique = list(dict.fromkeys(member_ids))
+        for i in range(0, len(unique), CHUNK):
+            stmt = select(e.c.member_id).where(e.c.member_id.in_(unique[i : i + CHUNK]))
+            found.update((await self.conn.execute(stmt)).scalars())
+        return found
+
+    async def forget_member(self, member_id: UUID, erased_at: datetime) -> dict[str, int]:
+        """Delete the member's contact, roster rows and deliveries (sent, failed or still owed: none goes out any
+        more; a delivery the worker holds is gone when it comes to mark it, so it is not finished), remember the id
+        as erased, and scrub the messaging tables. Counts only; a second call finds nothing."""
+        counts: dict[str, int] = {}
+        for table in (orm.contacts, orm.group_members, orm.deliveries):
+            result = await self.conn.execute(delete(table).where(table.c.member_id == member_id))
+            counts[table.name] = result.rowcount or 0
+        stmt = dialect_insert(self.conn, orm.erased_members).values(member_id=member_id, erased_at=erased_at)
+        await self.conn.execute(stmt.on_conflict_do_nothing(index_elements=["member_id"]))
+        scrubbed = await scrub_messaging(self.conn, orm.messaging, member_id)
+        counts["outbox"], counts["dead_letters"] = scrubbed.outbox, scrubbed.dead_letters
+        return counts
+
     # -- deliveries ----------------------------------------------------------------------------------------------
     async def owe(self, deliveries: Sequence[Delivery]) -> None:
         """Record deliveries owed; one whose dedupe key is owed already is left out (an event seen twice owes
         nothing twice)."""
-        rows = [_row(delivery) for delivery in deliveries]
+        erased = await self._erased([delivery.member_id for delivery in deliveries])
+        rows = [_row(delivery) for delivery in deliveries if delivery.member_id not in erased]
         for i in range(0, len(rows), CHUNK):
             stmt = dialect_insert(self.conn, d).values(rows[i : i + CHUNK])
             await self.conn.execute(stmt.on_conflict_do_nothing(index_elements=["dedupe_key"]))

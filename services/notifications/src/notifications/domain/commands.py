@@ -4,6 +4,7 @@ judge), move deliveries on for the delivery worker, and retry a failed one for a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
 
 from .model import Contact, Failure, Meeting
@@ -47,6 +48,14 @@ class RecordMeeting:
     meeting: Meeting
     cause_event_id: UUID
     traceparent: str | None = None
+
+
+@dataclass(frozen=True)
+class ForgetMember:
+    """A member was erased (GDPR): their contact, roster rows and deliveries go, and nothing is owed to them again."""
+
+    member_id: UUID
+    erased_at: datetime
 
 
 # -- the delivery worker's ----------------------------------------------------------------------------------------

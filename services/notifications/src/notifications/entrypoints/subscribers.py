@@ -9,6 +9,7 @@ from uuid import UUID
 
 from netvaerk_shared import contracts, tracing
 from netvaerk_shared.consumer import Unprocessable
+from netvaerk_shared.contracts.members import MemberErased
 from netvaerk_shared.envelope import CloudEvent
 
 from ..domain import commands, model
@@ -44,6 +45,10 @@ async def on_meeting_scheduled(uow: UnitOfWork, event: CloudEvent, data: contrac
         commands.RecordMeeting(meeting, cause_event_id=_cause(event), traceparent=tracing.child_of(event.traceparent)),
         uow,
     )
+
+
+async def on_member_erased(uow: UnitOfWork, event: CloudEvent, data: MemberErased) -> None:
+    await handle(commands.ForgetMember(member_id=data.member_id, erased_at=data.erased_at), uow)
 
 
 def _contact(data: contracts.MemberRegistered) -> model.Contact:

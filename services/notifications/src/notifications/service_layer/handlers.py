@@ -75,6 +75,13 @@ async def record_meeting(cmd: commands.RecordMeeting, uow: UnitOfWork) -> None:
         await uow.commit()
 
 
+async def forget_member(cmd: commands.ForgetMember, uow: UnitOfWork) -> None:
+    """GDPR erasure (MemberErased): nothing here names the member any more, and nothing is owed to them."""
+    async with uow:
+        await uow.repo.forget_member(cmd.member_id, cmd.erased_at)
+        await uow.commit()
+
+
 # -- the delivery worker's ----------------------------------------------------------------------------------------
 async def lease_deliveries(cmd: commands.LeaseDeliveries, uow: UnitOfWork) -> list[Delivery]:
     """The due deliveries this worker now holds for one attempt each, oldest first."""
@@ -180,6 +187,7 @@ HANDLERS: dict[type, Callable[[Any, UnitOfWork], Awaitable[Any]]] = {
     commands.RecordContacts: record_contacts,
     commands.RecordJoins: record_joins,
     commands.RecordMeeting: record_meeting,
+    commands.ForgetMember: forget_member,
     commands.LeaseDeliveries: lease_deliveries,
     commands.ReleaseDeliveries: release_deliveries,
     commands.PrepareDelivery: prepare_delivery,
