@@ -5,18 +5,21 @@ the notice, which stays."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import nats
 import pytest
-from sqlalchemy import MetaData, select
+from sqlalchemy import MetaData, inspect, select
 
 from members.adapters import gdpr as adapter
 from members.adapters import orm
-from members.bootstrap import bootstrap
+from members.bootstrap import MIGRATIONS, bootstrap
 from members.config import Settings
 from members.entrypoints.http import create_app
+from netvaerk_shared.db import create_engine
 from netvaerk_shared.http import ACTING_MEMBER_HEADER
+from netvaerk_shared.migrate import alembic_config, upgrade
 from netvaerk_testing.plugin import running_app, service_settings, wait_until
 
 NAME, EMAIL, PHONE = "Gudrun Slettemand", "gudrun.slettemand@example.org", "+45 11 22 33 44"
@@ -87,8 +90,10 @@ def test_every_table_that_refers_to_a_member_is_erased_and_exported() -> None:
     names = {t.name for t, _ in adapter.personal_tables()}
     assert {"memberships", "consents", "join_requests"} <= names
     assert not names & {"outbox", "inbox", "dead_letters", "groups", "organisations", "members"}
+    # the proof of erasure (ids and times only) is neither erased by an erasure nor part of an export
+    assert "erased_members" not in names and set(orm.erased_members.c.keys()) == {"member_id", "erased_at"}
     for table in orm.metadata.sorted_tables:
-        if "member_id" in table.c and table.name not in {"outbox", "inbox", "dead_letters"}:
+        if "member_id" in table.c and table.name not in {"outbox", "inbox", "dead_letters", "erased_members"}:
             assert table.name in names
 
 
@@ -141,6 +146,7 @@ async def test_erasure_leaves_no_trace_here_and_keeps_only_the_notice_in_the_str
     r = await client.post(f"/members/{member}/erasure", headers={ACTING_MEMBER_HEADER: member})
     assert r.status_code == 202, r.text
     assert r.json()["member_id"] == member
+    erased_at = r.json()["erased_at"]
 
     tables = await dump(runtime)
     assert NAME not in tables and EMAIL not in tables and PHONE not in tables
@@ -164,7 +170,12 @@ async def test_erasure_leaves_no_trace_here_and_keeps_only_the_notice_in_the_str
     assert [r.subject for r in rows] == [f"members.member.erased.v1.{member}"] and rows[0].published_at is not None
 
     again = await client.post(f"/members/{member}/erasure")
-    assert again.status_code == 404
+    assert again.status_code == 202, again.text  # idempotent: the original time, nothing done or told again
+    assert again.json()["erased_at"] == erased_at and "already" in again.json()["detail"]
+    async with runtime.engine.connect() as conn:
+        rows = (await conn.execute(select(o.c.subject).where(o.c.subject.like(f"%{member}")))).all()
+    assert [r.subject for r in rows] == [f"members.member.erased.v1.{member}"]
+    assert (await client.get(f"/members/{member}")).status_code == 404
 
 
 async def all_published(runtime) -> bool:
@@ -172,3 +183,86 @@ async def all_published(runtime) -> bool:
     async with runtime.engine.connect() as conn:
         rows = (await conn.execute(select(o.c.published_at))).scalars().all()
     return bool(rows) and all(r is not None for r in rows)
+
+
+async def erased_rows(runtime) -> list[tuple]:
+    e = orm.erased_members
+    async with runtime.engine.connect() as conn:
+        return [tuple(r) for r in await conn.execute(select(e).order_by(e.c.erased_at))]
+
+
+async def test_a_repeated_erasure_answers_202_with_the_original_time_and_writes_and_tells_nothing(service) -> None:
+    client, runtime = service
+    member = await register(client)
+    first = await client.post(f"/members/{member}/erasure")
+    assert first.status_code == 202, first.text
+    [(erased_id, erased_at)] = await erased_rows(runtime)  # the id and the time: nothing else of the person
+    assert str(erased_id) == member
+    assert NAME not in await dump(runtime) and EMAIL not in await dump(runtime)
+    before = await dump(runtime)
+    for headers in ({}, {ACTING_MEMBER_HEADER: member}):  # the administration, or the member (via the gateway)
+        again = await client.post(f"/members/{member}/erasure", headers=headers)
+        assert again.status_code == 202, again.text
+        assert again.json()["member_id"] == member and again.json()["erased_at"] == first.json()["erased_at"]
+    assert await dump(runtime) == before  # no row written, no second notice in the outbox
+    assert (await client.get(f"/members/{member}")).status_code == 404
+    assert (await client.get(f"/members/{member}/export")).status_code == 404  # erased_members is not exported
+    r = await client.get(f"/members/{member}/gdpr-export")
+    assert r.status_code == 404, r.text
+    assert (await client.post(f"/members/{uuid.uuid4()}/erasure")).status_code == 404  # never a member here
+
+    # a new registration with the same address is a new member, and erasing them is a first erasure again
+    newcomer = await register(client)
+    assert newcomer != member
+    assert (await client.get(f"/members/{newcomer}")).json()["email"] == EMAIL
+    part = (await client.get(f"/members/{newcomer}/gdpr-export")).json()["services"]["members"]
+    assert "erased_members" not in part["records"]
+    r = await client.post(f"/members/{newcomer}/erasure")
+    assert r.status_code == 202 and "already" not in r.json()["detail"]
+    assert [str(i) for i, _ in await erased_rows(runtime)] == [member, newcomer]
+
+
+async def test_two_erasures_of_one_member_at_once_both_answer_202_and_one_notice_goes_out(service) -> None:
+    client, runtime = service
+    member = await register(client)
+    g = await group(client, "Samtidig", capacity=1)
+    assert (await client.post(f"/groups/{g}/members", json={"member_id": member})).status_code == 201
+    answers = await asyncio.gather(*(client.post(f"/members/{member}/erasure") for _ in range(2)))
+    assert [r.status_code for r in answers] == [202, 202], [r.text for r in answers]
+    assert answers[0].json()["erased_at"] == answers[1].json()["erased_at"]
+    o = orm.messaging.outbox
+    async with runtime.engine.connect() as conn:
+        notices = (await conn.execute(select(o.c.subject).where(o.c.type == "dk.danskit.member.erased.v1"))).all()
+    assert [n.subject for n in notices] == [f"members.member.erased.v1.{member}"]
+    assert len(await erased_rows(runtime)) == 1
+
+
+async def test_migration_0006_adds_erased_members_and_takes_it_off_again(database_url) -> None:
+    from alembic import command
+
+    engine = create_engine(database_url)
+    cfg = alembic_config(MIGRATIONS)
+
+    def tables(sync_conn) -> set[str]:
+        return set(inspect(sync_conn).get_table_names())
+
+    def down(sync_conn) -> None:
+        cfg.attributes["connection"] = sync_conn
+        command.downgrade(cfg, "0005")
+
+    try:
+        await upgrade(engine, MIGRATIONS, "0005")
+        async with engine.connect() as conn:
+            assert "erased_members" not in await conn.run_sync(tables)
+        await upgrade(engine, MIGRATIONS)
+        async with engine.connect() as conn:
+            assert "erased_members" in await conn.run_sync(tables)
+            columns = await conn.run_sync(lambda c: {x["name"] for x in inspect(c).get_columns("erased_members")})
+        assert columns == {"member_id", "erased_at"}  # ids and times only
+        async with engine.begin() as conn:
+            await conn.run_sync(down)
+        async with engine.connect() as conn:
+            assert "erased_members" not in await conn.run_sync(tables)
+        await upgrade(engine, MIGRATIONS)
+    finally:
+        await engine.dispose()

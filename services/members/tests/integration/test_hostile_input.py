@@ -54,6 +54,7 @@ MEMBER_PATCH = {
     "consents": ["show_phone"],
     "status": "active",
 }
+ORGANISATION_PATCH = {"name": "Eksempel Kommune Nord", "kind": "other", "cvr": "29341850"}
 
 
 @pytest.fixture
@@ -205,6 +206,7 @@ CHANGES = [
     ("PATCH", "/groups/{group_id}", GROUP_PATCH),
     ("PATCH", "/members/{member_id}", MEMBER_PATCH),
     ("POST", "/groups/{group_id}/requests/{member_id}/decline", {"reason": "Gruppen er for kommuner"}),
+    ("PATCH", "/organisations/{organisation_id}", ORGANISATION_PATCH),
 ]
 
 
@@ -212,7 +214,8 @@ CHANGES = [
 async def test_every_field_of_every_change_refuses_hostile_text_and_nothing_is_written(service, method, path, valid):
     client, runtime, document = service
     group, member = await _group_with_a_request(client)
-    url = path.format(group_id=group, member_id=member)
+    organisation = (await client.get(f"/members/{member}")).json()["organisation"]["id"]
+    url = path.format(group_id=group, member_id=member, organisation_id=organisation)
     before = await _counts(runtime)
     cases = hostile.variants(document, method, path, valid)
     assert len(cases) >= 9  # at least one string field reached, with every kind of hostile text

@@ -88,6 +88,16 @@ class FakeRepository:
             self.seen.append(org)
         return org
 
+    async def save_organisation(self, org):
+        """The store holds the object itself; its name key moves with its name, unless another one holds that key."""
+        old_key = next(k for k, o in self.store.organisations.items() if o.id == org.id)
+        new_key = " ".join(org.name.lower().split())
+        if new_key != old_key:
+            if new_key in self.store.organisations:
+                return False  # the unique constraint on organisations.name_key
+            self.store.organisations[new_key] = self.store.organisations.pop(old_key)
+        return True
+
     async def save_organisation_membership(self, org):
         pass  # the store holds the object itself
 

@@ -2,15 +2,18 @@
 
 Every table of orm.metadata that refers to a member (a foreign key to members.id, or a column named `member_id` or
 `…_member_id`) holds personal data of that member, so a table added later is exported and erased without a change
-here. The messaging tables are the shared mechanism's (netvaerk_shared.gdpr.scrub_messaging).
+here. The messaging tables are the shared mechanism's (netvaerk_shared.gdpr.scrub_messaging). One table with a
+`member_id` is not the member's data: `erased_members` (ids and times only) is the proof of the erasure, written by
+it, so neither the erasure nor the export takes it.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Column, Table, delete, or_, select
+from sqlalchemy import Column, Table, delete, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from netvaerk_shared.db import is_sqlite
@@ -20,6 +23,7 @@ from .. import views
 from . import orm
 
 _MESSAGING = {orm.messaging.outbox.name, orm.messaging.inbox.name, orm.messaging.dead_letters.name}
+_NOT_PERSONAL = _MESSAGING | {orm.erased_members.name}  # the erasure's own record: it must outlive the member
 
 
 def _refers_to_member(column: Column[Any]) -> bool:
@@ -30,10 +34,10 @@ def _refers_to_member(column: Column[Any]) -> bool:
 
 def personal_tables() -> list[tuple[Table, list[Column[Any]]]]:
     """The tables that refer to a member, and their columns that do, children before parents (the order to delete
-    in); the members table itself is not among them."""
+    in); the members table itself is not among them, nor erased_members (the proof of erasure)."""
     found = []
     for table in reversed(orm.metadata.sorted_tables):
-        if table is orm.members or table.name in _MESSAGING:
+        if table is orm.members or table.name in _NOT_PERSONAL:
             continue
         columns = [c for c in table.columns if _refers_to_member(c)]
         if columns:
@@ -46,10 +50,19 @@ def _about(columns: list[Column[Any]], member_id: UUID) -> Any:
 
 
 class ErasureRepository:
-    """On the unit of work's connection: is there such a member, and erase every row of theirs."""
+    """On the unit of work's connection: is there such a member, erase every row of theirs, and remember that (and
+    when) they were erased."""
 
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
+
+    async def erased_at(self, member_id: UUID) -> datetime | None:
+        """When the member was erased here, or None (never a member, or erased before erased_members existed)."""
+        e = orm.erased_members
+        return (await self.conn.execute(select(e.c.erased_at).where(e.c.member_id == member_id))).scalar()
+
+    async def remember(self, member_id: UUID, erased_at: datetime) -> None:
+        await self.conn.execute(insert(orm.erased_members).values(member_id=member_id, erased_at=erased_at))
 
     async def exists(self, member_id: UUID) -> bool:
         m = orm.members
@@ -65,13 +78,18 @@ class ErasureRepository:
 
     async def erase(self, member_id: UUID) -> dict[str, int]:
         """Delete the member's rows in every table that refers to them, then the member, then their traces in the
-        messaging tables. Returns the rows deleted per table (counts only: never what they held)."""
+        messaging tables. Returns the rows deleted per table (counts only: never what they held); no members row
+        deleted means another erasure of the member committed first (and the messaging tables are left alone)."""
         counts: dict[str, int] = {}
         for table, columns in personal_tables():
             result = await self.conn.execute(delete(table).where(_about(columns, member_id)))
             counts[table.name] = result.rowcount or 0
         m = orm.members
         counts[m.name] = (await self.conn.execute(delete(m).where(m.c.id == member_id))).rowcount or 0
+        if not counts[m.name]:
+            # erased meanwhile by a concurrent erasure, which scrubbed the messaging tables already and wrote the
+            # notice: scrubbing now would take that notice itself once the relay has published it
+            return counts
         scrubbed = await scrub_messaging(self.conn, orm.messaging, member_id)
         counts[orm.messaging.outbox.name] = scrubbed.outbox
         counts[orm.messaging.dead_letters.name] = scrubbed.dead_letters

@@ -111,4 +111,15 @@ join_requests = Table(
 )
 Index("ix_join_requests_member_id", join_requests.c.member_id)
 
+# The members erased here (GDPR Art. 17): their id and when, nothing else — no name, no email, nothing of the
+# person. It is the proof of the erasure, and what makes a repeated erasure request answer with the original time
+# instead of a 404. Not personal data of the kind the erasure deletes, so adapters/gdpr.py leaves it out of the
+# erasure and of the export (migration 0006).
+erased_members = Table(
+    "erased_members",
+    metadata,
+    Column("member_id", Uuid, primary_key=True),
+    Column("erased_at", UtcDateTime(), nullable=False),
+)
+
 messaging = add_messaging_tables(metadata)

@@ -15,6 +15,7 @@ from uuid import UUID
 
 from sqlalchemy import Insert, Table, bindparam, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain.model import Group, JoinRequest, Member, Organisation, Seat
@@ -243,6 +244,19 @@ class Repository:
         org = organisation_from_row(row)
         self.seen.append(org)
         return org
+
+    async def save_organisation(self, org: Organisation) -> bool:
+        """Write the organisation's name, kind and CVR number. False (and nothing written) when another organisation
+        has that name, spaces and case aside: the unique name key answers, as for a first registration, so two
+        renames racing for one name cannot both win. In a savepoint: the refused statement leaves the transaction
+        usable (PostgreSQL aborts a transaction at its first error)."""
+        values = {"name": org.name, "name_key": organisation_key(org.name), "kind": org.kind, "cvr": org.cvr}
+        try:
+            async with self.conn.begin_nested():
+                await self.conn.execute(update(_org).where(_org.c.id == org.id).values(**values))
+        except IntegrityError:
+            return False
+        return True
 
     async def save_organisation_membership(self, org: Organisation) -> None:
         await self.conn.execute(

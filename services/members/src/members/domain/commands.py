@@ -48,6 +48,12 @@ class UpdateMember:
 
 
 @dataclass(frozen=True)
+class UpdateOrganisation:
+    organisation_id: UUID
+    changes: dict[str, Any]  # only the fields given: name, kind, cvr (None removes it)
+
+
+@dataclass(frozen=True)
 class SetOrganisationMembership:
     organisation_id: UUID
     status: str

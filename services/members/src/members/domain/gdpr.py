@@ -29,6 +29,7 @@ class Erasure:
 
     member_id: UUID
     erased_at: datetime
+    repeated: bool = False  # the member was erased before: nothing more was done or told
     events: list[Any] = field(default_factory=list)
 
     @classmethod
@@ -36,3 +37,9 @@ class Erasure:
         erasure = cls(member_id=member_id, erased_at=now)
         erasure.events.append(MemberErased(member_id=member_id, erased_at=now))
         return erasure
+
+    @classmethod
+    def done_before(cls, member_id: UUID, erased_at: datetime) -> Erasure:
+        """A request to erase a member erased already: the original time, and no second notice (the first one
+        told every service; erasing is idempotent)."""
+        return cls(member_id=member_id, erased_at=erased_at, repeated=True)

@@ -75,6 +75,13 @@ def _one_of(value: str, allowed: tuple[str, ...], what: str) -> str:
     return value
 
 
+class _Unset:
+    """Marks a field left out (where None means "remove it")."""
+
+
+UNSET = _Unset()
+
+
 # --------------------------------------------------------------------------------------------------- organisations
 @dataclass
 class Organisation:
@@ -95,15 +102,23 @@ class Organisation:
         self.membership_status, self.membership_valid_until = status, valid_until
         self.events.append(OrganisationMembershipChanged(self.id, status, valid_until))
 
+    def update(self, *, name: str | None = None, kind: str | None = None, cvr: str | None | _Unset = UNSET) -> bool:
+        """Change what is given (None: keep; for `cvr` pass UNSET to keep, None to remove); False when that is what
+        it holds already. Records no event of its own: there is no organisation.updated in the contract, and the
+        organisation reaches other services inside its members' profiles (Member.organisation_changed)."""
+        before = (self.name, self.kind, self.cvr)
+        if name is not None:
+            if not (name := " ".join(name.split())):
+                raise Invalid("An organisation needs a name.")
+            self.name = name
+        if kind is not None:
+            self.kind = _one_of(kind, ORGANISATION_KINDS, "Organisation kind")
+        if not isinstance(cvr, _Unset):
+            self.cvr = check_cvr(cvr)
+        return (self.name, self.kind, self.cvr) != before
+
 
 # --------------------------------------------------------------------------------------------------------- members
-class _Unset:
-    """Marks a field left out (where None means "remove it")."""
-
-
-UNSET = _Unset()
-
-
 @dataclass
 class Member:
     id: UUID
@@ -169,9 +184,12 @@ class Member:
         locale: str | None = None,
         consents: Iterable[str] | None = None,
         status: str | None = None,
-    ) -> None:
+    ) -> bool:
         """Change what is given (None: keep; for `phone` pass UNSET to keep, None to remove). Consents are the
-        full set the member agrees to now: a new one is dated now, one kept keeps its date, one left out is gone."""
+        full set the member agrees to now: a new one is dated now, one kept keeps its date, one left out is gone.
+        True when the profile changed (member.updated recorded); False, and nothing recorded, when every field given
+        holds what is stored already (or none was given)."""
+        before = self._profile()
         if name is not None:
             if not name.strip():
                 raise Invalid("A member needs a name.")
@@ -191,6 +209,19 @@ class Member:
             self.consents = {kind: self.consents.get(kind, now) for kind in CONSENTS if kind in wanted}
         if status is not None:
             self.status = _one_of(status, MEMBERSHIP_STATUSES, "Status")
+        if self._profile() == before:
+            return False
+        self.events.append(MemberUpdated(self.id, now))
+        return True
+
+    def _profile(self) -> tuple[object, ...]:
+        """What member.updated tells (the organisation by id: its own fields are the organisation's to change)."""
+        o = self.organisation.id
+        return (self.name, self.email, self.phone, o, self.job_title, self.locale, dict(self.consents), self.status)
+
+    def organisation_changed(self, organisation: Organisation, now: datetime) -> None:
+        """Their organisation's name, kind or CVR number changed: the profile, which carries it, changed with it."""
+        self.organisation = organisation
         self.events.append(MemberUpdated(self.id, now))
 
     def join(self, group: Group, role: str, now: datetime) -> None:
@@ -293,28 +324,37 @@ class Group:
             raise Conflict(f"{self.name} is archived: it changes no more.")
 
     # -- the group itself ------------------------------------------------------------------------------------------
-    def update(self, changes: dict[str, Any]) -> None:
-        """Change the given fields (name, slug, region, description, topics, capacity, requires_approval, status)."""
-        self._require_changeable()
+    def update(self, changes: dict[str, Any]) -> bool:
+        """Change the given fields (name, slug, region, description, topics, capacity, requires_approval, status).
+        True when the group changed (group.updated recorded); False, and nothing recorded, when every field given
+        holds what is stored already (or none was given): that is no change, so an archived group answers it too."""
+        wanted: dict[str, Any] = {}
         if "name" in changes:
             if not (changes["name"] or "").strip():
                 raise Invalid("A group needs a name.")
-            self.name = changes["name"].strip()
+            wanted["name"] = changes["name"].strip()
         if "slug" in changes:
-            self.slug = _check_slug((changes["slug"] or "").strip())
+            wanted["slug"] = _check_slug((changes["slug"] or "").strip())
         if "region" in changes:
-            self.region = changes["region"].strip()
+            wanted["region"] = changes["region"].strip()
         if "description" in changes:
-            self.description = (changes["description"] or "").strip()
+            wanted["description"] = (changes["description"] or "").strip()
         if "topics" in changes:
-            self.topics = tuple(t.strip() for t in changes["topics"] if t.strip())
+            wanted["topics"] = tuple(t.strip() for t in changes["topics"] if t.strip())
         if "capacity" in changes:
-            self.capacity = _check_capacity(changes["capacity"])
+            wanted["capacity"] = _check_capacity(changes["capacity"])
         if "requires_approval" in changes:
-            self.requires_approval = bool(changes["requires_approval"])
+            wanted["requires_approval"] = bool(changes["requires_approval"])
         if "status" in changes:
-            self.status = _one_of(changes["status"], GROUP_STATUSES, "Group status")
+            wanted["status"] = _one_of(changes["status"], GROUP_STATUSES, "Group status")
+        different = {k: v for k, v in wanted.items() if getattr(self, k) != v}
+        if not different:
+            return False
+        self._require_changeable()
+        for attribute, value in different.items():
+            setattr(self, attribute, value)
         self.events.append(GroupUpdated(self.id))
+        return True
 
     @property
     def free_seats(self) -> int | None:

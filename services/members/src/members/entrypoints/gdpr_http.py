@@ -80,7 +80,9 @@ async def platform_export(member_id: UUID, runtime: Runtime, caller: Caller) -> 
     description=(
         "Deletes the member here at once and publishes `dk.danskit.member.erased.v1` (ids only); every other "
         "service erases what it holds within seconds of it, and the member's earlier events are purged from the "
-        "MEMBERS stream. 404 when there is no such member (or they were erased already)."
+        "MEMBERS stream. Idempotent: for a member erased already it answers 202 again with the original "
+        "`erased_at` and publishes nothing (members keeps the ids and times of erasures, nothing else, as their "
+        "proof). 404 when there never was such a member."
     ),
     response_model=ErasureOut,
     responses=problems(403, 404),
@@ -88,8 +90,8 @@ async def platform_export(member_id: UUID, runtime: Runtime, caller: Caller) -> 
 async def erase(member_id: UUID, uow: UoW, caller: Caller) -> dict[str, Any]:
     caller.require_self_or_admin(member_id)
     erasure = await handle(EraseMember(member_id=member_id), uow)
-    return {
-        "member_id": erasure.member_id,
-        "erased_at": erasure.erased_at,
-        "detail": "Erased here; the other services erase on the notice dk.danskit.member.erased.v1.",
-    }
+    if erasure.repeated:
+        detail = "Erased already, at erased_at; nothing more to do, and no second notice."
+    else:
+        detail = "Erased here; the other services erase on the notice dk.danskit.member.erased.v1."
+    return {"member_id": erasure.member_id, "erased_at": erasure.erased_at, "detail": detail}

@@ -98,6 +98,15 @@ class OrganisationIn(BaseModel):
     cvr: Cvr | None = None
 
 
+class OrganisationPatch(BaseModel):
+    """Only the fields given change; `cvr: null` removes the number."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, Line(200, examples=["Eksempel Kommune"])] = LEFT_OUT
+    kind: OrganisationKind = LEFT_OUT
+    cvr: Cvr | None = None
+
+
 class MemberIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Annotated[str, Line(200, examples=["Mette Eksempel"])]
@@ -344,6 +353,7 @@ async def get_group(group_id: UUID, runtime: Runtime) -> dict[str, Any]:
     "/groups/{group_id}",
     tags=["groups"],
     summary="Change a group (a coordinator of it, or the administration); archived groups change no more",
+    description="Fields that hold their value already (or an empty body) change nothing and emit no `group.updated`.",
     response_model=GroupOut,
     responses=problems(403, 404, 409),
 )
@@ -542,8 +552,9 @@ async def get_member(member_id: UUID, runtime: Runtime, caller: Caller) -> dict[
     summary="Change a member's profile or consents (the member themself, or the administration; status: the "
     "administration only)",
     description="A member who loses the right to join groups (neither their own nor their organisation's "
-    "association membership is active) leaves every group in the same change. 422 also for a CVR number whose "
-    "modulus-11 check fails.",
+    "association membership is active) leaves every group in the same change. Fields that hold their value already "
+    "(or an empty body) change nothing and emit no `member.updated`. 422 also for a CVR number whose modulus-11 "
+    "check fails.",
     response_model=MemberOut,
     responses=problems(403, 404, 409, 422),
 )
@@ -602,6 +613,28 @@ async def get_organisation(organisation_id: UUID, runtime: Runtime, caller: Call
     if org is None:
         raise Problem(404, f"No organisation {organisation_id}.")
     return org
+
+
+@router.patch(
+    "/organisations/{organisation_id}",
+    tags=["organisations"],
+    summary="Correct an organisation's name, kind or CVR number (the administration)",
+    description="Every member's profile carries their organisation, so a change emits one `member.updated` (the "
+    "full profile) per member of it, in the same change; fields that hold their value already change nothing and "
+    "emit nothing. Names are unique, case and spacing aside: another organisation's is a 409. 422 also for a CVR "
+    "number whose modulus-11 check fails (naming cvr).",
+    response_model=MembershipOfOrganisation,
+    responses=problems(403, 404, 409, 422),
+)
+async def update_organisation(
+    organisation_id: UUID, body: OrganisationPatch, uow: UoW, caller: Caller
+) -> dict[str, Any]:
+    caller.require_admin()
+    changes = body.model_dump(exclude_unset=True, mode="json")
+    if any(v is None for k, v in changes.items() if k != "cvr"):
+        raise Problem(422, "Only cvr may be null: leave a field out to keep it.")
+    org = await handle(commands.UpdateOrganisation(organisation_id=organisation_id, changes=changes), uow)
+    return views.organisation_out(org)
 
 
 @router.put(

@@ -1,15 +1,18 @@
 """GDPR in the members service: the erasure (a command handler, in HANDLERS; its notice is translated in
 translator.py), and the purge of the member's events from MEMBERS once the notice is in the stream.
 
-The order that keeps the notice: (1) `erase_member` deletes the member's rows and their outbox history and writes
-MemberErased to the outbox, in one transaction; (2) the relay publishes it; (3) members hears its own notice on the
-durable `members-member-erased-v1` and purges `members.member.*.*.<id>` up to, not including, the notice's stream
-sequence. So the purge can never run before the notice is stored, and never takes it.
+The order that keeps the notice: (1) `erase_member` deletes the member's rows and their outbox history, remembers
+the id in erased_members (ids and times only: the proof of erasure, and what makes a repeated request answer with
+the original time) and writes MemberErased to the outbox, in one transaction; (2) the relay publishes it; (3)
+members hears its own notice on the durable `members-member-erased-v1` and purges `members.member.*.*.<id>` up to,
+not including, the notice's stream sequence. So the purge can never run before the notice is stored, and never
+takes it.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 from netvaerk_shared import topology
 from netvaerk_shared.consumer import Subscription
@@ -19,6 +22,7 @@ from netvaerk_shared.gdpr import ExportResponder, purge_before_notice
 from netvaerk_shared.runtime import ServiceRuntime
 from netvaerk_shared.uow import AbstractUnitOfWork
 
+from ..adapters import orm
 from ..adapters.gdpr import ErasureRepository, member_export
 from ..domain import gdpr as domain
 from ..domain.errors import NotFound
@@ -26,15 +30,26 @@ from ..domain.errors import NotFound
 
 async def erase_member(cmd: domain.EraseMember, uow: AbstractUnitOfWork[Any]) -> domain.Erasure:
     """Delete the member's personal data here (every table that refers to them, their outbox history and dead
-    letters) and record MemberErased, which goes out through the outbox with the deletion. NotFound when there is
-    no such member (never was, or erased already)."""
+    letters), remember the id and the time in erased_members, and record MemberErased, which goes out through the
+    outbox with the deletion. Idempotent: for a member erased already it changes nothing, records nothing and
+    returns the original time. NotFound when there never was such a member (or they were erased before
+    erased_members existed)."""
     async with uow:
         erasures = ErasureRepository(uow.repo.conn)
         if not await erasures.exists(cmd.member_id):
-            raise NotFound(f"No member {cmd.member_id}.")
+            erasure = await _done_before(erasures, cmd.member_id)
+            await uow.commit()
+            return erasure
         now = uow.clock()
         seated = await erasures.lock_groups_of(cmd.member_id)  # in id order, as every change of seats does
-        await erasures.erase(cmd.member_id)
+        counts = await erasures.erase(cmd.member_id)
+        if not counts[orm.members.name]:
+            # a concurrent erasure of the same member deleted the row while this one waited for it (PostgreSQL):
+            # that one freed the seats, wrote erased_members and told everyone; this one has nothing left to do
+            erasure = await _done_before(erasures, cmd.member_id)
+            await uow.commit()
+            return erasure
+        await erasures.remember(cmd.member_id, now)
         for group_id in seated:  # the seats that freed go to the waiting lists, as when a member leaves
             group = await uow.repo.get_group(group_id, lock=True)
             if group is None:
@@ -49,6 +64,13 @@ async def erase_member(cmd: domain.EraseMember, uow: AbstractUnitOfWork[Any]) ->
         uow.repo.seen.append(erasure)  # its notice is written to the outbox by commit(), after the scrub
         await uow.commit()
     return erasure
+
+
+async def _done_before(erasures: ErasureRepository, member_id: UUID) -> domain.Erasure:
+    erased_at = await erasures.erased_at(member_id)
+    if erased_at is None:
+        raise NotFound(f"No member {member_id}.")
+    return domain.Erasure.done_before(member_id, erased_at)
 
 
 def member_subjects(member_id: object) -> str:

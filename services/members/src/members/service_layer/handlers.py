@@ -68,11 +68,11 @@ async def update_group(cmd: commands.UpdateGroup, uow: UnitOfWork) -> Group:
     async with uow:
         group = await _group(uow, cmd.group_id)
         group.require_manager(cmd.actor)
-        group.update(cmd.changes)
-        if "slug" in cmd.changes and await uow.repo.group_slug_taken(group.slug, other_than=group.id):
-            raise Conflict(f"A group with the slug {group.slug!r} already exists.")
-        await _fill_free_seats(group, uow, uow.clock())  # more capacity, or open again
-        await uow.repo.save_group(group)
+        if group.update(cmd.changes):  # else every field given holds its value already: nothing to write or tell
+            if "slug" in cmd.changes and await uow.repo.group_slug_taken(group.slug, other_than=group.id):
+                raise Conflict(f"A group with the slug {group.slug!r} already exists.")
+            await _fill_free_seats(group, uow, uow.clock())  # more capacity, or open again
+            await uow.repo.save_group(group)
         await uow.commit()
     return group
 
@@ -113,7 +113,7 @@ async def update_member(cmd: commands.UpdateMember, uow: UnitOfWork) -> Member:
             organisation = await uow.repo.organisation(org["name"], org["kind"], check_cvr(org.get("cvr")), uuid.uuid4)
         if "email" in changes and await uow.repo.email_taken(changes["email"].strip().lower(), member.id):
             raise Conflict("A member with this email address is already registered.")
-        member.update(
+        changed = member.update(
             now,
             name=changes.get("name"),
             email=changes.get("email"),
@@ -124,9 +124,10 @@ async def update_member(cmd: commands.UpdateMember, uow: UnitOfWork) -> Member:
             consents=changes.get("consents"),
             status=changes.get("status"),
         )
-        await uow.repo.save_member(member)
-        if had_right and not member.may_join_groups:
-            await _end_group_memberships([member.id], uow, now)
+        if changed:  # else every field given holds its value already: nothing to write or tell
+            await uow.repo.save_member(member)
+            if had_right and not member.may_join_groups:
+                await _end_group_memberships([member.id], uow, now)
         await uow.commit()
     return member
 
@@ -149,6 +150,27 @@ async def _end_group_memberships(member_ids: Iterable[UUID], uow: UnitOfWork, no
 
 
 # -- organisations -----------------------------------------------------------------------------------------------
+async def update_organisation(cmd: commands.UpdateOrganisation, uow: UnitOfWork) -> Organisation:
+    """The administration corrects an organisation's name, kind or CVR number. No organisation.updated exists in
+    the contract: every member of it gets a member.updated (their full profile carries the organisation), in the
+    same transaction. Nothing is written or told when every field given holds its value already."""
+    changes = cmd.changes
+    async with uow:
+        org = await uow.repo.get_organisation(cmd.organisation_id, lock=True)
+        if org is None:
+            raise NotFound(f"No organisation {cmd.organisation_id}.")
+        if org.update(
+            name=changes.get("name"), kind=changes.get("kind"), cvr=changes["cvr"] if "cvr" in changes else UNSET
+        ):
+            if not await uow.repo.save_organisation(org):
+                raise Conflict(f"An organisation named {org.name!r} is already registered.")
+            now = uow.clock()
+            for member_id in await uow.repo.members_of_organisation(org.id):
+                (await _member(uow, member_id)).organisation_changed(org, now)
+        await uow.commit()
+    return org
+
+
 async def set_organisation_membership(cmd: commands.SetOrganisationMembership, uow: UnitOfWork) -> Organisation:
     async with uow:
         org = await uow.repo.get_organisation(cmd.organisation_id, lock=True)
@@ -245,6 +267,7 @@ Command = (
     | commands.UpdateGroup
     | commands.RegisterMember
     | commands.UpdateMember
+    | commands.UpdateOrganisation
     | commands.SetOrganisationMembership
     | commands.JoinGroup
     | commands.LeaveGroup
@@ -260,6 +283,7 @@ HANDLERS: dict[type[Command], Callable[[Any, UnitOfWork], Awaitable[Any]]] = {
     commands.UpdateGroup: update_group,
     commands.RegisterMember: register_member,
     commands.UpdateMember: update_member,
+    commands.UpdateOrganisation: update_organisation,
     commands.SetOrganisationMembership: set_organisation_membership,
     commands.JoinGroup: join_group,
     commands.LeaveGroup: leave_group,
