@@ -2,7 +2,8 @@
 """Benchmarks of the meetings service, each beside a baseline measured in the same run on the same machine. It is a
 benchmark, not a test: nothing here asserts a time.
 
-    .venv/bin/python bench/meetings.py [--figures ics] [--backend both] [--years 10] [--per-year 4]
+    .venv/bin/python bench/meetings.py [--figures ics,rsvp] [--backend both] [--years 10] [--per-year 4]
+        [--members 200] [--capacity 150] [--rounds 5]
 
 - ics: a group's calendar feed with `--years` years of meetings (`--per-year` a year, each with a four-item agenda,
   every tenth cancelled, sequences 0-3), read the way GET /calendar/{token}.ics reads it: the route itself through
@@ -12,6 +13,15 @@ benchmark, not a test: nothing here asserts a time.
   memory allocated while building one feed (tracemalloc). Baseline: the same calendar (same events, properties and
   VTIMEZONE span) built with the icalendar package directly (`Calendar`/`Event`/`Timezone.from_tzid`, `to_ical()`)
   from the same meetings in memory. Both documents are parsed back with icalendar and must hold the same events.
+- rsvp: `--members` members on a group's roster (seeded into the service's own tables, as the MEMBERS events would
+  leave them) all answer `PUT /meetings/{id}/rsvps/{member_id}` "attending" at once, one keep-alive connection
+  each, against a real uvicorn process of the meetings app (uvicorn_flags(): uvloop, httptools; RUN_RELAY=false, so
+  the outbox rows of RsvpRecorded wait and the relay takes no CPU), a fresh meeting of `--capacity` seats per round,
+  `--rounds` rounds after one warm-up round. Requests/s of each burst (members / time from the first request sent to
+  the last answer) and p50/p95/p99 of every answer. Afterwards each meeting's answers are read back: confirmed +
+  waitlisted must be `--members`, confirmed exactly the capacity, the waiting list 1..n in arrival order. Baseline: a
+  bare FastAPI app on the same uvicorn flags taking the same requests (same paths, headers and body, parsed into
+  the same enum) and answering with the same body the service gave, no database.
 
 Each figure is a function `figure_<name>(infra, backend, args) -> dict` registered in FIGURES; see bench/README.md
 ("bench/meetings.py") for what the figures mean and the last run's numbers.
@@ -21,10 +31,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.util
 import json
 import logging
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -338,12 +351,253 @@ def ics_lines(backend: str, r: dict) -> list[str]:
     ]
 
 
-# Each figure: (function, the lines it prints). Others add theirs here (RSVP: issue 9, seats).
-# NOTE for S9 (from C9, 10:36): a version of this file you had just created was overwritten by mine by mistake
-# (my create ran seconds after I had checked that the file did not exist). Please add your RSVP figure again here as
-# "rsvp": (figure_rsvp, rsvp_lines); the CLI, infra and results file are shared. Sorry.
+# ----------------------------------------------------------------------------------------------------------- rsvp
+BARE_RSVP_APP = """
+import json, os
+from enum import StrEnum
+from uuid import UUID
+
+from fastapi import FastAPI
+from pydantic import BaseModel, ConfigDict
+
+ANSWER = json.load(open(os.environ["BARE_ANSWER"]))
+
+
+class Response(StrEnum):
+    attending = "attending"
+    tentative = "tentative"
+    declined = "declined"
+
+
+class RsvpIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    response: Response
+
+
+app = FastAPI()
+
+
+@app.put("/meetings/{meeting_id}/rsvps/{member_id}")
+async def answer(meeting_id: UUID, member_id: UUID, body: RsvpIn) -> dict:
+    return {**ANSWER, "meeting_id": str(meeting_id), "member_id": str(member_id), "response": body.response}
+"""
+
+
+async def _seed_roster(url: str, members: int, rounds: int, capacity: int) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+    """A group, its roster (what MemberJoined leaves in group_members) and one coming meeting per round, written
+    into the service's own tables after it migrated them."""
+    engine = create_engine(url)
+    group_id = uuid.uuid4()
+    member_ids = [uuid.uuid4() for _ in range(members)]
+    meeting_ids = [uuid.uuid4() for _ in range(rounds)]
+    now = datetime.now(UTC)
+    starts = (now + timedelta(days=30)).replace(hour=12, minute=0, second=0, microsecond=0)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                insert(orm.groups),
+                {"id": group_id, "name": "Offentlig digitalisering øst", "slug": "oest", "region": "Øst"},
+            )
+            await conn.execute(
+                insert(orm.group_members),
+                [
+                    {"group_id": group_id, "member_id": m, "role": "member", "joined_at": now - timedelta(days=1)}
+                    for m in member_ids
+                ],
+            )
+            await conn.execute(
+                insert(orm.meetings),
+                [
+                    {
+                        "id": mid,
+                        "group_id": group_id,
+                        "title": f"Netværksmøde {i + 1}: data, AI og ansvar",
+                        "starts_at": starts + timedelta(days=i),
+                        "ends_at": starts + timedelta(days=i, hours=3),
+                        "timezone": "Europe/Copenhagen",
+                        "venue_name": "Rådhuset, mødesal 2",
+                        "capacity": capacity,
+                        "sequence": 0,
+                        "scheduled_at": now,
+                        "status": "scheduled",
+                    }
+                    for i, mid in enumerate(meeting_ids)
+                ],
+            )
+    finally:
+        await engine.dispose()
+    return member_ids, meeting_ids
+
+
+BODY = {"response": "attending"}
+
+
+async def _one(client: Any, path: str, start: asyncio.Event, got: list[tuple[int, float, bytes]]) -> None:
+    await start.wait()
+    t = time.perf_counter()
+    status, body = await client.request("PUT", path, BODY)
+    got.append((status, time.perf_counter() - t, body))
+
+
+async def _bursts(port: int, pid: int, meeting_ids: list[uuid.UUID], member_ids: list[uuid.UUID]) -> dict:
+    """One keep-alive connection per member; per meeting, every member's PUT at once (the first meeting: warm-up)."""
+    import psutil
+
+    server = psutil.Process(pid)
+    rates: list[float] = []
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    cpu = elapsed_total = 0.0
+    sample: bytes = b""
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(pipeline.LeanHttp(port, pipeline.TOKEN)) for _ in range(len(member_ids))
+        ]
+        for n, meeting_id in enumerate(meeting_ids):
+            start = asyncio.Event()
+            got: list[tuple[int, float, bytes]] = []
+            tasks = [
+                asyncio.create_task(_one(c, f"/meetings/{meeting_id}/rsvps/{m}", start, got))
+                for c, m in zip(clients, member_ids, strict=True)
+            ]
+            await asyncio.sleep(0.05)  # every task waits on the event
+            cpu0 = sum(server.cpu_times()[:2])
+            t0 = time.perf_counter()
+            start.set()
+            await asyncio.gather(*tasks)
+            elapsed = time.perf_counter() - t0
+            if n == 0:
+                sample = next(b for s, _, b in got if s == 200)
+                continue  # warm-up: connections, caches, the pool
+            cpu += sum(server.cpu_times()[:2]) - cpu0
+            elapsed_total += elapsed
+            rates.append(len(got) / elapsed)
+            latencies.extend(x for _, x, _ in got)
+            for s, _, _ in got:
+                statuses[s] = statuses.get(s, 0) + 1
+    return {
+        "rate_median": statistics.median(rates),
+        "rates": rates,
+        "p50_ms": pct(latencies, 50) * 1e3,
+        "p95_ms": pct(latencies, 95) * 1e3,
+        "p99_ms": pct(latencies, 99) * 1e3,
+        "max_ms": max(latencies) * 1e3,
+        "statuses": statuses,
+        "server_cpu_share": cpu / elapsed_total,
+        "sample": sample,
+    }
+
+
+async def _seats_hold(port: int, meeting_ids: list[uuid.UUID], members: int, capacity: int) -> list[dict]:
+    """Each meeting's answers as the service gives them: the counts, and the waiting list in arrival order."""
+    checks = []
+    async with pipeline.LeanHttp(port, pipeline.TOKEN) as client:
+        for meeting_id in meeting_ids:
+            status, body = await client.request("GET", f"/meetings/{meeting_id}/rsvps")
+            if status != 200:
+                raise RuntimeError(f"GET /meetings/{meeting_id}/rsvps -> {status}: {body[:300]!r}")
+            seats = json.loads(body)
+            answers = seats["answers"]
+            waiting = [a for a in answers if a["status"] == "waitlisted"]
+            arrivals = [a["arrival"] for a in answers]
+            checks.append(
+                {
+                    "confirmed": seats["confirmed"],
+                    "waitlisted": seats["waitlisted"],
+                    "all_answered": seats["confirmed"] + seats["waitlisted"] == members == len(answers),
+                    "capacity_holds": seats["confirmed"] == min(capacity, members),
+                    "waiting_list_in_order": [a["waitlist_position"] for a in waiting]
+                    == list(range(1, len(waiting) + 1))
+                    and [a["arrival"] for a in waiting] == sorted(a["arrival"] for a in waiting)
+                    and min((a["arrival"] for a in waiting), default=members + 1)
+                    > max((a["arrival"] for a in answers if a["status"] == "confirmed"), default=0),
+                    "arrivals_distinct": len(set(arrivals)) == len(arrivals),
+                }
+            )
+    return checks
+
+
+async def figure_rsvp(infra_: Any, backend: str, args: argparse.Namespace) -> dict:
+    url = await infra_.database(backend, "rsvp")
+    workdir = Path(infra_.workdir)
+    try:
+        port = pipeline.infra.free_port()
+        log = workdir / f"meetings-rsvp-{backend}.log"
+        env = pipeline.service_env("meetings", url, infra_.nats.url, RUN_RELAY="false")
+        proc = pipeline.spawn_service("meetings", port, env, log)
+        try:
+            await pipeline.wait_ready(proc, port, log)  # it migrated its database
+            member_ids, meeting_ids = await _seed_roster(url, args.members, args.rounds + 1, args.capacity)
+            service = await _bursts(port, proc.pid, meeting_ids, member_ids)
+            checks = await _seats_hold(port, meeting_ids, args.members, args.capacity)
+        finally:
+            pipeline.infra.stop_process(proc)
+        answer_file = workdir / "rsvp-answer.json"
+        answer_file.write_bytes(service.pop("sample"))
+        (workdir / "bare_rsvp_app.py").write_text(BARE_RSVP_APP, encoding="utf-8")
+        bare_port = pipeline.infra.free_port()
+        bare_log = workdir / "bare-rsvp.log"
+        bare_env = {k: v for k, v in os.environ.items() if not k.endswith("DATABASE_URL")}
+        bare_env.update(PYTHONUNBUFFERED="1", BARE_ANSWER=str(answer_file))
+        with open(bare_log, "ab") as logf:
+            bare = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "bare_rsvp_app:app", "--app-dir", str(workdir)]
+                + ["--host", "127.0.0.1", "--port", str(bare_port), *pipeline.uvicorn_flags()],
+                cwd=workdir,
+                env=bare_env,
+                stdin=subprocess.DEVNULL,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            deadline = time.monotonic() + 30
+            while pipeline.http_status(f"http://127.0.0.1:{bare_port}/docs") != 200:
+                if time.monotonic() > deadline or bare.poll() is not None:
+                    raise RuntimeError(f"bare app did not start:\n{bare_log.read_text()[-2000:]}")
+                await asyncio.sleep(0.05)
+            baseline = await _bursts(bare_port, bare.pid, meeting_ids, member_ids)
+            baseline.pop("sample")
+        finally:
+            pipeline.infra.stop_process(bare)
+        return {
+            "members": args.members,
+            "capacity": args.capacity,
+            "rounds": args.rounds,
+            "service": service,
+            "bare": baseline,
+            "ratio": service["rate_median"] / baseline["rate_median"],
+            "checks": checks,
+            "all_hold": all(all(v for k, v in c.items() if isinstance(v, bool)) for c in checks),
+        }
+    finally:
+        await infra_.drop(url)
+
+
+def rsvp_lines(backend: str, r: dict) -> list[str]:
+    def row(label: str, x: dict) -> str:
+        return (
+            f"  {label:<40} {x['rate_median']:7,.0f} req/s (rounds {', '.join(f'{v:,.0f}' for v in x['rates'])})  "
+            f"p50 {x['p50_ms']:7.1f}  p95 {x['p95_ms']:7.1f}  p99 {x['p99_ms']:7.1f} ms  "
+            f"server CPU {x['server_cpu_share']:.0%}  statuses {x['statuses']}"
+        )
+
+    c = r["checks"]
+    return [
+        f"rsvp       {backend:<10}  {r['members']} members at once, {r['capacity']} seats, {r['rounds']} rounds "
+        "(+1 warm-up)",
+        row("PUT /meetings/{id}/rsvps/{member} (uvicorn)", r["service"]),
+        row("baseline: bare FastAPI, same requests", r["bare"]),
+        f"  ratio service / bare {r['ratio']:.2f}; after each round confirmed+waitlisted = "
+        f"{sorted({x['confirmed'] + x['waitlisted'] for x in c})}, confirmed = {sorted({x['confirmed'] for x in c})}, "
+        f"waitlisted = {sorted({x['waitlisted'] for x in c})}; every check holds: {r['all_hold']}",
+    ]
+
+
+# Each figure: (function, the lines it prints).
 FIGURES: dict[str, tuple[Callable[..., Awaitable[dict]], Callable[[str, dict], list[str]]]] = {
     "ics": (figure_ics, ics_lines),
+    "rsvp": (figure_rsvp, rsvp_lines),
 }
 
 
@@ -383,6 +637,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--years", type=int, default=10, help="ics: years of meetings in the group's feed")
     p.add_argument("--per-year", type=int, default=4, help="ics: meetings a year")
     p.add_argument("--repeat", type=int, default=200, help="ics: feeds built per timing")
+    p.add_argument("--members", type=int, default=200, help="rsvp: members on the roster, all answering at once")
+    p.add_argument("--capacity", type=int, default=150, help="rsvp: the meeting's seats")
+    p.add_argument("--rounds", type=int, default=5, help="rsvp: bursts timed (each on a fresh meeting)")
     return p.parse_args(argv)
 
 

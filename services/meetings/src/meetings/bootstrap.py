@@ -28,6 +28,7 @@ def bootstrap(settings: Settings | None = None) -> ServiceRuntime:
     migrations = Path(settings.migrations_dir) if settings.migrations_dir else MIGRATIONS
     subscriptions = (
         Subscription(contracts.GroupCreated, on_group_created),
+        Subscription(contracts.GroupUpdated, subscribers.on_group_updated),  # name, status: archived takes no more
         Subscription(contracts.MemberJoined, on_member_joined, on_members_joined),
         Subscription(MemberErased, on_member_erased),
         # the roster's upkeep (issue 9: seats)

@@ -48,6 +48,7 @@ async def get_group(engine: AsyncEngine, group_id: UUID) -> dict[str, Any] | Non
         "name": row.name,
         "slug": row.slug,
         "region": row.region,
+        "status": row.status,
         "member_ids": [r["member_id"] for r in roster],
         "members": [dict(r) for r in roster],
     }

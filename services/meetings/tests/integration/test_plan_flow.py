@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from meetings.adapters import orm
 from netvaerk_shared.contracts import meetings as contracts
+from netvaerk_shared.contracts import members as contracts_members
 from netvaerk_shared.envelope import parse_event
 from netvaerk_testing.plugin import wait_until
 
@@ -28,6 +29,7 @@ from .test_meetings_flow import (
     meetings_service,
     member_joined,
     publish,
+    settled,
 )
 
 CPH = ZoneInfo("Europe/Copenhagen")
@@ -444,3 +446,58 @@ async def test_more_seats_let_the_waiting_list_move_up_in_the_same_change(databa
 
         [(_, _, promoted)] = await events_on(js, f"meetings.waitlist.promoted.v1.{meeting_id}", 1, "probe-refill")
     assert promoted.member_id == second
+
+
+def group_updated(group_id, status: str, name: str = "Offentlig digitalisering øst") -> contracts_members.GroupUpdated:
+    return contracts_members.GroupUpdated(
+        group_id=group_id,
+        name=name,
+        slug="offentlig-digitalisering-oest",
+        region="Øst",
+        description="Netværk for it-folk i kommuner og regioner øst for Storebælt.",
+        status=status,
+    )
+
+
+async def test_the_group_copy_follows_group_updated_and_an_archived_group_takes_no_new_meetings(
+    database_url, clean_nats
+):
+    group_id, waiting = uuid.uuid4(), uuid.uuid4()
+    async with meetings_service(database_url, clean_nats) as (client, js, runtime):
+        await roster_of(client, js, group_id)
+        before = await client.post("/meetings", json=meeting_body(group_id))
+        assert before.status_code == 201, before.text
+        assert (await client.get(f"/groups/{group_id}")).json()["status"] == "open"
+
+        await publish(js, group_updated(group_id, "closed", name="Digitalisering øst"))
+
+        async def copy_is(name: str, status: str) -> bool:
+            body = await _ok_json(client, f"/groups/{group_id}")
+            return body is not None and (body["name"], body["status"]) == (name, status)
+
+        await wait_until(lambda: copy_is("Digitalisering øst", "closed"), message="the renamed, closed group")
+        closed = await client.post("/meetings", json=meeting_body(group_id))  # closed to new members, not meetings
+        assert closed.status_code == 201, closed.text
+
+        await publish(js, group_updated(group_id, "archived", name="Digitalisering øst (arkiv)"))
+        await wait_until(lambda: copy_is("Digitalisering øst (arkiv)", "archived"), message="the archived group")
+        async with runtime.engine.connect() as conn:
+            outbox_before = (await conn.execute(select(func.count()).select_from(runtime.tables.outbox))).scalar_one()
+        body = assert_problem(await client.post("/meetings", json=meeting_body(group_id)), 409)
+        assert "archived" in body["detail"]
+        body = assert_problem(await client.post("/series", json=series_body(group_id)), 409)
+        assert "archived" in body["detail"]
+
+        # an older update consumed late does not reopen it; a group whose creation is still to come is made
+        await publish(js, group_updated(group_id, "open", name="Digitalisering øst"))
+        await publish(js, group_updated(waiting, "open", name="Netværk vest"))
+        await wait_until(lambda: _ok_json(client, f"/groups/{waiting}"), message="the group known from its update")
+        assert await copy_is("Digitalisering øst (arkiv)", "archived")
+        await publish(js, group_created(waiting, name="Netværk vest, gammelt navn"))  # creation after the update
+        await wait_until(lambda: settled(js, "meetings-group-created-v1"), message="group.created consumed")
+        assert (await client.get(f"/groups/{waiting}")).json()["name"] == "Netværk vest"
+        async with runtime.engine.connect() as conn:
+            outbox_after = (await conn.execute(select(func.count()).select_from(runtime.tables.outbox))).scalar_one()
+        assert outbox_after == outbox_before  # nothing refused left an event behind
+        meeting = (await client.get(f"/meetings/{before.json()['meeting_id']}")).json()
+        assert meeting["status"] == "scheduled"  # what the group had stays as it was

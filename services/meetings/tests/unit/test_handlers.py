@@ -7,7 +7,7 @@ import jsonschema
 import pytest
 
 from meetings.domain import commands
-from meetings.domain.errors import Invalid, NotFound
+from meetings.domain.errors import Conflict, Invalid, NotFound
 from meetings.domain.model import AgendaItem, Meeting, Venue
 from meetings.entrypoints import subscribers
 from meetings.service_layer import handlers
@@ -29,6 +29,7 @@ class FakeStore:
         }
         self.members: dict = {}
         self.meetings: dict = {}
+        self.status: dict = {}  # group id -> open / closed / archived (group.updated)
 
 
 class FakeMeetings:
@@ -50,6 +51,14 @@ class FakeRosters:
 
     async def record_group(self, group_id, name, slug, region):
         self.store.groups.setdefault(group_id, (name, slug, region))
+
+    async def record_group_change(self, group_id, name, slug, region, status):
+        if self.store.status.get(group_id) != "archived":
+            self.store.groups[group_id] = (name, slug, region)
+            self.store.status[group_id] = status
+
+    async def group_archived(self, group_id):
+        return self.store.status.get(group_id) == "archived"
 
     async def record_membership(self, group_id, member_id, role, joined_at):
         self.store.members[(group_id, member_id)] = (role, joined_at)
@@ -124,6 +133,26 @@ async def test_an_unknown_group_is_not_found_and_nothing_is_committed_or_publish
     uow = unit_of_work(store)
     group = uuid4()
     with pytest.raises(NotFound, match="unknown to the meetings service"):
+        await handlers.handle(command(group), uow)
+    assert uow.rolled_back and not uow.committed
+    assert uow.published == [] and store.meetings == {}
+
+
+async def test_an_archived_group_takes_no_new_meeting_and_nothing_is_committed_or_published():
+    group = uuid4()
+    store = FakeStore([group])
+    updated = contracts.GroupUpdated(
+        group_id=group,
+        name="Offentlig digitalisering øst (arkiv)",
+        slug="offentlig-digitalisering-oest",
+        region="Øst",
+        description="",
+        status="archived",
+    )
+    await subscribers.on_group_updated(unit_of_work(store), make_event(updated), updated)
+    assert store.groups[group][0] == "Offentlig digitalisering øst (arkiv)"
+    uow = unit_of_work(store)
+    with pytest.raises(Conflict, match="archived"):
         await handlers.handle(command(group), uow)
     assert uow.rolled_back and not uow.committed
     assert uow.published == [] and store.meetings == {}
@@ -220,6 +249,24 @@ async def test_group_created_becomes_a_record_group_command(monkeypatch):
     await subscribers.on_group_created(object(), make_event(data), data)
     assert seen == [
         commands.RecordGroup(group_id=data.group_id, name="Netværk Øst", slug="netvaerk-oest", region="Øst")
+    ]
+
+
+async def test_group_updated_becomes_a_record_group_change_command(monkeypatch):
+    seen = []
+
+    async def record_group_change(cmd, uow):
+        seen.append(cmd)
+
+    monkeypatch.setitem(handlers.HANDLERS, commands.RecordGroupChange, record_group_change)
+    data = contracts.GroupUpdated(
+        group_id=uuid4(), name="Netværk Øst", slug="netvaerk-oest", region="Øst", description="", status="closed"
+    )
+    await subscribers.on_group_updated(object(), make_event(data), data)
+    assert seen == [
+        commands.RecordGroupChange(
+            group_id=data.group_id, name="Netværk Øst", slug="netvaerk-oest", region="Øst", status="closed"
+        )
     ]
 
 

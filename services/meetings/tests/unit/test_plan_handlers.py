@@ -62,6 +62,9 @@ class FakeRosters:
     async def group_known(self, group_id):
         return group_id == GROUP
 
+    async def group_archived(self, group_id):
+        return False
+
 
 class FakeRepositories:
     def __init__(self, store):

@@ -138,6 +138,22 @@ def test_leaving_withdraws_and_the_waiting_list_moves_up():
     assert not s.withdraw(b, START)  # once it began, what happened stays
 
 
+def test_a_cancelled_meeting_promotes_nobody_when_a_seat_is_given_up():
+    s = seating(capacity=1)
+    a, b, c = uuid4(), uuid4(), uuid4()
+    for m in (a, b, c):
+        answer(s, m)
+    s.cancelled = True  # the meeting was called off afterwards
+    s.events.clear()
+    assert s.withdraw(a, NOW)  # a leaves the group
+    s.release_erased(b, NOW)  # b is erased
+    assert s.answers[a].status == "withdrawn" and s.answers[b].status == "withdrawn"
+    assert s.answers[c].status == "waitlisted"
+    assert not [e for e in s.events if isinstance(e, Promoted)]  # no "you have a seat" for a meeting that is off
+    s.refill(NOW)
+    assert s.answers[c].status == "waitlisted"
+
+
 def test_a_seat_transfer_hands_the_seat_to_the_colleague():
     s = seating(capacity=1)
     a, b, new = uuid4(), uuid4(), uuid4()

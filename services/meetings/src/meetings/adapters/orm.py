@@ -18,6 +18,8 @@ groups = Table(
     Column("name", String(200), nullable=False),
     Column("slug", String(100), nullable=False),
     Column("region", String(100), nullable=False),
+    # open / closed / archived, from group.updated (migration 0007); an archived group takes no new meetings
+    Column("status", String(20), nullable=False, server_default="open"),
 )
 
 group_members = Table(
@@ -72,7 +74,7 @@ agenda_items = Table(
 )
 
 # Members erased (GDPR): ids only. A MemberJoined that arrives after the member's erasure (another durable) is not
-# recorded; the erased member's roster rows were given a random id instead, so the counts stay right.
+# recorded; the erased member's roster rows were deleted (their answers and attendance stay, under random ids).
 erased_members = Table(
     "erased_members",
     metadata,

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
-from sqlalchemy import ColumnElement, bindparam, insert, select, update
+from sqlalchemy import ColumnElement, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from netvaerk_shared.db import dialect_insert
@@ -108,6 +108,24 @@ class RosterRepository:
         stmt = dialect_insert(self.conn, orm.groups).values(id=group_id, name=name, slug=slug, region=region)
         await self.conn.execute(stmt.on_conflict_do_nothing(index_elements=["id"]))
 
+    async def record_group_change(self, group_id: UUID, name: str, slug: str, region: str, status: str) -> None:
+        """group.updated: name, slug, region and status as they are now; the row is made if the group's creation has
+        not been consumed yet (it then changes nothing). Once archived, a group stays archived: an update consumed
+        late (a retried delivery) does not reopen it."""
+        g = orm.groups
+        stmt = dialect_insert(self.conn, g).values(id=group_id, name=name, slug=slug, region=region, status=status)
+        await self.conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["id"],
+                set_={"name": name, "slug": slug, "region": region, "status": status},
+                where=g.c.status != "archived",
+            )
+        )
+
+    async def group_archived(self, group_id: UUID) -> bool:
+        stmt = select(orm.groups.c.status).where(orm.groups.c.id == group_id)
+        return (await self.conn.execute(stmt)).scalar_one_or_none() == "archived"
+
     async def record_membership(self, group_id: UUID, member_id: UUID, role: str, joined_at: datetime) -> None:
         # The newest join wins, whatever order the events come in.
         if await self._erased([member_id]):
@@ -191,19 +209,16 @@ class RosterRepository:
         return found
 
     async def forget_member(self, member_id: UUID, erased_at: datetime) -> int:
-        """The member's roster rows go on under a random id each (a group's count stays right, nothing links them to
-        the person), the id is remembered as erased, and the messaging tables forget the member. Returns the roster
-        rows anonymised; a second call finds none."""
+        """The member's roster rows go (members gave up their seats in the same erasure, so the copy follows: a
+        group's count here stays the one members has), the id is remembered as erased, and the messaging tables
+        forget the member. Their answers and attendance stay counted under a random id (seat_handlers.forget_seats).
+        Returns the roster rows removed; a second call finds none."""
         gm = orm.group_members
-        groups = (await self.conn.execute(select(gm.c.group_id).where(gm.c.member_id == member_id))).scalars().all()
-        for group_id in groups:
-            await self.conn.execute(
-                update(gm).where(gm.c.group_id == group_id, gm.c.member_id == member_id).values(member_id=uuid4())
-            )
+        removed = await self.conn.execute(delete(gm).where(gm.c.member_id == member_id))
         stmt = dialect_insert(self.conn, orm.erased_members).values(member_id=member_id, erased_at=erased_at)
         await self.conn.execute(stmt.on_conflict_do_nothing(index_elements=["member_id"]))
         await scrub_messaging(self.conn, orm.messaging, member_id)
-        return len(groups)
+        return int(removed.rowcount or 0)
 
 
 class Repositories:

@@ -36,6 +36,18 @@ class RecordGroup:
 
 
 @dataclass(frozen=True)
+class RecordGroupChange:
+    """group.updated: the group as it is now. An archived group stays archived (the members service never reopens
+    one), whatever order its updates are consumed in."""
+
+    group_id: UUID
+    name: str
+    slug: str
+    region: str
+    status: str  # open / closed / archived
+
+
+@dataclass(frozen=True)
 class RecordMembership:
     group_id: UUID
     member_id: UUID
@@ -52,7 +64,7 @@ class RecordMemberships:
 
 @dataclass(frozen=True)
 class ForgetMember:
-    """A member was erased (GDPR): their roster rows keep counting under a random id, nothing else names them."""
+    """A member was erased (GDPR): off the roster copy; their answers and attendance keep counting under random ids."""
 
     member_id: UUID
     erased_at: datetime

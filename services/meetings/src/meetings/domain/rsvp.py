@@ -246,6 +246,8 @@ class Seating:
         )
 
     def _promote(self, now: datetime) -> None:
+        if self.cancelled:
+            return  # a cancelled meeting has no seat to give: nobody in line is told they got one
         while self._free_seats() and self.waiting:
             first = self.waiting[0]
             first.status = "confirmed"

@@ -161,6 +161,9 @@ class GroupCopy(BaseModel):
     name: str
     slug: str
     region: str
+    status: Literal["open", "closed", "archived"] = Field(
+        description="As group.updated last told it; an archived group takes no new meetings"
+    )
     member_ids: list[UUID]
     members: list[RosterEntry]
 
@@ -196,6 +199,7 @@ router = protected_router()
     response_model=MeetingOut,
     responses={
         **problems(403, 404),
+        409: {"description": "The group is archived: it takes no new meetings"},
         422: {
             "description": (
                 "A field is invalid, or a rule the schema cannot state is broken: the meeting must start in the "

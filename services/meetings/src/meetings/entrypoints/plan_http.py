@@ -218,6 +218,7 @@ async def record_minutes(
     response_model=SeriesOut,
     responses={
         **problems(403, 404),
+        409: {"description": "The group is archived: it takes no new meetings"},
         422: {
             "description": "A field is invalid, or an occurrence breaks a meeting's rules (in the past, the agenda "
             "does not fit, a wall-clock time skipped by daylight saving): the message names the occurrence"

@@ -22,6 +22,15 @@ async def on_group_created(uow: UnitOfWork, event: CloudEvent, data: contracts.G
     await handle(commands.RecordGroup(group_id=data.group_id, name=data.name, slug=data.slug, region=data.region), uow)
 
 
+async def on_group_updated(uow: UnitOfWork, event: CloudEvent, data: contracts.GroupUpdated) -> None:
+    await handle(
+        commands.RecordGroupChange(
+            group_id=data.group_id, name=data.name, slug=data.slug, region=data.region, status=data.status.value
+        ),
+        uow,
+    )
+
+
 def _membership(data: contracts.MemberJoined) -> commands.RecordMembership:
     if data.joined_at.utcoffset() is None:  # the contract's times are instants; retrying will not add the offset
         raise Unprocessable("joined_at has no UTC offset")

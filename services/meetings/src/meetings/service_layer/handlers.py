@@ -42,6 +42,7 @@ async def schedule_meeting(cmd: commands.ScheduleMeeting, uow: UnitOfWork) -> Me
                 f"The group {cmd.group_id} is unknown to the meetings service: it has not (yet) received "
                 "the group's creation from the members service. Check the group id, or try again shortly."
             )
+        await plan.refuse_archived(uow, cmd.group_id)
         await plan.may_plan(uow, cmd.group_id, cmd.by)
         await uow.repo.meetings.add(meeting)
         await uow.commit()
@@ -52,6 +53,12 @@ async def schedule_meeting(cmd: commands.ScheduleMeeting, uow: UnitOfWork) -> Me
 async def record_group(cmd: commands.RecordGroup, uow: UnitOfWork) -> None:
     async with uow:
         await uow.repo.rosters.record_group(cmd.group_id, cmd.name, cmd.slug, cmd.region)
+        await uow.commit()
+
+
+async def record_group_change(cmd: commands.RecordGroupChange, uow: UnitOfWork) -> None:
+    async with uow:
+        await uow.repo.rosters.record_group_change(cmd.group_id, cmd.name, cmd.slug, cmd.region, cmd.status)
         await uow.commit()
 
 
@@ -71,8 +78,9 @@ async def record_memberships(cmd: commands.RecordMemberships, uow: UnitOfWork) -
 
 
 async def forget_member(cmd: commands.ForgetMember, uow: UnitOfWork) -> None:
-    """GDPR erasure (MemberErased): the roster copy keeps its counts under random ids, nothing here names the member
-    any more. A second delivery changes nothing."""
+    """GDPR erasure (MemberErased): the member leaves the roster copy (as members freed their seats), their answers,
+    attendance and proposals stay counted under random ids, nothing here names the member any more. A second
+    delivery changes nothing."""
     async with uow:
         await uow.repo.rosters.forget_member(cmd.member_id, cmd.erased_at)
         await uow.repo.proposals.forget_member(cmd.member_id)  # proposals and backings, under random ids
@@ -84,6 +92,7 @@ async def forget_member(cmd: commands.ForgetMember, uow: UnitOfWork) -> None:
 Command = (
     commands.ScheduleMeeting
     | commands.RecordGroup
+    | commands.RecordGroupChange
     | commands.RecordMembership
     | commands.RecordMemberships
     | commands.ForgetMember
@@ -112,6 +121,7 @@ Command = (
 HANDLERS: dict[type[Command], Callable[[Any, UnitOfWork], Awaitable[Any]]] = {
     commands.ScheduleMeeting: schedule_meeting,
     commands.RecordGroup: record_group,
+    commands.RecordGroupChange: record_group_change,
     commands.RecordMembership: record_membership,
     commands.RecordMemberships: record_memberships,
     commands.ForgetMember: forget_member,

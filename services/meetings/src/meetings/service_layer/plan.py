@@ -13,12 +13,18 @@ from netvaerk_shared.uow import AbstractUnitOfWork
 
 from ..adapters.repository import Repositories
 from ..domain import commands
-from ..domain.errors import Forbidden, NotFound
+from ..domain.errors import Conflict, Forbidden, NotFound
 from ..domain.model import Meeting
 from ..domain.series import Series
 from . import seat_handlers
 
 UnitOfWork = AbstractUnitOfWork[Repositories]
+
+
+async def refuse_archived(uow: UnitOfWork, group_id: UUID) -> None:
+    """An archived group (group.updated) takes no new meetings or series; what it had stays as it was."""
+    if await uow.repo.rosters.group_archived(group_id):
+        raise Conflict(f"The group {group_id} is archived in the members service: it takes no new meetings.")
 
 
 async def may_plan(uow: UnitOfWork, group_id: UUID, by: UUID | None) -> None:
@@ -110,6 +116,7 @@ async def plan_series(cmd: commands.PlanSeries, uow: UnitOfWork) -> Series:
                 f"The group {cmd.group_id} is unknown to the meetings service: it has not (yet) received "
                 "the group's creation from the members service. Check the group id, or try again shortly."
             )
+        await refuse_archived(uow, cmd.group_id)
         await may_plan(uow, cmd.group_id, cmd.by)
         await uow.repo.plan.add_series(series, meetings)
         await uow.commit()
