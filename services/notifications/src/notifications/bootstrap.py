@@ -7,6 +7,7 @@ from pathlib import Path
 
 from netvaerk_shared import contracts
 from netvaerk_shared.consumer import Subscription
+from netvaerk_shared.contracts import meetings as plan
 from netvaerk_shared.contracts.members import MemberErased
 from netvaerk_shared.db import create_engine
 from netvaerk_shared.gdpr import ExportResponder
@@ -33,6 +34,12 @@ def bootstrap(settings: Settings | None = None, mailer: Mailer | None = None) ->
         Subscription(contracts.MemberRegistered, subscribers.on_member_registered, subscribers.on_members_registered),
         Subscription(contracts.MemberJoined, subscribers.on_member_joined, subscribers.on_members_joined),
         Subscription(contracts.MeetingScheduled, subscribers.on_meeting_scheduled),
+        Subscription(plan.MeetingRescheduled, subscribers.on_meeting_rescheduled),
+        Subscription(plan.MeetingCancelled, subscribers.on_meeting_cancelled),
+        Subscription(plan.AgendaUpdated, subscribers.on_agenda_updated(settings.agenda_update_window_seconds)),
+        Subscription(plan.RsvpRecorded, subscribers.on_rsvp_recorded),
+        Subscription(plan.WaitlistPromoted, subscribers.on_waitlist_promoted),
+        Subscription(plan.ProposalAccepted, subscribers.on_proposal_accepted),
         Subscription(MemberErased, subscribers.on_member_erased),
     )
     runtime = ServiceRuntime(

@@ -1,6 +1,10 @@
 """Settings of the notifications service: environment variables only."""
 
-from netvaerk_shared.settings import ServiceSettings
+from typing import Self
+
+from pydantic import field_validator, model_validator
+
+from netvaerk_shared.settings import PLACEHOLDERS, ServiceSettings
 
 
 class Settings(ServiceSettings):
@@ -20,3 +24,30 @@ class Settings(ServiceSettings):
     # other services before it fails (permanent=false): an upstream outage is waited out, not counted as attempts.
     delivery_wait_seconds: int = 3600
     run_deliveries: bool = True
+    # At most one agenda notice per meeting in this many seconds, however often its agenda is edited.
+    agenda_update_window_seconds: int = 3600
+    # Where members reach this service's public routes (the web gateway): List-Unsubscribe links start with it.
+    public_base_url: str = "https://netvaerk.danskit.example.org"
+    # The HMAC key of one-click unsubscribe tokens; unset, one derived from API_TOKEN (so changing that token voids
+    # the links in every mail sent before, as changing this does). Set, at least 16 characters that are no placeholder.
+    unsubscribe_secret: str = ""
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value.startswith(("https://", "http://")) or any(c.isspace() or ord(c) < 32 for c in value):
+            raise ValueError("PUBLIC_BASE_URL must be an http(s) URL")
+        return value
+
+    @model_validator(mode="after")
+    def _unsubscribe_links(self) -> Self:
+        secret = self.unsubscribe_secret.strip()
+        if secret and (secret.lower() in PLACEHOLDERS or len(secret) < 16):
+            raise ValueError("UNSUBSCRIBE_SECRET, when set, must be a real secret of at least 16 characters")
+        if self.environment == "production" and not self.public_base_url.startswith("https://"):
+            raise ValueError("PUBLIC_BASE_URL must be https in production (RFC 8058)")
+        return self
+
+    def unsubscribe_key(self) -> bytes:
+        return (self.unsubscribe_secret or f"netvaerk-unsubscribe:{self.api_token}").encode()

@@ -1,4 +1,4 @@
-"""Read side: the delivery log and what this service holds about a member."""
+"""Read side: the delivery log, a member's preferences and what this service holds about a member."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from netvaerk_shared import metrics
 
 from .adapters import orm
+from .domain.model import CATEGORIES
 
 _LOG_COLUMNS = [
     orm.deliveries.c[n]
@@ -60,6 +61,23 @@ def _log(row: RowMapping) -> dict[str, Any]:
     return out
 
 
+async def preferences(engine: AsyncEngine, member_id: UUID) -> dict[str, Any] | None:
+    """Every category's choice (the defaults where none was made: email on, the profile's language); None for a
+    member this service has no contact of."""
+    c, p = orm.contacts, orm.preferences
+    async with engine.connect() as conn:
+        if (await conn.execute(select(c.c.member_id).where(c.c.member_id == member_id))).first() is None:
+            return None
+        rows = {r["category"]: r for r in (await conn.execute(select(p).where(p.c.member_id == member_id))).mappings()}
+    out: dict[str, Any] = {"member_id": member_id}
+    for category in CATEGORIES:
+        row = rows.get(category)
+        out[category] = (
+            {"email": bool(row["email"]), "language": row["language"]} if row else {"email": True, "language": None}
+        )
+    return out
+
+
 async def member_export(engine: AsyncEngine, member_id: UUID) -> dict[str, Any] | None:
     async with engine.connect() as conn:
         contact = (
@@ -70,13 +88,16 @@ async def member_export(engine: AsyncEngine, member_id: UUID) -> dict[str, Any] 
             .mappings()
             .all()
         )
+        p = orm.preferences
+        chosen = (await conn.execute(select(p).where(p.c.member_id == member_id))).mappings().all()
     sent = await deliveries(engine, member_id=member_id, limit=10_000)
-    if contact is None and not groups and not sent:
+    if contact is None and not groups and not sent and not chosen:
         return None
     return {
         "service": "notifications",
         "contact": dict(contact) if contact else None,
         "groups": [dict(g) for g in groups],
+        "preferences": [dict(r) for r in chosen],
         "deliveries": sent,
     }
 

@@ -35,3 +35,31 @@ async def test_hostile_query_parameters_and_paths_are_problems_not_500s(service)
         response = await client.get(path)
         assert response.status_code == 422, path
     assert (await client.get("/members/0b0b0b0b-0000-4000-8000-000000000000/export")).status_code == 404
+
+
+async def test_hostile_input_to_a_members_own_routes_is_a_problem_not_a_500(service):
+    client, document = service
+    mine = "/members/0b0b0b0b-0000-4000-8000-000000000000"
+    cases = hostile.query_variants(document, "/members/{member_id}/deliveries")
+    assert {name for _, name, _ in cases} >= {"status", "kind", "limit", "offset"}
+    for label, name, query in cases:
+        response = await client.get(f"{mine}/deliveries", params=query)
+        assert response.status_code == 422, (label, name, response.text)
+        assert response.json()["errors"][0]["field"] == name
+    valid = {c: {"email": True, "language": "da"} for c in ("announcements", "reminders", "agenda_updates")}
+    assert (await client.put(f"{mine}/preferences", json=valid)).status_code == 404  # nobody this service knows
+    for body in (
+        {**valid, "announcements": {"email": "yes"}},  # a flag is true or false, nothing else
+        {**valid, "reminders": {"email": True, "language": "de"}},
+        {**valid, "agenda_updates": {"email": True, "extra": 1}},
+        {"announcements": valid["announcements"]},  # every category
+        {**valid, "news": {"email": False}},
+    ):
+        response = await client.put(f"{mine}/preferences", json=body)
+        assert response.status_code == 422, (body, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+    for token in ("%00", "\u00e6" * 30, "a.b", "x" * 3000, "..", "%0d%0aBcc:%20x"):
+        response = await client.post(f"/unsubscribe/{token}")
+        assert response.status_code == 404, (token, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+    assert (await client.get(f"{mine}/deliveries", headers={"X-Netvaerk-Member": "%00"})).status_code == 422

@@ -31,6 +31,8 @@ class Store:
     roster: dict = field(default_factory=dict)  # (group_id, member_id) -> role
     meetings: dict = field(default_factory=dict)
     deliveries: dict = field(default_factory=dict)  # id -> Delivery, as last saved
+    preferences: dict = field(default_factory=dict)  # (member_id, category) -> Preference
+    agenda_notices: dict = field(default_factory=dict)  # meeting_id -> last_at
 
 
 class FakeRepository:
@@ -52,13 +54,39 @@ class FakeRepository:
     async def record_meeting(self, meeting):
         self.store.meetings[meeting.meeting_id] = meeting
 
+    async def meeting(self, meeting_id):
+        return self.store.meetings.get(meeting_id)
+
+    async def agenda_notice(self, meeting_id):
+        return self.store.agenda_notices.get(meeting_id)
+
+    async def record_agenda_notice(self, meeting_id, last_at):
+        self.store.agenda_notices[meeting_id] = last_at
+
     async def members_of(self, group_id):
         return [m for (g, m) in self.store.roster if g == group_id]
 
+    async def knows(self, member_id):
+        return member_id in self.store.contacts
+
+    async def preferences(self, member_id):
+        return {c: p for (m, c), p in self.store.preferences.items() if m == member_id}
+
+    async def set_preferences(self, preferences, now):
+        for pref in preferences:
+            self.store.preferences[(pref.member_id, pref.category)] = pref
+
+    async def turned_off(self, member_ids, category):
+        return {m for m in member_ids if not self.store.preferences.get((m, category), model.Preference(m, "")).email}
+
     async def material(self, delivery, about):
-        meeting = self.store.meetings.get(about) if delivery.kind == model.INVITATION else None
+        meeting = self.store.meetings.get(about) if delivery.kind != model.WELCOME else None
+        if meeting is not None and not meeting.ready:
+            meeting = None
         group_id = meeting.group_id if meeting else about
-        return self.store.contacts.get(delivery.member_id), self.store.groups.get(group_id), meeting
+        category = model.category_of(delivery.kind)
+        preference = self.store.preferences.get((delivery.member_id, category)) if category else None
+        return self.store.contacts.get(delivery.member_id), self.store.groups.get(group_id), meeting, preference
 
     async def owe(self, deliveries):
         keys = {d.dedupe_key for d in self.store.deliveries.values()}

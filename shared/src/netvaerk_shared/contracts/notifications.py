@@ -15,6 +15,12 @@ from .base import EventData, register
 class NotificationKind(StrEnum):
     welcome = "welcome"
     invitation = "invitation"
+    meeting_update = "meeting_update"  # a meeting moved or changed (with the calendar entry that replaces it)
+    cancellation = "cancellation"
+    agenda_update = "agenda_update"
+    rsvp_confirmation = "rsvp_confirmation"
+    waitlist_promotion = "waitlist_promotion"  # a seat came free and is now the member's
+    proposal_accepted = "proposal_accepted"
 
 
 class Channel(StrEnum):

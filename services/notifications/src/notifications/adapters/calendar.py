@@ -46,8 +46,12 @@ def build_invitation_ics(
     attendee_email: str,
     attendee_name: str,
     dtstamp: datetime,
+    method: str = "REQUEST",
 ) -> bytes:
     """Return the invitation as iCalendar bytes (UTF-8, CRLF line endings).
+
+    `method` REQUEST (an invitation, or with a higher `sequence` an update that moves the entry: the UID is the
+    meeting's) or CANCEL (the entry is cancelled: STATUS:CANCELLED, no RSVP asked).
 
     `starts_at`, `ends_at` and `dtstamp` are aware instants (normally UTC); DTSTART/DTEND are written as wall time in
     `timezone` with a TZID and a matching VTIMEZONE, so clients show the meeting at the local time it is held.
@@ -65,6 +69,9 @@ def build_invitation_ics(
         raise ValueError("ends_at must be after starts_at")
     if sequence < 0:
         raise ValueError("sequence must be >= 0")
+    if method not in ("REQUEST", "CANCEL"):
+        raise ValueError(f"method must be REQUEST or CANCEL, not {method!r}")
+    cancel = method == "CANCEL"
     zone = ZoneInfo(timezone)  # raises ZoneInfoNotFoundError for an unknown zone
     local_start = starts_at.astimezone(zone)
     local_end = ends_at.astimezone(zone)
@@ -80,7 +87,7 @@ def build_invitation_ics(
         cutype="INDIVIDUAL",
         role="REQ-PARTICIPANT",
         partstat="NEEDS-ACTION",
-        rsvp=True,
+        rsvp=not cancel,
     )
     event = Event.new(
         uid=meeting_uid(meeting_id),
@@ -94,7 +101,7 @@ def build_invitation_ics(
         url=online_url or None,
         organizer=organizer,
         attendees=[attendee],
-        status=STATUS.CONFIRMED,
+        status=STATUS.CANCELLED if cancel else STATUS.CONFIRMED,
     )
 
     # Built by hand rather than with Calendar.new(), which would add a random calendar UID and make the output
@@ -103,7 +110,7 @@ def build_invitation_ics(
     calendar.add("prodid", PRODID)
     calendar.add("version", "2.0")
     calendar.add("calscale", "GREGORIAN")
-    calendar.add("method", "REQUEST")
+    calendar.add("method", method)
     calendar.add_component(event)
     # A VTIMEZONE covering a few years around the meeting: the whole 1970–2038 default adds ~2 kB of RDATEs.
     calendar.add_missing_timezones(

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -53,6 +53,24 @@ def format_message_id(message_id: str) -> str:
     return f"<{message_id}@{MESSAGE_ID_DOMAIN}>"
 
 
+class _Verbatim(str):
+    """A header value written as it is, on one line (up to RFC 5322's 998 octets): the email package would otherwise
+    turn a URL longer than 78 characters into RFC 2047 encoded words, which no client reads as a URL
+    (List-Unsubscribe). Only for ASCII values without spaces or control characters."""
+
+    name: str
+
+    def __new__(cls, name: str, value: str) -> _Verbatim:
+        if not value.isascii() or any(c.isspace() for c in value) or len(name) + len(value) > 990:
+            raise ValueError(f"{name}: not a value for one verbatim line")
+        header = super().__new__(cls, value)
+        header.name = name
+        return header
+
+    def fold(self, *, policy: object) -> str:
+        return f"{self.name}: {self}{getattr(policy, 'linesep', chr(10))}"
+
+
 class InvalidAddress(ValueError):
     """An address the email package cannot take as one addr-spec ("local@domain"): no message can be built for it."""
 
@@ -86,8 +104,14 @@ def build_message(
     ics: bytes | None,
     locale: str | None,
     date: datetime | None = None,
+    html_body: str | None = None,
+    ics_method: str = "REQUEST",
+    ics_filename: str = ICS_FILENAME,
+    headers: Mapping[str, str] | None = None,
 ) -> EmailMessage:
     """A UTF-8 e-mail; with `ics` it carries a meeting invitation that Outlook, Gmail and Apple Mail recognise.
+    With `html_body` a text/html alternative follows the text/plain one; `ics_method` is the calendar parts'
+    method (REQUEST, CANCEL); `headers` are added as they are, each cleaned with `one_line` (List-Unsubscribe).
 
     Layout with an invitation::
 
@@ -113,17 +137,21 @@ def build_message(
     message["From"] = sender
     message["To"] = recipient
     message["Subject"] = one_line(subject)
+    for name, value in (headers or {}).items():
+        message[one_line(name)] = _Verbatim(one_line(name), one_line(value))
     message.set_content(text_body, subtype="plain", charset="utf-8", cte="quoted-printable")
+    if html_body is not None:
+        message.add_alternative(html_body, subtype="html", charset="utf-8", cte="quoted-printable")
     if ics is not None:
-        calendar_params = {"method": "REQUEST", "charset": "UTF-8"}
+        calendar_params = {"method": one_line(ics_method), "charset": "UTF-8"}
         message.add_alternative(ics, maintype="text", subtype="calendar", cte="base64", params=calendar_params)
         message.add_attachment(
             ics,
             maintype="text",
             subtype="calendar",
             cte="base64",
-            filename=ICS_FILENAME,
-            params={**calendar_params, "name": ICS_FILENAME},
+            filename=ics_filename,
+            params={**calendar_params, "name": ics_filename},
         )
     locale = one_line(locale)
     if locale:

@@ -1,6 +1,6 @@
 """The notifications database: contact directory, its roster copy, meetings, the delivery log, messaging tables."""
 
-from sqlalchemy import JSON, Column, Index, Integer, MetaData, String, Table, Text, Uuid
+from sqlalchemy import JSON, Boolean, Column, Index, Integer, MetaData, String, Table, Text, Uuid
 
 from netvaerk_shared.db import UtcDateTime
 from netvaerk_shared.messaging import add_messaging_tables
@@ -38,7 +38,30 @@ meetings = Table(
     Column("meeting_id", Uuid, primary_key=True),
     Column("group_id", Uuid, nullable=False),
     Column("sequence", Integer, nullable=False),
-    Column("data", JSON, nullable=False),  # the MeetingScheduled data, as published
+    Column("data", JSON, nullable=False),  # MeetingScheduled-shaped: the newest fields and agenda (domain Meeting)
+    Column("status", String(16), nullable=False, server_default="scheduled"),  # scheduled | cancelled | held
+    Column("fields_sequence", Integer, nullable=True),
+    Column("agenda_sequence", Integer, nullable=True),
+)
+
+# When the last agenda notice of a meeting was owed to go (model.agenda_slot): at most one a window.
+agenda_notices = Table(
+    "agenda_notices",
+    metadata,
+    Column("meeting_id", Uuid, primary_key=True),
+    Column("last_at", UtcDateTime(), nullable=False),
+)
+
+# A member's choices per category (announcements, reminders, agenda_updates); no row: email on, the profile's
+# language. Personal data: in the GDPR export, deleted at erasure.
+preferences = Table(
+    "preferences",
+    metadata,
+    Column("member_id", Uuid, primary_key=True),
+    Column("category", String(32), primary_key=True),
+    Column("email", Boolean, nullable=False),
+    Column("language", String(2), nullable=True),
+    Column("updated_at", UtcDateTime(), nullable=False),
 )
 
 deliveries = Table(

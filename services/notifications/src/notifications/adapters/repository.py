@@ -21,7 +21,7 @@ from netvaerk_shared.gdpr import scrub_messaging
 
 from ..domain.commands import Join
 from ..domain.errors import LeaseLost
-from ..domain.model import PENDING, WELCOME, Contact, Delivery, Group, Meeting
+from ..domain.model import PENDING, WELCOME, Contact, Delivery, Group, Meeting, Preference, category_of
 from . import orm
 from .safe_text import error_text
 
@@ -75,28 +75,100 @@ class Repository:
             )
 
     async def record_meeting(self, meeting: Meeting) -> None:
-        values = {"group_id": meeting.group_id, "sequence": meeting.sequence, "data": meeting.data}
+        """Write our copy of a meeting as the domain put it together (model.changed_meeting)."""
+        values = {
+            "group_id": meeting.group_id,
+            "sequence": meeting.sequence,
+            "data": meeting.data,
+            "status": meeting.status,
+            "fields_sequence": meeting.fields_sequence,
+            "agenda_sequence": meeting.agenda_sequence,
+        }
         stmt = dialect_insert(self.conn, orm.meetings).values(meeting_id=meeting.meeting_id, **values)
         await self.conn.execute(stmt.on_conflict_do_update(index_elements=["meeting_id"], set_=values))
+
+    async def meeting(self, meeting_id: UUID) -> Meeting | None:
+        m = orm.meetings
+        stmt = select(m).where(m.c.meeting_id == meeting_id)
+        if not is_sqlite(self.conn):
+            stmt = stmt.with_for_update()  # two events of one meeting on two durables: one after the other
+        row = (await self.conn.execute(stmt)).mappings().first()
+        return _meeting(row) if row else None
+
+    async def agenda_notice(self, meeting_id: UUID) -> datetime | None:
+        a = orm.agenda_notices
+        stmt = select(a.c.last_at).where(a.c.meeting_id == meeting_id)
+        if not is_sqlite(self.conn):
+            stmt = stmt.with_for_update()
+        value: datetime | None = (await self.conn.execute(stmt)).scalar()
+        return value
+
+    async def record_agenda_notice(self, meeting_id: UUID, last_at: datetime) -> None:
+        stmt = dialect_insert(self.conn, orm.agenda_notices).values(meeting_id=meeting_id, last_at=last_at)
+        await self.conn.execute(stmt.on_conflict_do_update(index_elements=["meeting_id"], set_={"last_at": last_at}))
+
+    # -- preferences --------------------------------------------------------------------------------------------
+    async def knows(self, member_id: UUID) -> bool:
+        """A member whose contact this service has (so not one erased, nor one it never heard of)."""
+        c = orm.contacts
+        return (await self.conn.execute(select(c.c.member_id).where(c.c.member_id == member_id))).first() is not None
+
+    async def preferences(self, member_id: UUID) -> dict[str, Preference]:
+        p = orm.preferences
+        rows = (await self.conn.execute(select(p).where(p.c.member_id == member_id))).mappings()
+        return {r["category"]: _preference(r) for r in rows}
+
+    async def set_preferences(self, preferences: Sequence[Preference], now: datetime) -> None:
+        for pref in preferences:
+            values = {"email": pref.email, "language": pref.language, "updated_at": now}
+            stmt = dialect_insert(self.conn, orm.preferences).values(
+                member_id=pref.member_id, category=pref.category, **values
+            )
+            await self.conn.execute(stmt.on_conflict_do_update(index_elements=["member_id", "category"], set_=values))
+
+    async def turned_off(self, member_ids: Sequence[UUID], category: str) -> set[UUID]:
+        """Those of `member_ids` who turned email for `category` off."""
+        p = orm.preferences
+        found: set[UUID] = set()
+        unique = list(dict.fromkeys(member_ids))
+        for i in range(0, len(unique), CHUNK):
+            stmt = select(p.c.member_id).where(
+                p.c.member_id.in_(unique[i : i + CHUNK]), p.c.category == category, p.c.email.is_(False)
+            )
+            found.update((await self.conn.execute(stmt)).scalars())
+        return found
 
     async def members_of(self, group_id: UUID) -> list[UUID]:
         gm = orm.group_members
         result = await self.conn.execute(select(gm.c.member_id).where(gm.c.group_id == group_id))
         return list(result.scalars().all())
 
-    async def material(self, delivery: Delivery, about: UUID) -> tuple[Contact | None, Group | None, Meeting | None]:
-        """The contact, group and meeting a delivery's message is made of, each None while not known here yet.
-        `about`: the group of a welcome, the meeting of an invitation (`Delivery.about`)."""
-        c, g, m = orm.contacts, orm.groups, orm.meetings
+    async def material(
+        self, delivery: Delivery, about: UUID
+    ) -> tuple[Contact | None, Group | None, Meeting | None, Preference | None]:
+        """The contact, group and meeting a delivery's message is made of, each None while not known here yet (a
+        meeting whose title and times have not arrived counts as not known), and the member's preference for the
+        message's category (None: no choice made, or a transactional kind). `about`: the group of a welcome, the
+        meeting of every other kind (`Delivery.about`)."""
+        c, g, m, p = orm.contacts, orm.groups, orm.meetings, orm.preferences
         row = (await self.conn.execute(select(c).where(c.c.member_id == delivery.member_id))).mappings().first()
         contact = Contact(row["member_id"], row["name"], row["email"], row["locale"]) if row else None
         meeting = None
         if delivery.kind != WELCOME:
             row = (await self.conn.execute(select(m).where(m.c.meeting_id == about))).mappings().first()
-            meeting = Meeting(row["meeting_id"], row["group_id"], row["sequence"], row["data"]) if row else None
+            meeting = _meeting(row) if row else None
+            if meeting is not None and not meeting.ready:
+                meeting = None
         group_id = about if meeting is None else meeting.group_id
         row = (await self.conn.execute(select(g).where(g.c.group_id == group_id))).mappings().first()
-        return contact, Group(row["group_id"], row["name"]) if row else None, meeting
+        group = Group(row["group_id"], row["name"]) if row else None
+        preference = None
+        category = category_of(delivery.kind)
+        if category is not None:
+            stmt = select(p).where(p.c.member_id == delivery.member_id, p.c.category == category)
+            row = (await self.conn.execute(stmt)).mappings().first()
+            preference = _preference(row) if row else None
+        return contact, group, meeting, preference
 
     # -- GDPR erasure -------------------------------------------------------------------------------------------
     async def _erased(self, member_ids: Sequence[UUID]) -> set[UUID]:
@@ -109,11 +181,11 @@ class Repository:
         return found
 
     async def forget_member(self, member_id: UUID, erased_at: datetime) -> dict[str, int]:
-        """Delete the member's contact, roster rows and deliveries (sent, failed or still owed: none goes out any
-        more; a delivery the worker holds is gone when it comes to mark it, so it is not finished), remember the id
-        as erased, and scrub the messaging tables. Counts only; a second call finds nothing."""
+        """Delete the member's contact, roster rows, preferences and deliveries (sent, failed or still owed: none
+        goes out any more; a delivery the worker holds is gone when it comes to mark it, so it is not finished),
+        remember the id as erased, and scrub the messaging tables. Counts only; a second call finds nothing."""
         counts: dict[str, int] = {}
-        for table in (orm.contacts, orm.group_members, orm.deliveries):
+        for table in (orm.contacts, orm.group_members, orm.deliveries, orm.preferences):
             result = await self.conn.execute(delete(table).where(table.c.member_id == member_id))
             counts[table.name] = result.rowcount or 0
         stmt = dialect_insert(self.conn, orm.erased_members).values(member_id=member_id, erased_at=erased_at)
@@ -249,3 +321,19 @@ def _delivery(row: RowMapping) -> Delivery:
         last_error=row["last_error"],
         sent_at=row["sent_at"],
     )
+
+
+def _meeting(row: RowMapping) -> Meeting:
+    return Meeting(
+        row["meeting_id"],
+        row["group_id"],
+        row["sequence"],
+        dict(row["data"] or {}),
+        row["status"],
+        row["fields_sequence"],
+        row["agenda_sequence"],
+    )
+
+
+def _preference(row: RowMapping) -> Preference:
+    return Preference(row["member_id"], row["category"], bool(row["email"]), row["language"])

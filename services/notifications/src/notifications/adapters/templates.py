@@ -8,6 +8,7 @@ stays on its own line: it cannot end a header, start a paragraph of its own or b
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -56,6 +57,11 @@ AGENDA_KINDS = {
     "en": {"check_in": "Check-in", "talk": "Talk", "discussion": "Discussion", "break": "Break", "other": "Other"},
 }
 
+RESPONSES = {
+    "da": {"attending": "jeg deltager", "tentative": "måske", "declined": "jeg deltager ikke"},
+    "en": {"attending": "I will attend", "tentative": "maybe", "declined": "I will not attend"},
+}
+
 _TEXT = {
     "da": {
         "welcome_subject": "Velkommen i {group}",
@@ -92,6 +98,35 @@ _TEXT = {
             "{group}\n"
             "Dansk IT\n"
         ),
+        "regards": "Venlig hilsen\n{group}\nDansk IT\n",
+        "update_subject": "Ændret: {title} – {date}",
+        "update_intro": "Kære {name}\n\nMødet i {group} er ændret. Sådan ser det ud nu:",
+        "moved": "Mødet er flyttet. Det skulle have været {previous}.",
+        "update_outro": "Den vedhæftede kalenderinvitation opdaterer mødet i din kalender.",
+        "cancel_subject": "Aflyst: {title} – {date}",
+        "cancel_intro": "Kære {name}\n\nMødet i {group} er desværre aflyst:",
+        "reason": "Begrundelse",
+        "cancel_outro": "Den vedhæftede kalenderbesked fjerner mødet fra din kalender.",
+        "agenda_subject": "Ny dagsorden: {title} – {date}",
+        "agenda_intro": "Kære {name}\n\nDagsordenen for mødet i {group} er opdateret.",
+        "rsvp_subject": "Dit svar: {title} – {date}",
+        "rsvp_intro": "Kære {name}\n\nTak for dit svar til mødet i {group}.",
+        "answered": "Du har svaret: {response}.",
+        "confirmed": "Du har en plads.",
+        "waitlisted": (
+            "Mødet er fuldt, så du står på ventelisten som nummer {position}. Bliver en plads ledig, får du den "
+            "og en e-mail om det."
+        ),
+        "waitlisted_unknown": "Mødet er fuldt, så du står på ventelisten.",
+        "on_behalf": "En kollega har givet dig sin plads.",
+        "seat_subject": "Du har fået en plads: {title} – {date}",
+        "seat_intro": "Kære {name}\n\nEn plads er blevet ledig til mødet i {group}, og den er nu din.",
+        "seat_outro": "Kan du alligevel ikke komme, så meld afbud, så pladsen kan gå videre til den næste.",
+        "proposal_subject": "Dit forslag er på dagsordenen: {title}",
+        "proposal_intro": (
+            "Kære {name}\n\nTak for dit forslag. Det er nu punkt {position} på dagsordenen for mødet i {group}."
+        ),
+        "item": "Punkt {position}: {item}",
     },
     "en": {
         "welcome_subject": "Welcome to {group}",
@@ -128,6 +163,36 @@ _TEXT = {
             "{group}\n"
             "Dansk IT\n"
         ),
+        "regards": "Kind regards\n{group}\nDansk IT\n",
+        "update_subject": "Updated: {title} – {date}",
+        "update_intro": "Dear {name}\n\nThe meeting of {group} has changed. This is how it stands now:",
+        "moved": "The meeting has moved. It was to be held {previous}.",
+        "update_outro": "The attached calendar invitation updates the meeting in your calendar.",
+        "cancel_subject": "Cancelled: {title} – {date}",
+        "cancel_intro": "Dear {name}\n\nUnfortunately, the meeting of {group} has been cancelled:",
+        "reason": "Reason",
+        "cancel_outro": "The attached calendar message removes the meeting from your calendar.",
+        "agenda_subject": "Agenda updated: {title} – {date}",
+        "agenda_intro": "Dear {name}\n\nThe agenda of the meeting of {group} has been updated.",
+        "rsvp_subject": "Your reply: {title} – {date}",
+        "rsvp_intro": "Dear {name}\n\nThank you for replying to the meeting of {group}.",
+        "answered": "You replied: {response}.",
+        "confirmed": "You have a seat.",
+        "waitlisted": (
+            "The meeting is full, so you are number {position} on the waiting list. If a seat comes free, it is "
+            "yours and you will get an e-mail about it."
+        ),
+        "waitlisted_unknown": "The meeting is full, so you are on the waiting list.",
+        "on_behalf": "A colleague has given you their seat.",
+        "seat_subject": "You have a seat: {title} – {date}",
+        "seat_intro": "Dear {name}\n\nA seat has come free at the meeting of {group}, and it is now yours.",
+        "seat_outro": "If you cannot come after all, please send your apologies, so the seat can go to the next.",
+        "proposal_subject": "Your proposal is on the agenda: {title}",
+        "proposal_intro": (
+            "Dear {name}\n\nThank you for your proposal. It is now item {position} on the agenda of the meeting of "
+            "{group}."
+        ),
+        "item": "Item {position}: {item}",
     },
 }
 
@@ -256,3 +321,129 @@ def render_invitation(
         parts += ["", text["agenda"], *lines]
     parts += ["", text["outro"].format(group=group_name)]
     return subject, "\n".join(parts)
+
+
+# -- the meeting's life after the invitation (all return (subject, text body); times in the meeting's zone) -------
+def _facts(
+    loc: str,
+    title: str,
+    starts_at_local: datetime,
+    ends_at_local: datetime,
+    location: str | None,
+    online_url: str | None,
+) -> str:
+    text = _TEXT[loc]
+    facts = [title, f"{text['when']}: {format_period(loc, starts_at_local, ends_at_local)}"]
+    if location or not online_url:
+        facts.append(f"{text['where']}: {location or text['tba']}")
+    if online_url:
+        facts.append(f"{text['online']}: {online_url}")
+    return "\n".join(facts)
+
+
+def _meeting_message(
+    kind: str,
+    locale: str | None,
+    *,
+    member_name: str,
+    group_name: str,
+    title: str,
+    starts_at_local: datetime,
+    ends_at_local: datetime,
+    location: str | None,
+    online_url: str | None,
+    intro_extra: Mapping[str, Any] | None = None,
+    before: Iterable[str] = (),
+    after: Iterable[str] = (),
+    agenda: Iterable[Any] | None = None,
+) -> tuple[str, str]:
+    loc = normalize_locale(locale)
+    text = _TEXT[loc]
+    member_name, group_name, title = one_line(member_name), one_line(group_name), one_line(title)
+    location, online_url = one_line(location), uri_text(online_url)
+    subject = text[f"{kind}_subject"].format(title=title, date=format_date(loc, starts_at_local))
+    parts = [text[f"{kind}_intro"].format(name=member_name, group=group_name, **(intro_extra or {})), ""]
+    for paragraph in before:
+        parts += [paragraph, ""]
+    parts.append(_facts(loc, title, starts_at_local, ends_at_local, location, online_url))
+    lines = _agenda_lines(loc, agenda or (), starts_at_local)
+    if lines:
+        parts += ["", text["agenda"], *lines]
+    for paragraph in after:
+        parts += ["", paragraph]
+    parts += ["", text["regards"].format(group=group_name)]
+    return subject, "\n".join(parts)
+
+
+def render_update(locale: str | None, *, previous_starts_at_local: datetime | None, **meeting: Any) -> tuple[str, str]:
+    """A meeting moved or changed: how it stands now, and where it was to be held when it moved."""
+    loc = normalize_locale(locale)
+    text = _TEXT[loc]
+    before = []
+    if previous_starts_at_local is not None and previous_starts_at_local != meeting["starts_at_local"]:
+        at = " kl. " if loc == "da" else ", "
+        previous = f"{format_long_date(loc, previous_starts_at_local)}{at}{format_time(loc, previous_starts_at_local)}"
+        before.append(text["moved"].format(previous=previous))
+    return _meeting_message("update", loc, before=before, after=[text["update_outro"]], **meeting)
+
+
+def render_cancellation(locale: str | None, *, reason: str | None, **meeting: Any) -> tuple[str, str]:
+    loc = normalize_locale(locale)
+    text = _TEXT[loc]
+    after = [f"{text['reason']}: {one_line(reason)}"] if one_line(reason) else []
+    return _meeting_message("cancel", loc, after=[*after, text["cancel_outro"]], **meeting)
+
+
+def render_agenda_update(locale: str | None, *, agenda: Iterable[Any], **meeting: Any) -> tuple[str, str]:
+    return _meeting_message("agenda", locale, agenda=agenda, **meeting)
+
+
+def render_rsvp_confirmation(
+    locale: str | None,
+    *,
+    response: str,
+    status: str,
+    waitlist_position: int | None,
+    on_behalf: bool,
+    **meeting: Any,
+) -> tuple[str, str]:
+    """The receipt of a member's answer: what they answered, and a seat or their place in line."""
+    loc = normalize_locale(locale)
+    text = _TEXT[loc]
+    responses = RESPONSES[loc]
+    before = [text["answered"].format(response=responses.get(response, one_line(response)))]
+    if on_behalf:
+        before.append(text["on_behalf"])
+    if status == "confirmed":
+        before.append(text["confirmed"])
+    elif status == "waitlisted":
+        before.append(
+            text["waitlisted"].format(position=waitlist_position) if waitlist_position else text["waitlisted_unknown"]
+        )
+    return _meeting_message("rsvp", loc, before=before, **meeting)
+
+
+def render_waitlist_promotion(locale: str | None, **meeting: Any) -> tuple[str, str]:
+    loc = normalize_locale(locale)
+    return _meeting_message("seat", loc, after=[_TEXT[loc]["seat_outro"]], **meeting)
+
+
+def render_proposal_accepted(
+    locale: str | None, *, position: int, item_title: str | None, **meeting: Any
+) -> tuple[str, str]:
+    loc = normalize_locale(locale)
+    before = [_TEXT[loc]["item"].format(position=position, item=one_line(item_title))] if item_title else []
+    subject, body = _meeting_message("proposal", loc, intro_extra={"position": position}, before=before, **meeting)
+    return subject, body
+
+
+def text_to_html(locale: str | None, body: str) -> str:
+    """The HTML alternative of a text body: the same words, escaped; a paragraph per blank-line-separated block,
+    its lines kept apart with <br>."""
+    paragraphs = [p for p in body.strip().split("\n\n") if p.strip()]
+    inner = "\n".join("<p>" + "<br>\n".join(html.escape(line) for line in p.split("\n")) + "</p>" for p in paragraphs)
+    lang = normalize_locale(locale)
+    return (
+        f'<!DOCTYPE html>\n<html lang="{lang}">\n<head><meta charset="utf-8"></head>\n'
+        f'<body style="font-family: sans-serif; line-height: 1.4">\n{inner}\n</body>\n</html>\n'
+    )

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
-from .model import Contact, Failure, Meeting
+from .model import Contact, Failure, Meeting, Preference
 
 
 # -- from MEMBERS and MEETINGS events -----------------------------------------------------------------------------
@@ -46,6 +47,76 @@ class RecordMeeting:
     member of its group."""
 
     meeting: Meeting
+    cause_event_id: UUID
+    traceparent: str | None = None
+
+
+@dataclass(frozen=True)
+class RecordReschedule:
+    """A meeting was moved or changed (MeetingRescheduled): the copy takes the new fields, and every member of its
+    group is owed an update with the calendar entry that replaces theirs."""
+
+    meeting_id: UUID
+    group_id: UUID
+    sequence: int
+    fields: dict[str, Any]  # the MeetingScheduled fields as published (MEETING_FIELDS)
+    previous_starts_at: datetime
+    cause_event_id: UUID
+    traceparent: str | None = None
+
+
+@dataclass(frozen=True)
+class RecordCancellation:
+    meeting_id: UUID
+    group_id: UUID
+    sequence: int
+    reason: str
+    cause_event_id: UUID
+    traceparent: str | None = None
+
+
+@dataclass(frozen=True)
+class RecordAgenda:
+    """A meeting's agenda changed (or its minutes were written: `held`). At most one notice a meeting per
+    `window_seconds` (the service's AGENDA_UPDATE_WINDOW_SECONDS)."""
+
+    meeting_id: UUID
+    group_id: UUID
+    sequence: int
+    agenda: tuple[dict[str, Any], ...]
+    held: bool
+    window_seconds: int
+    cause_event_id: UUID
+    traceparent: str | None = None
+
+
+@dataclass(frozen=True)
+class RecordRsvp:
+    meeting_id: UUID
+    group_id: UUID
+    member_id: UUID
+    response: str
+    status: str
+    waitlist_position: int | None
+    on_behalf_of: UUID | None
+    cause_event_id: UUID
+    traceparent: str | None = None
+
+
+@dataclass(frozen=True)
+class RecordPromotion:
+    meeting_id: UUID
+    member_id: UUID
+    cause_event_id: UUID
+    traceparent: str | None = None
+
+
+@dataclass(frozen=True)
+class RecordProposalAccepted:
+    proposal_id: UUID
+    meeting_id: UUID
+    member_id: UUID
+    agenda_position: int
     cause_event_id: UUID
     traceparent: str | None = None
 
@@ -105,6 +176,23 @@ class UndoSent:
 
     delivery_id: UUID
     failure: Failure
+
+
+# -- a member's (or the administration's) ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SetPreferences:
+    """The member's choices for every category (NotFound for a member this service does not know)."""
+
+    member_id: UUID
+    preferences: tuple[Preference, ...]
+
+
+@dataclass(frozen=True)
+class Unsubscribe:
+    """One-click unsubscribe (RFC 8058): email off for one category, the rest as it was. Idempotent."""
+
+    member_id: UUID
+    category: str
 
 
 # -- an operator's ------------------------------------------------------------------------------------------------

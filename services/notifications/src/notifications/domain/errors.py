@@ -32,3 +32,8 @@ class NotReady(Exception):
     def __init__(self, missing: str, detail: str) -> None:
         super().__init__(detail)
         self.missing = missing
+
+
+class Suppressed(Exception):
+    """A message that must not go, by rule (the member turned its kind off; the meeting was cancelled meanwhile):
+    the delivery ends `skipped` with this reason."""

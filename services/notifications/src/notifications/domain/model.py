@@ -7,6 +7,7 @@ A `Delivery` is one message owed to one member for one cause. Its life:
                                      --wait_for_data--> pending again, soon (no attempt counted) | failed
                                      --release--> owed (given back untried)
     failed --retry (an operator)--> owed, with fresh attempts
+                                     --skip--> skipped (the member turned the kind off, or the meeting was cancelled)
 
 "leased" is a pending delivery with a lease: one instance holds it until `lease_until`, and only the holder may move
 it on. Reaching `sent` records NotificationSent, reaching `failed` records NotificationFailed (`events`).
@@ -20,16 +21,71 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from .errors import LeaseLost, NotFailed, NotReady
+from .errors import LeaseLost, NotFailed, NotReady, Suppressed
 from .events import NotificationFailed, NotificationSent
 
 WELCOME = "welcome"
 INVITATION = "invitation"
+MEETING_UPDATE = "meeting_update"  # the meeting moved, or its place, link, seats or deadline changed
+CANCELLATION = "cancellation"
+AGENDA_UPDATE = "agenda_update"
+RSVP_CONFIRMATION = "rsvp_confirmation"
+WAITLIST_PROMOTION = "waitlist_promotion"  # a seat came free and is now the member's
+PROPOSAL_ACCEPTED = "proposal_accepted"
+KINDS = (
+    WELCOME,
+    INVITATION,
+    MEETING_UPDATE,
+    CANCELLATION,
+    AGENDA_UPDATE,
+    RSVP_CONFIRMATION,
+    WAITLIST_PROMOTION,
+    PROPOSAL_ACCEPTED,
+)
 EMAIL = "email"
 
 PENDING = "pending"
 SENT = "sent"
 FAILED = "failed"
+SKIPPED = "skipped"  # never sent, by rule: the member turned its kind off, or the meeting was cancelled meanwhile
+
+# What a member may turn off (preferences), and which kinds of message each covers. A kind in none of them is
+# transactional and always goes: the welcome on joining, a cancellation, the receipt of one's own answer and a seat
+# that is now one's own. Reminders have no kind yet (the reminder mails come later); the preference is kept already.
+ANNOUNCEMENTS = "announcements"
+REMINDERS = "reminders"
+AGENDA_UPDATES = "agenda_updates"
+CATEGORIES = (ANNOUNCEMENTS, REMINDERS, AGENDA_UPDATES)
+CATEGORY_OF = {
+    INVITATION: ANNOUNCEMENTS,
+    MEETING_UPDATE: ANNOUNCEMENTS,
+    PROPOSAL_ACCEPTED: ANNOUNCEMENTS,
+    AGENDA_UPDATE: AGENDA_UPDATES,
+}
+LANGUAGES = ("da", "en")
+# Messages about the meeting as planned: once it is cancelled, one still owed would put it back in calendars.
+AS_PLANNED = (INVITATION, MEETING_UPDATE, AGENDA_UPDATE)
+
+SCHEDULED = "scheduled"
+CANCELLED = "cancelled"
+HELD = "held"
+# The MeetingScheduled fields a MeetingRescheduled brings anew (all but the agenda, which AgendaUpdated brings).
+MEETING_FIELDS = (
+    "series_id",
+    "title",
+    "starts_at",
+    "ends_at",
+    "timezone",
+    "venue",
+    "online_url",
+    "capacity",
+    "rsvp_deadline",
+)
+
+
+def category_of(kind: str) -> str | None:
+    """The preference that covers `kind`; None: transactional, always sent."""
+    return CATEGORY_OF.get(kind)
 
 
 # -- what messages are made of (copies of what the other services published) -------------------------------------
@@ -49,19 +105,82 @@ class Group:
 
 @dataclass(frozen=True)
 class Meeting:
+    """Our copy of a meeting, put together from the MEETINGS events whatever order they arrive in: `data` has the
+    shape of MeetingScheduled's data (messages are rendered from it); its fields are those of the newest
+    scheduled/rescheduled event (`fields_sequence`), its agenda that of the newest scheduled/agenda event
+    (`agenda_sequence`); `sequence` is the highest seen (the RFC 5545 SEQUENCE of what we send now)."""
+
     meeting_id: UUID
     group_id: UUID
     sequence: int
-    data: dict[str, Any]  # the MeetingScheduled data, as published: the invitation is rendered from it
+    data: dict[str, Any]
+    status: str = SCHEDULED
+    fields_sequence: int | None = None
+    agenda_sequence: int | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Its title and times have arrived (a reschedule or an agenda may overtake the MeetingScheduled)."""
+        return all(self.data.get(k) for k in ("title", "starts_at", "ends_at"))
+
+
+def changed_meeting(
+    known: Meeting | None,
+    meeting_id: UUID,
+    group_id: UUID,
+    sequence: int,
+    *,
+    fields: dict[str, Any] | None = None,
+    agenda: list[Any] | None = None,
+    status: str | None = None,
+) -> Meeting:
+    """The copy after one event at `sequence`: its fields and agenda replace ours unless ours are newer; a
+    cancellation is final; the sequence only rises."""
+    data = dict(known.data) if known else {}
+    fields_sequence = known.fields_sequence if known else None
+    agenda_sequence = known.agenda_sequence if known else None
+    if fields is not None and (fields_sequence is None or sequence >= fields_sequence):
+        data.update({name: fields.get(name) for name in MEETING_FIELDS})
+        fields_sequence = sequence
+    if agenda is not None and (agenda_sequence is None or sequence >= agenda_sequence):
+        data["agenda"] = list(agenda)
+        agenda_sequence = sequence
+    now_status = known.status if known else SCHEDULED
+    if status == CANCELLED or (status == HELD and now_status != CANCELLED):
+        now_status = status
+    highest = max(sequence, known.sequence if known else sequence)
+    data.update(meeting_id=str(meeting_id), group_id=str(group_id), sequence=highest)
+    data.setdefault("agenda", [])
+    return Meeting(meeting_id, group_id, highest, data, now_status, fields_sequence, agenda_sequence)
+
+
+@dataclass(frozen=True)
+class Preference:
+    """What a member chose for one category of messages: email on or off, and the language (None: their
+    profile's)."""
+
+    member_id: UUID
+    category: str
+    email: bool = True
+    language: str | None = None
 
 
 @dataclass(frozen=True)
 class Material:
-    """What one message is made of: the member's contact, the group and, for an invitation, the meeting."""
+    """What one message is made of: the member's contact, the group, the meeting (all but a welcome) and the
+    member's preference for the message's category (None: the defaults)."""
 
     contact: Contact
     group: Group | None
     meeting: Meeting | None
+    preference: Preference | None = None
+
+    @property
+    def locale(self) -> str:
+        """The language of the message: the one chosen for its category, else the member's profile's."""
+        if self.preference is not None and self.preference.language:
+            return self.preference.language
+        return self.contact.locale
 
 
 @dataclass(frozen=True)
@@ -101,6 +220,18 @@ def gives_up(attempts: int, max_attempts: int, permanent: bool) -> bool:
     return permanent or attempts >= max_attempts
 
 
+def agenda_slot(last_at: datetime | None, now: datetime, window: timedelta) -> datetime:
+    """When the agenda notice for an edit at `now` goes, given when the last one was owed to go (`last_at`): at once
+    when none went within the window; the one still to come when it has not gone yet (it shows this edit too); else
+    one window after the last. So a meeting's members get at most one agenda notice a window, however often it is
+    edited, and the last edit always reaches them."""
+    if last_at is None or now >= last_at + window:
+        return now
+    if last_at > now:
+        return last_at
+    return last_at + window
+
+
 @dataclass(eq=False)
 class Delivery:
     """One message owed to one member, for one cause. `dedupe_key` makes it owed once, however often the cause is
@@ -130,20 +261,39 @@ class Delivery:
     # -- what it is about ---------------------------------------------------------------------------------------
     @property
     def about(self) -> UUID:
-        """The group a welcome is for, the meeting an invitation is for. KeyError or ValueError for a payload that
-        does not say: such a delivery can never be built."""
+        """The group a welcome is for, the meeting every other kind is about. KeyError or ValueError for a payload
+        that does not say: such a delivery can never be built."""
         return UUID(self.payload["group_id" if self.kind == WELCOME else "meeting_id"])
 
-    def made_of(self, contact: Contact | None, group: Group | None, meeting: Meeting | None) -> Material:
-        """What the message is made of, or NotReady for what has not arrived from the other services yet. An
-        invitation goes without its group's name; a welcome needs its group."""
+    @property
+    def not_before(self) -> datetime | None:
+        """An agenda notice held back to its slot (`agenda_slot`) is never brought forward before it."""
+        value = self.payload.get("not_before")
+        return datetime.fromisoformat(value) if value else None
+
+    def made_of(
+        self,
+        contact: Contact | None,
+        group: Group | None,
+        meeting: Meeting | None,
+        preference: Preference | None = None,
+    ) -> Material:
+        """What the message is made of, or NotReady for what has not arrived from the other services yet, or
+        Suppressed when it must not go: the member turned its category off (transactional kinds have none), or the
+        meeting was cancelled since a message about it as planned was owed. Messages about a meeting go without
+        their group's name; a welcome needs its group."""
         if contact is None:
             raise NotReady("contact", f"no contact yet for member {self.member_id}")
         if self.kind == WELCOME and group is None:
             raise NotReady("group", f"group {self.payload.get('group_id')} not known yet")
-        if self.kind == INVITATION and meeting is None:
+        if self.kind != WELCOME and meeting is None:
             raise NotReady("meeting", f"meeting {self.payload.get('meeting_id')} not known yet")
-        return Material(contact, group, meeting)
+        category = category_of(self.kind)
+        if category is not None and preference is not None and not preference.email:
+            raise Suppressed(f"the member turned {category} off")
+        if self.kind in AS_PLANNED and meeting is not None and meeting.status == CANCELLED:
+            raise Suppressed("the meeting was cancelled")
+        return Material(contact, group, meeting, preference)
 
     # -- transitions --------------------------------------------------------------------------------------------
     def lease(self, owner: str, now: datetime, until: datetime) -> None:
@@ -201,6 +351,12 @@ class Delivery:
         self.sent_at = None
         self._record_failure(failure, now, failure.permanent)
 
+    def skip(self, owner: str, reason: str, now: datetime) -> None:
+        """It must not go (Suppressed): `skipped`, for good, with the reason; nothing is announced."""
+        self._require_lease(owner)
+        self.status, self.last_error, self.next_attempt_at = SKIPPED, reason, now
+        self._end_lease()
+
     def retry(self, now: datetime) -> None:
         """An operator sends a failed delivery again (after fixing an address, a template, the SMTP account): pending
         with fresh attempts and a fresh wait for its data. Still at most once: a delivery that was sent never is."""
@@ -214,7 +370,10 @@ class Delivery:
         after a failed attempt keeps its backoff. True when it changed."""
         if self.status != PENDING or self.attempts != 0 or self.next_attempt_at <= now:
             return False
-        self.next_attempt_at = now
+        earliest = max(now, self.not_before or now)
+        if earliest >= self.next_attempt_at:
+            return False
+        self.next_attempt_at = earliest
         return True
 
     # -- helpers ------------------------------------------------------------------------------------------------
@@ -281,3 +440,127 @@ def invitations(
         )
         for member_id in sorted(set(member_ids))
     ]
+
+
+def _owed(
+    kind: str,
+    key: str,
+    member_id: UUID,
+    cause_event_id: UUID,
+    now: datetime,
+    payload: dict[str, str],
+    traceparent: str | None,
+    due: datetime | None = None,
+) -> Delivery:
+    return Delivery(
+        id=uuid.uuid4(),
+        dedupe_key=f"{kind}:{key}:{member_id}",
+        member_id=member_id,
+        kind=kind,
+        cause_event_id=cause_event_id,
+        created_at=now,
+        next_attempt_at=due or now,
+        payload=payload,
+        traceparent=traceparent,
+    )
+
+
+def meeting_updates(
+    meeting_id: UUID,
+    sequence: int,
+    member_ids: list[UUID],
+    cause_event_id: UUID,
+    *,
+    previous_starts_at: datetime,
+    now: datetime,
+    traceparent: str | None = None,
+) -> list[Delivery]:
+    """Every member of the group is owed an update for each new version (`sequence`) of a moved or changed
+    meeting: with the calendar entry that replaces theirs (same UID, higher SEQUENCE)."""
+    payload = {"meeting_id": str(meeting_id), "previous_starts_at": previous_starts_at.isoformat()}
+    return [
+        _owed(MEETING_UPDATE, f"{meeting_id}:{sequence}", m, cause_event_id, now, payload, traceparent)
+        for m in sorted(set(member_ids))
+    ]
+
+
+def cancellations(
+    meeting_id: UUID,
+    member_ids: list[UUID],
+    cause_event_id: UUID,
+    *,
+    reason: str,
+    now: datetime,
+    traceparent: str | None = None,
+) -> list[Delivery]:
+    """Every member of the group is owed one cancellation of a meeting (transactional: always sent)."""
+    payload = {"meeting_id": str(meeting_id), "reason": reason[:2000]}
+    return [
+        _owed(CANCELLATION, str(meeting_id), m, cause_event_id, now, payload, traceparent)
+        for m in sorted(set(member_ids))
+    ]
+
+
+def agenda_updates(
+    meeting_id: UUID,
+    slot: datetime,
+    member_ids: list[UUID],
+    cause_event_id: UUID,
+    *,
+    now: datetime,
+    traceparent: str | None = None,
+) -> list[Delivery]:
+    """Every member of the group is owed one agenda notice per slot (`agenda_slot`), due at the slot: edits that
+    fall into the same slot owe nothing more, and the notice shows the agenda as it is when it goes."""
+    payload = {"meeting_id": str(meeting_id), "not_before": slot.isoformat()}
+    return [
+        _owed(AGENDA_UPDATE, f"{meeting_id}:{slot.isoformat()}", m, cause_event_id, now, payload, traceparent, slot)
+        for m in sorted(set(member_ids))
+    ]
+
+
+def rsvp_confirmation(
+    meeting_id: UUID,
+    member_id: UUID,
+    cause_event_id: UUID,
+    *,
+    response: str,
+    status: str,
+    waitlist_position: int | None,
+    on_behalf_of: UUID | None,
+    now: datetime,
+    traceparent: str | None = None,
+) -> Delivery | None:
+    """The member is owed a receipt of their answer (what they answered; a seat, or their place in line). None for
+    an answer withdrawn because they left the group: nothing to confirm."""
+    if status == "withdrawn":
+        return None
+    payload = {"meeting_id": str(meeting_id), "response": response, "status": status}
+    if waitlist_position is not None:
+        payload["waitlist_position"] = str(waitlist_position)
+    if on_behalf_of is not None:
+        payload["on_behalf_of"] = str(on_behalf_of)
+    return _owed(RSVP_CONFIRMATION, str(cause_event_id), member_id, cause_event_id, now, payload, traceparent)
+
+
+def waitlist_promotion(
+    meeting_id: UUID, member_id: UUID, cause_event_id: UUID, *, now: datetime, traceparent: str | None = None
+) -> Delivery:
+    """The first in line got a seat that came free: they are owed word of it."""
+    payload = {"meeting_id": str(meeting_id)}
+    return _owed(WAITLIST_PROMOTION, str(cause_event_id), member_id, cause_event_id, now, payload, traceparent)
+
+
+def proposal_accepted(
+    meeting_id: UUID,
+    member_id: UUID,
+    proposal_id: UUID,
+    agenda_position: int,
+    cause_event_id: UUID,
+    *,
+    now: datetime,
+    traceparent: str | None = None,
+) -> Delivery:
+    """The proposer is owed word that their proposal was taken into a meeting's agenda, once per proposal."""
+    payload = {"meeting_id": str(meeting_id), "proposal_id": str(proposal_id), "agenda_position": str(agenda_position)}
+    return _owed(PROPOSAL_ACCEPTED, str(proposal_id), member_id, cause_event_id, now, payload, traceparent)

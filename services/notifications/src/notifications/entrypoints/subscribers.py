@@ -5,10 +5,12 @@ row and commits): no commit here. The batch subscribers do the same for a whole 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from uuid import UUID
 
 from netvaerk_shared import contracts, tracing
 from netvaerk_shared.consumer import Unprocessable
+from netvaerk_shared.contracts import meetings as plan
 from netvaerk_shared.contracts.members import MemberErased
 from netvaerk_shared.envelope import CloudEvent
 
@@ -43,6 +45,101 @@ async def on_meeting_scheduled(uow: UnitOfWork, event: CloudEvent, data: contrac
     )
     await handle(
         commands.RecordMeeting(meeting, cause_event_id=_cause(event), traceparent=tracing.child_of(event.traceparent)),
+        uow,
+    )
+
+
+async def on_meeting_rescheduled(uow: UnitOfWork, event: CloudEvent, data: plan.MeetingRescheduled) -> None:
+    await handle(
+        commands.RecordReschedule(
+            meeting_id=data.meeting_id,
+            group_id=data.group_id,
+            sequence=data.sequence,
+            fields=data.model_dump(mode="json", include=set(model.MEETING_FIELDS)),
+            previous_starts_at=data.previous_starts_at,
+            cause_event_id=_cause(event),
+            traceparent=tracing.child_of(event.traceparent),
+        ),
+        uow,
+    )
+
+
+async def on_meeting_cancelled(uow: UnitOfWork, event: CloudEvent, data: plan.MeetingCancelled) -> None:
+    await handle(
+        commands.RecordCancellation(
+            meeting_id=data.meeting_id,
+            group_id=data.group_id,
+            sequence=data.sequence,
+            reason=data.reason,
+            cause_event_id=_cause(event),
+            traceparent=tracing.child_of(event.traceparent),
+        ),
+        uow,
+    )
+
+
+def on_agenda_updated(
+    window_seconds: int,
+) -> Callable[[UnitOfWork, CloudEvent, plan.AgendaUpdated], Awaitable[None]]:
+    """The subscriber, with the service's AGENDA_UPDATE_WINDOW_SECONDS (bootstrap gives it)."""
+
+    async def subscriber(uow: UnitOfWork, event: CloudEvent, data: plan.AgendaUpdated) -> None:
+        await handle(
+            commands.RecordAgenda(
+                meeting_id=data.meeting_id,
+                group_id=data.group_id,
+                sequence=data.sequence,
+                agenda=tuple(item.model_dump(mode="json") for item in data.agenda),
+                held=data.status == plan.MeetingStatus.held,
+                window_seconds=window_seconds,
+                cause_event_id=_cause(event),
+                traceparent=tracing.child_of(event.traceparent),
+            ),
+            uow,
+        )
+
+    return subscriber
+
+
+async def on_rsvp_recorded(uow: UnitOfWork, event: CloudEvent, data: plan.RsvpRecorded) -> None:
+    await handle(
+        commands.RecordRsvp(
+            meeting_id=data.meeting_id,
+            group_id=data.group_id,
+            member_id=data.member_id,
+            response=data.response.value,
+            status=data.status.value,
+            waitlist_position=data.waitlist_position,
+            on_behalf_of=data.on_behalf_of,
+            cause_event_id=_cause(event),
+            traceparent=tracing.child_of(event.traceparent),
+        ),
+        uow,
+    )
+
+
+async def on_waitlist_promoted(uow: UnitOfWork, event: CloudEvent, data: plan.WaitlistPromoted) -> None:
+    await handle(
+        commands.RecordPromotion(
+            meeting_id=data.meeting_id,
+            member_id=data.member_id,
+            cause_event_id=_cause(event),
+            traceparent=tracing.child_of(event.traceparent),
+        ),
+        uow,
+    )
+
+
+async def on_proposal_accepted(uow: UnitOfWork, event: CloudEvent, data: plan.ProposalAccepted) -> None:
+    await handle(
+        commands.RecordProposalAccepted(
+            proposal_id=data.proposal_id,
+            meeting_id=data.meeting_id,
+            member_id=data.member_id,
+            agenda_position=data.agenda_position,
+            cause_event_id=_cause(event),
+            traceparent=tracing.child_of(event.traceparent),
+        ),
         uow,
     )
 

@@ -35,6 +35,7 @@ from netvaerk_shared.uow import Clock
 
 from ..adapters.mailer import SmtpError, SmtpOutcomeUnknown, SmtpRejected, make_address, smtp_reason
 from ..adapters.messages import Undeliverable, compose
+from ..adapters.unsubscribe import UnsubscribeTokens
 from ..config import Settings
 from ..domain import commands, model
 from ..domain.errors import LeaseLost
@@ -70,6 +71,7 @@ class DeliveryWorker:
         self.mailer = mailer
         self.clock = clock or runtime.clock
         self.owner = uuid.uuid4().hex
+        self.unsubscribe = UnsubscribeTokens(settings.unsubscribe_key(), settings.public_base_url)
         self._wake = asyncio.Event()
         self.sent = 0
 
@@ -138,7 +140,7 @@ class DeliveryWorker:
                 log.info("delivery %s taken over by another instance", delivery.id)
                 return True
             if prepared is None:
-                return True  # waiting for its data (or failed for a payload that names nothing): recorded
+                return True  # waiting for its data, skipped, or failed for a payload that names nothing: recorded
             delivery, material = prepared
             try:
                 message = compose(
@@ -147,6 +149,7 @@ class DeliveryWorker:
                     mail_from=settings.mail_from,
                     mail_from_name=settings.mail_from_name,
                     now=self.clock(),
+                    unsubscribe_url=self.unsubscribe.url,
                 )
             except Undeliverable as exc:
                 log.error("delivery %s cannot be built: %s", delivery.id, exc)

@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from ..domain import commands, model
-from ..domain.errors import LeaseLost, NotFound, NotReady
+from ..domain.errors import LeaseLost, NotFound, NotReady, Suppressed
 from ..domain.model import Delivery, Material
 from .unit_of_work import UnitOfWork
 
@@ -61,8 +61,13 @@ async def record_meeting(cmd: commands.RecordMeeting, uow: UnitOfWork) -> None:
     """Keep the meeting to render invitations from, and owe one to every member of its group."""
     meeting = cmd.meeting
     async with uow:
-        await uow.repo.record_meeting(meeting)
-        members = await uow.repo.members_of(meeting.group_id)
+        known = await uow.repo.meeting(meeting.meeting_id)
+        data = meeting.data
+        copy = model.changed_meeting(
+            known, meeting.meeting_id, meeting.group_id, meeting.sequence, fields=data, agenda=data.get("agenda", [])
+        )
+        await uow.repo.record_meeting(copy)
+        members = await _wanting(uow, await uow.repo.members_of(meeting.group_id), model.INVITATION)
         owed = model.invitations(
             meeting.meeting_id,
             meeting.sequence,
@@ -73,6 +78,120 @@ async def record_meeting(cmd: commands.RecordMeeting, uow: UnitOfWork) -> None:
         )
         await uow.repo.owe(owed)
         await uow.commit()
+
+
+async def record_reschedule(cmd: commands.RecordReschedule, uow: UnitOfWork) -> None:
+    """The copy takes the meeting's new fields; every member of its group is owed an update for this version."""
+    async with uow:
+        known = await uow.repo.meeting(cmd.meeting_id)
+        copy = model.changed_meeting(known, cmd.meeting_id, cmd.group_id, cmd.sequence, fields=cmd.fields)
+        await uow.repo.record_meeting(copy)
+        members = await _wanting(uow, await uow.repo.members_of(cmd.group_id), model.MEETING_UPDATE)
+        owed = model.meeting_updates(
+            cmd.meeting_id,
+            cmd.sequence,
+            members,
+            cmd.cause_event_id,
+            previous_starts_at=cmd.previous_starts_at,
+            now=uow.clock(),
+            traceparent=cmd.traceparent,
+        )
+        await uow.repo.owe(owed)
+        await uow.commit()
+
+
+async def record_cancellation(cmd: commands.RecordCancellation, uow: UnitOfWork) -> None:
+    """The copy is cancelled (what is still owed about it as planned is then skipped); every member of its group
+    is owed the cancellation, whatever their preferences."""
+    async with uow:
+        known = await uow.repo.meeting(cmd.meeting_id)
+        copy = model.changed_meeting(known, cmd.meeting_id, cmd.group_id, cmd.sequence, status=model.CANCELLED)
+        await uow.repo.record_meeting(copy)
+        members = await uow.repo.members_of(cmd.group_id)
+        owed = model.cancellations(
+            cmd.meeting_id, members, cmd.cause_event_id, reason=cmd.reason, now=uow.clock(), traceparent=cmd.traceparent
+        )
+        await uow.repo.owe(owed)
+        await uow.commit()
+
+
+async def record_agenda(cmd: commands.RecordAgenda, uow: UnitOfWork) -> None:
+    """The copy takes the new agenda. A meeting still to come owes its group one agenda notice per slot: at most
+    one a window, the last edit always included; the slot is remembered per meeting in the same transaction.
+    Minutes written after the meeting (`held`) are kept and owe nothing."""
+    async with uow:
+        known = await uow.repo.meeting(cmd.meeting_id)
+        status = model.HELD if cmd.held else None
+        copy = model.changed_meeting(
+            known, cmd.meeting_id, cmd.group_id, cmd.sequence, agenda=list(cmd.agenda), status=status
+        )
+        await uow.repo.record_meeting(copy)
+        if not cmd.held and copy.status == model.SCHEDULED:
+            now = uow.clock()
+            last_at = await uow.repo.agenda_notice(cmd.meeting_id)
+            slot = model.agenda_slot(last_at, now, timedelta(seconds=cmd.window_seconds))
+            members = await _wanting(uow, await uow.repo.members_of(cmd.group_id), model.AGENDA_UPDATE)
+            owed = model.agenda_updates(
+                cmd.meeting_id, slot, members, cmd.cause_event_id, now=now, traceparent=cmd.traceparent
+            )
+            await uow.repo.owe(owed)
+            await uow.repo.record_agenda_notice(cmd.meeting_id, slot)
+        await uow.commit()
+
+
+async def record_rsvp(cmd: commands.RecordRsvp, uow: UnitOfWork) -> None:
+    async with uow:
+        owed = model.rsvp_confirmation(
+            cmd.meeting_id,
+            cmd.member_id,
+            cmd.cause_event_id,
+            response=cmd.response,
+            status=cmd.status,
+            waitlist_position=cmd.waitlist_position,
+            on_behalf_of=cmd.on_behalf_of,
+            now=uow.clock(),
+            traceparent=cmd.traceparent,
+        )
+        await uow.repo.owe([owed] if owed is not None else [])
+        await uow.commit()
+
+
+async def record_promotion(cmd: commands.RecordPromotion, uow: UnitOfWork) -> None:
+    async with uow:
+        owed = model.waitlist_promotion(
+            cmd.meeting_id, cmd.member_id, cmd.cause_event_id, now=uow.clock(), traceparent=cmd.traceparent
+        )
+        await uow.repo.owe([owed])
+        await uow.commit()
+
+
+async def record_proposal_accepted(cmd: commands.RecordProposalAccepted, uow: UnitOfWork) -> None:
+    async with uow:
+        members = await _wanting(uow, [cmd.member_id], model.PROPOSAL_ACCEPTED)
+        owed = [
+            model.proposal_accepted(
+                cmd.meeting_id,
+                m,
+                cmd.proposal_id,
+                cmd.agenda_position,
+                cmd.cause_event_id,
+                now=uow.clock(),
+                traceparent=cmd.traceparent,
+            )
+            for m in members
+        ]
+        await uow.repo.owe(owed)
+        await uow.commit()
+
+
+async def _wanting(uow: UnitOfWork, member_ids: list[Any], kind: str) -> list[Any]:
+    """Those of `member_ids` who have not turned off the category of `kind` (all, for a transactional kind). The
+    worker asks again before it sends: a member may turn it off in between."""
+    category = model.category_of(kind)
+    if category is None or not member_ids:
+        return member_ids
+    off = await uow.repo.turned_off(member_ids, category)
+    return [m for m in member_ids if m not in off]
 
 
 async def forget_member(cmd: commands.ForgetMember, uow: UnitOfWork) -> None:
@@ -128,6 +247,12 @@ async def prepare_delivery(cmd: commands.PrepareDelivery, uow: UnitOfWork) -> tu
             await uow.repo.save(delivery)
             await uow.commit()
             return None
+        except Suppressed as rule:
+            log.info("delivery %s skipped: %s", delivery.id, rule)
+            delivery.skip(cmd.owner, str(rule), now)
+            await uow.repo.save(delivery)
+            await uow.commit()
+            return None
         await uow.commit()
     return delivery, material
 
@@ -163,6 +288,28 @@ async def undo_sent(cmd: commands.UndoSent, uow: UnitOfWork) -> Delivery:
     return delivery
 
 
+# -- a member's (or the administration's) ------------------------------------------------------------------------
+async def set_preferences(cmd: commands.SetPreferences, uow: UnitOfWork) -> None:
+    async with uow:
+        if not await uow.repo.knows(cmd.member_id):
+            raise NotFound(f"This service knows no member {cmd.member_id}.")
+        await uow.repo.set_preferences(cmd.preferences, uow.clock())
+        await uow.commit()
+
+
+async def unsubscribe(cmd: commands.Unsubscribe, uow: UnitOfWork) -> None:
+    """Email off for one category, the language as it was; the same twice changes nothing."""
+    async with uow:
+        if not await uow.repo.knows(cmd.member_id):
+            raise NotFound("No such subscription.")
+        current = (await uow.repo.preferences(cmd.member_id)).get(cmd.category)
+        language = current.language if current is not None else None
+        await uow.repo.set_preferences(
+            (model.Preference(cmd.member_id, cmd.category, email=False, language=language),), uow.clock()
+        )
+        await uow.commit()
+
+
 # -- an operator's ------------------------------------------------------------------------------------------------
 async def retry_delivery(cmd: commands.RetryDelivery, uow: UnitOfWork) -> None:
     """Send a failed delivery again: NotFound, or NotFailed unless it failed."""
@@ -187,7 +334,15 @@ HANDLERS: dict[type, Callable[[Any, UnitOfWork], Awaitable[Any]]] = {
     commands.RecordContacts: record_contacts,
     commands.RecordJoins: record_joins,
     commands.RecordMeeting: record_meeting,
+    commands.RecordReschedule: record_reschedule,
+    commands.RecordCancellation: record_cancellation,
+    commands.RecordAgenda: record_agenda,
+    commands.RecordRsvp: record_rsvp,
+    commands.RecordPromotion: record_promotion,
+    commands.RecordProposalAccepted: record_proposal_accepted,
     commands.ForgetMember: forget_member,
+    commands.SetPreferences: set_preferences,
+    commands.Unsubscribe: unsubscribe,
     commands.LeaseDeliveries: lease_deliveries,
     commands.ReleaseDeliveries: release_deliveries,
     commands.PrepareDelivery: prepare_delivery,
