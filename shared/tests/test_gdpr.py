@@ -253,3 +253,84 @@ async def test_purge_takes_the_members_events_before_the_notice_and_keeps_the_no
     assert [m.subject for m in msgs] == [f"members.member.registered.v1.{kept}", notice.nats_subject()]
     assert not any(b"Mette" in m.data for m in msgs)
     await sub.unsubscribe()
+
+
+async def test_erased_events_are_overwritten_in_the_streams_files_not_only_marked_deleted(tmp_path) -> None:
+    """A purge alone leaves the bytes in the stream's block files until the server compacts them: the name and the
+    email would still be on disk. The erasure overwrites each message first (secure delete), so they are not."""
+    from netvaerk_shared import topology
+    from netvaerk_testing import infra
+
+    store = tmp_path / "nats"
+    server = infra.start_nats(store)
+    nc = await nats.connect(server.url)
+    try:
+        js = nc.jetstream()
+        await topology.ensure_stream(js, "members")
+        erased, kept = uuid.uuid4(), uuid.uuid4()
+        for event in (
+            _registered(erased, "Mette Slettesen", "mette.slettesen@example.org"),
+            world.joined(erased),
+            _registered(kept, "Jens Bliversen", "jens.bliversen@example.org"),
+        ):
+            await js.publish(event.nats_subject(), to_bytes(make_event(event)))
+        notice = MemberErased(member_id=erased, erased_at=NOW)
+        await js.publish(notice.nats_subject(), to_bytes(make_event(notice)))
+
+        def on_disk(needle: bytes) -> bool:
+            return any(
+                needle in path.read_bytes()
+                for path in store.rglob("*")
+                if path.is_file() and not path.name.endswith(".log")
+            )
+
+        async def eventually(check: Any, timeout: float = 10.0) -> bool:
+            deadline = asyncio.get_running_loop().time() + timeout
+            while not check():
+                if asyncio.get_running_loop().time() > deadline:
+                    return False
+                await asyncio.sleep(0.05)
+            return True
+
+        assert await eventually(lambda: on_disk(b"mette.slettesen@example.org")), "the events reached the files"
+        await gdpr.purge_before_notice(js, "MEMBERS", f"members.member.*.*.{erased}", notice.nats_subject())
+
+        gone = await eventually(lambda: not on_disk(b"mette.slettesen@example.org") and not on_disk(b"Mette Slettesen"))
+        assert gone, "the erased member's name or email is still in the stream's files"
+        assert on_disk(b"jens.bliversen@example.org"), "another member's events are untouched"
+        assert (await js.stream_info("MEMBERS")).state.messages == 2  # Jens's and the notice
+    finally:
+        await nc.close()
+        server.stop()
+
+
+async def test_on_sqlite_an_erased_row_leaves_no_copy_in_the_files(tmp_path) -> None:
+    """secure_delete zeroes the deleted row in the database file; forget_on_disk checkpoints and truncates the
+    write-ahead log, which still held the page as it was before the erasure."""
+    from sqlalchemy import Column, MetaData, String, Table, delete
+
+    from netvaerk_shared.db import create_engine
+    from netvaerk_testing.infra import sqlite_url
+
+    path = tmp_path / "service.db"
+    engine = create_engine(sqlite_url(path))
+    people = Table("people", MetaData(), Column("email", String(200), primary_key=True))
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(people.metadata.create_all)
+        async with engine.begin() as conn:
+            await conn.execute(
+                insert(people), [{"email": "mette.slettesen@example.org"}, {"email": "jens@example.org"}]
+            )
+        async with engine.begin() as conn:
+            await conn.execute(delete(people).where(people.c.email == "mette.slettesen@example.org"))
+
+        def files() -> bytes:
+            return b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("service.db"))
+
+        assert b"mette.slettesen@example.org" in files(), "the log still holds the row as it was"
+        await gdpr.forget_on_disk(engine)
+        assert b"mette.slettesen@example.org" not in files()
+        assert b"jens@example.org" in files()
+    finally:
+        await engine.dispose()

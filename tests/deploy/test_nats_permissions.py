@@ -285,11 +285,19 @@ def test_the_services_consume_with_one_durable_per_event_type() -> None:
     """What nats.conf lists, and what this file checks, is what the code runs (shared/topology.durable_name)."""
     assert {(d.service, d.stream, d.name) for d in DURABLES} == {
         ("meetings", "MEMBERS", "meetings-group-created-v1"),
+        ("meetings", "MEMBERS", "meetings-group-updated-v1"),  # the group copy's name and status
         ("meetings", "MEMBERS", "meetings-member-joined-v1"),
         ("notifications", "MEMBERS", "notifications-group-created-v1"),
         ("notifications", "MEMBERS", "notifications-member-registered-v1"),
         ("notifications", "MEMBERS", "notifications-member-joined-v1"),
         ("notifications", "MEETINGS", "notifications-meeting-scheduled-v1"),
+        # what a meeting's life sends (issue 10): updates, cancellations, agenda notices, receipts, seats, proposals
+        ("notifications", "MEETINGS", "notifications-meeting-rescheduled-v1"),
+        ("notifications", "MEETINGS", "notifications-meeting-cancelled-v1"),
+        ("notifications", "MEETINGS", "notifications-agenda-updated-v1"),
+        ("notifications", "MEETINGS", "notifications-rsvp-recorded-v1"),
+        ("notifications", "MEETINGS", "notifications-waitlist-promoted-v1"),
+        ("notifications", "MEETINGS", "notifications-proposal-accepted-v1"),
         # GDPR erasure: members hears its own notices (to purge MEMBERS), the others to erase what they hold
         ("members", "MEMBERS", "members-member-erased-v1"),
         ("meetings", "MEMBERS", "meetings-member-erased-v1"),
@@ -335,6 +343,9 @@ async def test_members_owns_its_stream_and_publishes_with_puback(server: Server)
         notice = await members.js.publish(f"members.member.erased.v1.{erased}", b"{}")
         last = await members.js.get_last_msg("MEMBERS", f"members.member.erased.v1.{erased}")
         assert last.seq == notice.seq
+        found = await members.js.get_msg("MEMBERS", seq=1, subject=f"members.member.*.*.{erased}", next=True)
+        assert found.seq == notice.seq - 1
+        assert await members.js.delete_msg("MEMBERS", found.seq)  # overwritten on disk (secure delete)
         assert await members.js.purge_stream("MEMBERS", subject=f"members.member.*.*.{erased}", seq=notice.seq)
         assert members.errors == []
 
@@ -348,6 +359,7 @@ async def test_members_owns_its_stream_and_publishes_with_puback(server: Server)
                 ),
                 "$JS.API.STREAM.DELETE.MEMBERS": members.jsm_denied.delete_stream("MEMBERS"),
                 "$JS.API.STREAM.PURGE.MEETINGS": members.jsm_denied.purge_stream("MEETINGS"),
+                "$JS.API.STREAM.MSG.DELETE.MEETINGS": members.jsm_denied.delete_msg("MEETINGS", 1),
             },
         )
         assert await stream_messages(members, "MEMBERS") >= 5

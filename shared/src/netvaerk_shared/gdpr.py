@@ -12,13 +12,15 @@ member's personal data: the subject is restricted to the services' NATS users (d
 **Erasure (Art. 17).** `scrub_messaging` deletes the member's traces from a service's messaging tables in the caller's
 transaction: outbox rows (published, pending or parked) and dead letters whose message names the member. The inbox
 keeps its rows: they hold event ids and types only, and they keep a redelivered event from being applied twice.
-`purge_before_notice` purges the member's events from a stream by subject, up to (not including) the erasure notice,
-so the notice stays for every system that has yet to hear of it.
+`purge_before_notice` erases the member's events from a stream by subject, up to (not including) the erasure notice,
+so the notice stays for every system that has yet to hear of it: each message overwritten on disk (secure delete),
+then the range purged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -29,6 +31,7 @@ from uuid import UUID
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 from pydantic_core import to_json
 from sqlalchemy import ColumnElement, Table, delete, func, or_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -280,15 +283,57 @@ def _names(conn: AsyncConnection, table: Table, member_id: UUID) -> ColumnElemen
     return or_(in_body, table.c.subject.like(f"%.{member_id}"))
 
 
-async def purge_before_notice(js: JetStreamContext, stream: str, subject_filter: str, notice_subject: str) -> int:
-    """Purge the messages of `stream` on `subject_filter` that came before the last message on `notice_subject` (the
-    erasure notice, which matches the filter too and is kept). Returns the notice's stream sequence. Idempotent: a
-    second purge finds nothing more before the notice.
+async def forget_on_disk(engine: AsyncEngine) -> None:
+    """After an erasure has committed: on SQLite, checkpoint the write-ahead log into the database and truncate it, so
+    the pages that held the member's rows before the erasure are not left behind in the -wal file (the database
+    file itself holds zeros where they were: `secure_delete`, set on every connection in db.py). Best effort: a
+    checkpoint that finds a reader in the way leaves the log for SQLite's own next checkpoint. PostgreSQL: nothing
+    to do here; its dead row versions go with VACUUM (autovacuum), which the operator runs."""
+    if not is_sqlite(engine):
+        return
+    async with engine.connect() as conn:
+        # on the driver's connection: through SQLAlchemy's it would run inside the BEGIN it starts, where SQLite
+        # refuses a checkpoint ("database table is locked")
+        raw = await conn.get_raw_connection()
+        driver: Any = raw.driver_connection
+        await (await driver.execute("PRAGMA wal_checkpoint(TRUNCATE)")).close()
 
-    Raises nats.js.errors.NotFoundError when the notice is not in the stream (yet): then nothing is purged."""
+
+async def purge_before_notice(js: JetStreamContext, stream: str, subject_filter: str, notice_subject: str) -> int:
+    """Erase the messages of `stream` on `subject_filter` that came before the last message on `notice_subject` (the
+    erasure notice, which matches the filter too and is kept). Returns the notice's stream sequence. Idempotent: a
+    second call finds nothing more before the notice.
+
+    Each message is first deleted one by one with JetStream's secure erase (STREAM.MSG.DELETE without `no_erase`:
+    the server overwrites the message in its block file with random bytes), then the range is purged by subject as
+    well. A purge alone only marks the messages deleted: their bytes stay in the stream's files on disk until the
+    server compacts or drops the block, so the name and email would still be readable there.
+
+    Raises nats.js.errors.NotFoundError when the notice is not in the stream (yet): then nothing is erased."""
     notice = await js.get_last_msg(stream, notice_subject)
     seq = int(notice.seq or 0)
     if seq <= 0:
         raise ValueError(f"no sequence for the notice on {notice_subject}")
+    for found in await _sequences_before(js, stream, subject_filter, seq):
+        with contextlib.suppress(NotFoundError):  # gone meanwhile (a second erasure, a purge, max_age)
+            await js.delete_msg(stream, found)
     await js.purge_stream(stream, subject=subject_filter, seq=seq)
     return seq
+
+
+async def _sequences_before(js: JetStreamContext, stream: str, subject_filter: str, before: int) -> list[int]:
+    """The sequences of the messages on `subject_filter` below `before`, found with next_by_subj (a lookup per
+    message: a member has a handful)."""
+    found: list[int] = []
+    at = 1
+    while at < before:
+        try:
+            msg = await js.get_msg(stream, seq=at, subject=subject_filter, next=True)
+        except NotFoundError:
+            break
+        msg_seq = int(msg.seq or 0)
+        if msg_seq <= 0 or msg_seq >= before:
+            break
+        found.append(msg_seq)
+        at = msg_seq + 1
+    return found

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import metrics, topology
 from .consumer import EventConsumer, Subscription
+from .db import is_sqlite
 from .messaging import MessagingTables
 from .migrate import upgrade
 from .outbox import DEFAULT_MAX_EVENT_BYTES, HEADER_ROOM, FaultHook, Relay, backlog, parked
@@ -71,6 +72,7 @@ class ServiceRuntime:
         self._server_max_payload: int | None = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._erasures: set[asyncio.Task[None]] = set()
         self.consumers: dict[str, EventConsumer] = {}
         self.workers: dict[str, Worker] = {}
         self._gauges: list[Callable[[], Awaitable[None]]] = []
@@ -82,7 +84,7 @@ class ServiceRuntime:
                 tables=tables,
                 max_deliver=settings.consumer_max_deliver,
                 batch_size=settings.consumer_batch_size,
-                on_commit=self._after_consumer_commit,
+                on_commit=self._after_erasure_commit if _is_erasure(sub) else self._after_consumer_commit,
                 unit_of_work=self.uow_on,
             )
             self.consumers[consumer.name] = consumer
@@ -138,6 +140,23 @@ class ServiceRuntime:
         self.wake_relay()
         for worker in self.workers.values():
             worker.wake()
+
+    def _after_erasure_commit(self) -> None:
+        """A member's erasure committed (every service hears MemberErased, members its own notice): on SQLite the
+        write-ahead log still holds the pages as they were before it, so it is checkpointed and truncated."""
+        self._after_consumer_commit()
+        if is_sqlite(self.engine):
+            task = asyncio.create_task(self._forget_on_disk(), name=f"{self.service}-forget-on-disk")
+            self._erasures.add(task)
+            task.add_done_callback(self._erasures.discard)
+
+    async def _forget_on_disk(self) -> None:
+        from .gdpr import forget_on_disk
+
+        try:
+            await forget_on_disk(self.engine)
+        except Exception as exc:  # the next erasure, or SQLite's own checkpoints, take it up
+            log.warning("checkpoint after an erasure failed: %s", exc)
 
     async def start(self) -> None:
         if self.settings.auto_migrate and self.migrations_dir is not None:
@@ -270,3 +289,9 @@ class ServiceRuntime:
                 await refresh()
         except Exception as exc:
             log.warning("could not refresh gauges (database: %s: %s)", type(exc).__name__, exc)
+
+
+def _is_erasure(sub: Subscription[Any]) -> bool:
+    from .contracts.members import MemberErased
+
+    return sub.contract is MemberErased
