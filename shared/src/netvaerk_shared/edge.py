@@ -35,10 +35,27 @@ OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/docs", "/openapi.json", "/asy
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
-class EdgePolicy:
-    """The edge's settings, filled in from the service's settings when the app starts."""
+# A capability URL's body, where it has one: RFC 8058's one-click POST sends "List-Unsubscribe=One-Click" as a form
+CAPABILITY_MAX_BODY = 1024
 
-    def __init__(self, per_minute: int = 600, max_body: int = DEFAULT_MAX_BODY, token: str = "") -> None:
+
+class EdgePolicy:
+    """The edge's settings, filled in from the service's settings when the app starts.
+
+    `capability_paths`: path prefixes whose URL holds its own secret (a calendar feed's token, a signed unsubscribe
+    link), to be used by clients that send no Authorization header (Outlook, Google and Apple Calendar; a mail
+    client's one-click unsubscribe). There the URL's token is the credential and the route checks it; the edge still
+    rate-limits per client, takes at most CAPABILITY_MAX_BODY bytes of JSON or form body, and never writes the path
+    into the access log (only its route template: the token is a secret)."""
+
+    def __init__(
+        self,
+        per_minute: int = 600,
+        max_body: int = DEFAULT_MAX_BODY,
+        token: str = "",
+        capability_paths: tuple[str, ...] = (),
+    ) -> None:
+        self.capability_paths = capability_paths
         self.set(per_minute=per_minute, max_body=max_body, token=token)
 
     def set(self, *, per_minute: int, max_body: int, token: str) -> None:
@@ -122,11 +139,23 @@ class EdgeMiddleware:
                 access_log.info(
                     "%s %s %s",
                     scope.get("method"),
-                    path,
+                    self._loggable(scope, path),
                     status,
                     extra={"status": status, "duration_ms": round(elapsed * 1000, 2)},
                 )
             tracing.current_traceparent.reset(token)
+
+    def _capability(self, path: str) -> bool:
+        return bool(self.policy.capability_paths) and path.startswith(self.policy.capability_paths)
+
+    def _loggable(self, scope: Scope, path: str) -> str:
+        """The path, or for a capability URL its route template (or prefix): never the secret in it."""
+        if not self._capability(path):
+            return path
+        template = getattr(scope.get("route"), "path", None)
+        if template:
+            return str(template)
+        return next(p for p in self.policy.capability_paths if path.startswith(p)) + "…"
 
     def _measure(self, scope: Scope, path: str, status: int, elapsed: float) -> None:
         method: str = scope.get("method", "")
@@ -158,6 +187,12 @@ class EdgeMiddleware:
                 return problem_response(
                     429, "Slow down and try again shortly.", instance=path, retry_after=max(1, int(retry + 0.999))
                 ), receive
+        capability = self._capability(path)
+        if capability:
+            instance = self._loggable(scope, path)  # a refusal names the route, not the token
+            if scope.get("method") not in _BODY_METHODS:
+                return None, receive
+            return await self._capability_body(headers, receive, instance)
         if not token_matches(headers.get(b"authorization", b"").decode("latin-1"), policy.token):
             return problem_response(
                 401, "A valid bearer token is required.", instance=path, headers={"WWW-Authenticate": "Bearer"}
@@ -185,6 +220,23 @@ class EdgeMiddleware:
             return problem_response(
                 415, "The body must be JSON (Content-Type: application/json).", instance=path
             ), receive
+        return None, _replay(body, receive)
+
+    async def _capability_body(
+        self, headers: dict[bytes, bytes], receive: Receive, instance: str
+    ) -> tuple[Response | None, Receive]:
+        """A capability URL's body: at most CAPABILITY_MAX_BODY bytes, JSON or a form (RFC 8058), read here."""
+        content_type = headers.get(b"content-type", b"").decode("latin-1")
+        try:
+            body = await self._read(receive, CAPABILITY_MAX_BODY)
+        except _BodyTooLarge:
+            message = f"The body may be at most {CAPABILITY_MAX_BODY} bytes."
+            return problem_response(
+                413, message, instance=instance, errors=[{"field": "body", "message": message}]
+            ), receive
+        form = content_type.split(";", 1)[0].strip().lower() == "application/x-www-form-urlencoded"
+        if body and not (form or _is_json(content_type)):
+            return problem_response(415, "The body must be JSON or a form.", instance=instance), receive
         return None, _replay(body, receive)
 
     def _too_large(self, path: str) -> Response:

@@ -84,15 +84,22 @@ def service_app(
     routers: Iterable[APIRouter],
     domain_error: type[Exception],
     version: str = "1.0.0",
+    capability_routers: Iterable[APIRouter] = (),
 ) -> FastAPI:
     """Build a service's FastAPI app with every route in place (so `app.openapi()` is complete without starting it).
     `runtime_factory()` is called in the lifespan (never at import) and returns the ServiceRuntime that the routes
-    reach through the `Runtime` dependency; `use_runtime` puts a prepared one in its place."""
+    reach through the `Runtime` dependency; `use_runtime` puts a prepared one in its place.
+
+    `capability_routers`: routes whose URL carries its own secret and that clients without the API token call (see
+    EdgePolicy.capability_paths): they need no bearer token; each route's path up to its first parameter becomes a
+    capability prefix, and no other route may start with it."""
     from fastapi_offline import FastAPIOffline
 
     from .logs import configure
 
-    policy = EdgePolicy()
+    capability = list(capability_routers)
+    prefixes = tuple(sorted({_static_prefix(route.path) for r in capability for route in r.routes}))  # type: ignore[attr-defined]
+    policy = EdgePolicy(capability_paths=prefixes)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -121,7 +128,14 @@ def service_app(
         static_url="/docs/static",
         redoc_url=None,
     )
-    for router in routers:
+    protected = list(routers)
+    for router in protected:
+        for route in router.routes:
+            path = getattr(route, "path", "")
+            if prefixes and path.startswith(prefixes):
+                raise ValueError(f"{path} starts with a capability prefix {prefixes} but needs the bearer token")
+        app.include_router(router)
+    for router in capability:
         app.include_router(router)
     app.include_router(operations_router())
     install_problem_handlers(app, domain_error)
@@ -130,6 +144,14 @@ def service_app(
     app.state.edge = policy
     app.openapi = lambda: truthful_openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _static_prefix(path: str) -> str:
+    """ "/calendar/{token}.ics" -> "/calendar/": what a capability route's URLs all start with."""
+    static = path.split("{", 1)[0]
+    if len(static.strip("/")) == 0:
+        raise ValueError(f"a capability route needs a fixed first segment: {path}")
+    return static
 
 
 def use_runtime(app: FastAPI, runtime: ServiceRuntime) -> None:

@@ -78,7 +78,13 @@ async def test_a_group_feed_stays_in_sync_across_daylight_saving_and_changes(dat
         feed = response.json()
         assert feed["path"] == f"/calendar/{feed['token']}.ics" and feed["group_id"] == str(group_id)
 
-        first = await client.get(feed["path"])
+        # as Outlook, Google and Apple Calendar fetch it: no Authorization header, the URL's token is the key
+        bearer = client.headers.pop("authorization")
+        try:
+            first = await client.get(feed["path"])
+            assert_problem(await client.get(f"/groups/{group_id}/calendar-feeds"), 401)  # nothing else opens
+        finally:
+            client.headers["authorization"] = bearer
         cal = parse(first)
         assert str(cal["X-WR-CALNAME"]) == "Offentlig digitalisering øst"
         assert [tz["TZID"] for tz in cal.walk("VTIMEZONE")] == ["Europe/Copenhagen"]
@@ -142,7 +148,8 @@ async def test_a_group_feed_stays_in_sync_across_daylight_saving_and_changes(dat
         for bad in ("short", "A" * 44, "A" * 42 + "%00"):
             response = await client.get(f"/calendar/{bad}.ics")
             assert response.status_code == 422 and response.headers["content-type"] == "application/problem+json"
-        assert_problem(await client.get(feed["path"], headers={"Authorization": "Bearer wrong"}), 401)
+        # revoked, it opens nothing whatever Authorization is sent
+        assert_problem(await client.get(feed["path"], headers={"Authorization": "Bearer wrong"}), 404)
 
 
 async def test_a_members_feed_follows_the_groups_they_are_in(database_url, clean_nats):

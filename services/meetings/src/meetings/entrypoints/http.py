@@ -302,6 +302,7 @@ def create_app() -> FastAPI:
         "events; publishes MEETINGS events (meetings.>) through an outbox.",
         routers=[router, plan_http.router, seats_http.router, proposals_http.router],
         domain_error=DomainError,
+        capability_routers=[proposals_http.capability_router],  # the calendar feeds: the URL's token is the key
     )
 
 

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import Header, Path, Response
+from fastapi import APIRouter, Header, Path, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from netvaerk_shared.http import Caller, Problem, Runtime, UoW, problems, protected_router
@@ -108,6 +108,10 @@ class BackingExport(BaseModel):
 
 
 router = protected_router()
+# The feed URL is what Outlook, Google and Apple Calendar subscribe to: they send no Authorization header, so the
+# token in the URL is the credential (256 random bits, stored as its SHA-256 only, revocable). The edge rate-limits
+# it and keeps the token out of the access log (EdgePolicy.capability_paths).
+capability_router = APIRouter()
 _CALENDAR_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "An iCalendar (RFC 5545) document",
@@ -279,7 +283,7 @@ async def revoke_feed(feed_id: UUID, uow: UoW, caller: Caller) -> Response:
     return Response(status_code=204)
 
 
-@router.get(
+@capability_router.get(
     "/calendar/{token}.ics",
     tags=["calendar"],
     summary="A calendar feed (iCalendar) for Outlook, Google and Apple Calendar to subscribe to",
