@@ -63,12 +63,28 @@ class Platform:
         return [email.message_from_bytes(box.get_bytes(k), policy=email.policy.default) for k in box.keys()]
 
 
+class SmtpServer:
+    """The platform's SMTP server, which a test may take away and bring back on the same port and Maildir."""
+
+    def __init__(self, sink, port: int, maildir: Path) -> None:
+        self.sink, self.port, self.maildir = sink, port, maildir
+
+    def stop(self) -> None:
+        if self.sink is not None:
+            self.sink.stop()
+            self.sink = None
+
+    def start(self) -> None:
+        if self.sink is None:
+            self.sink = start_sink("127.0.0.1", self.port, self.maildir)
+
+
 @pytest.fixture
 def platform(clean_nats, make_database_url, tmp_path, request):
     backend = getattr(request, "param", "postgresql")
     smtp_port = free_port()
     maildir = tmp_path / "mail"
-    sink = start_sink("127.0.0.1", smtp_port, maildir)
+    smtp = SmtpServer(start_sink("127.0.0.1", smtp_port, maildir), smtp_port, maildir)
     common = {
         "NATS_URL": clean_nats,
         "API_TOKEN": TOKEN,
@@ -94,8 +110,9 @@ def platform(clean_nats, make_database_url, tmp_path, request):
             s.start(wait=False)
         for s in services.values():
             s.wait_ready()
-        yield Platform(services=services, maildir=maildir, nats_url=clean_nats, extra={"backend": backend})
+        extra = {"backend": backend, "smtp": smtp}
+        yield Platform(services=services, maildir=maildir, nats_url=clean_nats, extra=extra)
     finally:
         for s in services.values():
             s.stop()
-        sink.stop()
+        smtp.stop()
