@@ -90,3 +90,34 @@ async def test_events_caused_by_a_consumed_event_name_it(engine):
         tracing.current_event_id.reset(token)
     [row] = await outbox_rows(engine)
     assert json.loads(row.body)["causationid"] == "cause-0001"
+
+
+async def test_an_outbox_tap_sees_the_events_as_written_in_the_same_transaction(engine):
+    from netvaerk_shared.uow import UnitOfWork
+
+    from .world import Repository, as_contract
+
+    tapped: list = []
+
+    async def tap(conn, events) -> None:
+        o = tables.outbox
+        rows = (await conn.execute(select(o.c.event_id).order_by(o.c.position))).scalars().all()
+        tapped.append(([e.id for e in events], list(rows)))  # the rows are there already, uncommitted
+
+    first, second = joined(), joined()
+    uow = UnitOfWork(engine, tables, "members", repositories=Repository, translate=as_contract, outbox_tap=tap)
+    async with uow:
+        uow.repo.record(first, second)
+        await uow.commit()
+    (ids, rows), *more = tapped
+    assert not more and ids == rows == [r.event_id for r in await outbox_rows(engine)]
+
+    async def failing(conn, events) -> None:
+        raise RuntimeError("the tap failed")
+
+    uow = UnitOfWork(engine, tables, "members", repositories=Repository, translate=as_contract, outbox_tap=failing)
+    with pytest.raises(RuntimeError):
+        async with uow:
+            uow.repo.record(joined())
+            await uow.commit()
+    assert len(await outbox_rows(engine)) == 2  # the tap's failure took the change and its events back

@@ -308,6 +308,11 @@ def test_the_services_consume_with_one_durable_per_event_type() -> None:
         ("meetings", "MEMBERS", "meetings-member-registered-v1"),
         ("meetings", "MEMBERS", "meetings-member-updated-v1"),
         ("notifications", "MEMBERS", "notifications-member-erased-v1"),
+        # the notifications roster copy follows leavings (no meeting mails after) and roles (reminder settings)
+        ("notifications", "MEMBERS", "notifications-member-left-v1"),
+        ("notifications", "MEMBERS", "notifications-member-role-changed-v1"),
+        # the contact copy follows profile changes (a new address clears an undeliverable mark; the organisation)
+        ("notifications", "MEMBERS", "notifications-member-updated-v1"),
     }
     conf = CONF.read_text(encoding="utf-8")
     for d in DURABLES:

@@ -21,7 +21,7 @@ from .messaging import MessagingTables
 from .migrate import upgrade
 from .outbox import DEFAULT_MAX_EVENT_BYTES, HEADER_ROOM, FaultHook, Relay, backlog, parked
 from .settings import ServiceSettings
-from .uow import Clock, Translate, UnitOfWork, utc_now
+from .uow import Clock, OutboxTap, Translate, UnitOfWork, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +57,10 @@ class ServiceRuntime:
         subscriptions: Sequence[Subscription[Any]] = (),
         migrations_dir: Path | None = None,
         clock: Clock = utc_now,
+        outbox_tap: OutboxTap | None = None,
     ) -> None:
         self.service = service
+        self.outbox_tap = outbox_tap  # see uow.OutboxTap: every unit of work of this runtime calls it
         self.repositories = repositories
         self.translate = translate
         self.clock = clock
@@ -112,6 +114,7 @@ class ServiceRuntime:
             notify=self.relay is None,
             max_event_bytes=self.max_event_bytes(),
             conn=conn,
+            outbox_tap=self.outbox_tap,
         )
 
     def max_event_bytes(self) -> int:

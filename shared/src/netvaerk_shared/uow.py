@@ -22,7 +22,7 @@ commit together or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Generic, Protocol, TypeVar
@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from . import tracing
 from .contracts import EventData
-from .envelope import make_event
+from .envelope import CloudEvent, make_event
 from .messaging import MessagingTables
 from .outbox import DEFAULT_MAX_EVENT_BYTES, enqueue, notify_channel
 
@@ -50,6 +50,9 @@ class Repositories(Protocol):
 R = TypeVar("R", bound=Repositories)
 Translate = Callable[[Any, Any], EventData]  # (domain event, the aggregate that recorded it) -> contract
 Clock = Callable[[], datetime]
+# Called with the events just written to the outbox, on the same connection and in the same transaction: a service
+# that must do more with its own events, atomically with them (notifications: its webhook deliveries), does it here.
+OutboxTap = Callable[[AsyncConnection, Sequence[CloudEvent]], Awaitable[None]]
 
 
 def utc_now() -> datetime:
@@ -140,8 +143,10 @@ class UnitOfWork(AbstractUnitOfWork[R]):
         notify: bool = True,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         conn: AsyncConnection | None = None,
+        outbox_tap: OutboxTap | None = None,
     ) -> None:
         super().__init__(repositories=repositories, translate=translate, clock=clock)
+        self.outbox_tap = outbox_tap
         self.engine = engine
         self.tables = tables
         self.service = service
@@ -163,14 +168,17 @@ class UnitOfWork(AbstractUnitOfWork[R]):
     async def _write(self, events: list[EventData]) -> None:
         assert self.conn is not None
         causation = tracing.current_event_id.get()  # events caused by a consumed event name it
+        written = [make_event(e, causationid=causation) for e in events]
         await enqueue(
             self.conn,
             self.tables,
-            [make_event(e, causationid=causation) for e in events],
+            written,
             [e.nats_subject() for e in events],
             notify=notify_channel(self.service) if self.notify else None,
             max_bytes=self.max_event_bytes,
         )
+        if self.outbox_tap is not None:
+            await self.outbox_tap(self.conn, written)
 
     async def _commit(self, published: bool) -> None:
         if self._joined is not None:

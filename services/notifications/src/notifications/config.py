@@ -24,8 +24,27 @@ class Settings(ServiceSettings):
     # other services before it fails (permanent=false): an upstream outage is waited out, not counted as attempts.
     delivery_wait_seconds: int = 3600
     run_deliveries: bool = True
+    # The most messages a second the delivery worker hands the SMTP server (a token bucket); 0: no limit.
+    smtp_max_per_second: float = 0.0
+    # Signed webhooks (entrypoints/webhook_worker.py): the worker, each POST's time limit (connecting, sending and the
+    # answer together), attempts before a delivery is parked failed, the backoff (base doubling up to max, with
+    # jitter), how many POSTs to one subscriber at once and in all, the lease, and how long a rotated-out secret
+    # still signs.
+    run_webhooks: bool = True
+    webhook_timeout_seconds: float = 5.0
+    webhook_max_attempts: int = 10
+    webhook_backoff_base_seconds: float = 5.0
+    webhook_backoff_max_seconds: float = 3600.0
+    webhook_concurrency_per_subscriber: int = 2
+    webhook_max_in_flight: int = 32
+    webhook_lease_seconds: int = 60
+    webhook_secret_grace_seconds: int = 86400
     # At most one agenda notice per meeting in this many seconds, however often its agenda is edited.
     agenda_update_window_seconds: int = 3600
+    # Reminders and nudges: the worker that turns due reminder rows into deliveries, and how often it looks.
+    run_reminders: bool = True
+    reminder_poll_seconds: float = 30.0
+    reminder_batch_size: int = 100
     # Where members reach this service's public routes (the web gateway): List-Unsubscribe links start with it.
     public_base_url: str = "https://netvaerk.danskit.example.org"
     # The HMAC key of one-click unsubscribe tokens; unset, one derived from API_TOKEN (so changing that token voids

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -33,6 +33,11 @@ class Store:
     deliveries: dict = field(default_factory=dict)  # id -> Delivery, as last saved
     preferences: dict = field(default_factory=dict)  # (member_id, category) -> Preference
     agenda_notices: dict = field(default_factory=dict)  # meeting_id -> last_at
+    joined: dict = field(default_factory=dict)  # (group_id, member_id) -> joined_at of the newest join
+    left: dict = field(default_factory=dict)  # (group_id, member_id) -> left_at, while they are out
+    rsvps: dict = field(default_factory=dict)  # (meeting_id, member_id) -> Rsvp
+    reminder_settings: dict = field(default_factory=dict)  # group_id -> ReminderSettings
+    reminders: dict = field(default_factory=dict)  # id -> PlannedReminder
 
 
 class FakeRepository:
@@ -47,9 +52,99 @@ class FakeRepository:
         for contact in contacts:
             self.store.contacts[contact.member_id] = contact
 
+    async def mark_undeliverable(self, member_id, email, now, reason):
+        contact = self.store.contacts.get(member_id)
+        if contact is None or contact.email != email:
+            return False
+        self.store.contacts[member_id] = replace(contact, undeliverable_at=now, undeliverable_reason=reason)
+        return True
+
+    async def clear_undeliverable(self, member_id):
+        contact = self.store.contacts.get(member_id)
+        if contact is None:
+            return False
+        self.store.contacts[member_id] = replace(contact, undeliverable_at=None, undeliverable_reason=None)
+        return True
+
     async def record_memberships(self, joins):
+        refused = set()
         for join in joins:
-            self.store.roster[(join.group_id, join.member_id)] = join.role
+            key = (join.group_id, join.member_id)
+            left_at = self.store.left.get(key)
+            if left_at is not None and (join.joined_at is None or join.joined_at <= left_at):
+                refused.add(key)
+                continue
+            self.store.roster[key] = join.role
+            self.store.left.pop(key, None)
+            self.store.joined[key] = join.joined_at
+        return refused
+
+    async def record_leaving(self, group_id, member_id, left_at):
+        key = (group_id, member_id)
+        joined_at = self.store.joined.get(key)
+        if joined_at is None or joined_at <= left_at:
+            self.store.left[key] = max(left_at, self.store.left.get(key, left_at))
+
+    async def record_role(self, group_id, member_id, role, changed_at):
+        self.store.roster[(group_id, member_id)] = role
+
+    async def role_of(self, group_id, member_id):
+        key = (group_id, member_id)
+        return self.store.roster.get(key) if key not in self.store.left else None
+
+    async def group_known(self, group_id):
+        return group_id in self.store.groups or any(g == group_id for g, _ in self.store.roster)
+
+    async def owed_about_group(self, member_id, group_id):
+        meetings = {str(m) for m, x in self.store.meetings.items() if x.group_id == group_id}
+        return [
+            self._loaded(d)
+            for d in self.store.deliveries.values()
+            if d.member_id == member_id and d.status == model.PENDING and d.payload.get("meeting_id") in meetings
+        ]
+
+    async def record_rsvp(self, answer):
+        key = (answer.meeting_id, answer.member_id)
+        if model.newer_rsvp(self.store.rsvps.get(key), answer):
+            self.store.rsvps[key] = answer
+
+    async def record_seat(self, meeting_id, member_id):
+        known = self.store.rsvps.get((meeting_id, member_id))
+        if known is not None:
+            self.store.rsvps[(meeting_id, member_id)] = replace(known, status="confirmed", waitlist_position=None)
+
+    async def rsvps_of(self, meeting_id):
+        return [a for (m, _), a in self.store.rsvps.items() if m == meeting_id]
+
+    async def reminder_settings(self, group_id):
+        return self.store.reminder_settings.get(group_id)
+
+    async def set_reminder_settings(self, group_id, settings, now):
+        self.store.reminder_settings[group_id] = settings
+
+    async def meetings_of(self, group_id):
+        return [m for m in self.store.meetings.values() if m.group_id == group_id and m.status == model.SCHEDULED]
+
+    async def plan_reminders(self, meeting_id, planned, now):
+        for rid, r in list(self.store.reminders.items()):
+            if r.meeting_id == meeting_id and r.status == model.PLANNED:
+                del self.store.reminders[rid]
+        taken = {(r.meeting_id, r.kind, r.days_before, r.starts_at) for r in self.store.reminders.values()}
+        for p in planned:
+            if (p.meeting_id, p.kind, p.days_before, p.starts_at) not in taken:
+                self.store.reminders[p.id] = p
+
+    async def drop_reminders(self, meeting_id, reason, now):
+        for rid, r in list(self.store.reminders.items()):
+            if r.meeting_id == meeting_id and r.status == model.PLANNED:
+                self.store.reminders[rid] = replace(r, status=model.SKIPPED, reason=reason)
+
+    async def due_reminders(self, now, limit):
+        due = [r for r in self.store.reminders.values() if r.status == model.PLANNED and r.due_at <= now]
+        return sorted(due, key=lambda r: r.due_at)[:limit]
+
+    async def finish_reminder(self, reminder_id, status, reason, now):
+        self.store.reminders[reminder_id] = replace(self.store.reminders[reminder_id], status=status, reason=reason)
 
     async def record_meeting(self, meeting):
         self.store.meetings[meeting.meeting_id] = meeting
@@ -64,7 +159,7 @@ class FakeRepository:
         self.store.agenda_notices[meeting_id] = last_at
 
     async def members_of(self, group_id):
-        return [m for (g, m) in self.store.roster if g == group_id]
+        return [m for (g, m) in self.store.roster if g == group_id and (g, m) not in self.store.left]
 
     async def knows(self, member_id):
         return member_id in self.store.contacts

@@ -21,6 +21,8 @@ class NotificationKind(StrEnum):
     rsvp_confirmation = "rsvp_confirmation"
     waitlist_promotion = "waitlist_promotion"  # a seat came free and is now the member's
     proposal_accepted = "proposal_accepted"
+    reminder = "reminder"  # days before a meeting, to those attending or tentative (with a waiting list place)
+    nudge = "nudge"  # days before a meeting, to members of the group who have not answered
 
 
 class Channel(StrEnum):

@@ -506,3 +506,16 @@ def smtp_reason(exc: SmtpError) -> str:
         return "smtp unreachable" if isinstance(exc, SmtpTransient) else f"smtp {type(exc).__name__}"
     enhanced = _ENHANCED_STATUS.search(getattr(exc, "message", None) or str(exc))
     return f"smtp {code}" + (f" {enhanced.group()}" if enhanced else "")
+
+
+def refuses_address(exc: SmtpError) -> bool:
+    """The server refused the recipient's address for good (before the commit point): an RFC 3463 status 5.1.x
+    (bad address, no such mailbox, ...) or 5.2.1 (mailbox disabled); without one, 550, 551 or 553. A refusal for
+    another reason (policy 5.7.x, message too large 5.3.4, a 5xx to the final ".") says nothing about the address."""
+    if not isinstance(exc, SmtpRejected) or not exc.permanent or exc.committed:
+        return False
+    enhanced = _ENHANCED_STATUS.search(exc.message or "")
+    if enhanced is not None:
+        status = enhanced.group()
+        return status.startswith("5.1.") or status == "5.2.1"
+    return exc.code in (550, 551, 553)

@@ -25,7 +25,9 @@ from .templates import (
     render_agenda_update,
     render_cancellation,
     render_invitation,
+    render_nudge,
     render_proposal_accepted,
+    render_reminder,
     render_rsvp_confirmation,
     render_update,
     render_waitlist_promotion,
@@ -219,5 +221,20 @@ def _about_meeting(
         subject, body = render_proposal_accepted(
             locale, position=number, item_title=item.title if item else None, **common
         )
+        return subject, body, None, "REQUEST"
+    if kind == model.REMINDER:
+        position = payload.get("waitlist_position")
+        subject, body = render_reminder(
+            locale,
+            days_before=int(payload.get("days_before", 0)),
+            response=payload.get("response", ""),
+            status=payload.get("status", ""),
+            waitlist_position=int(position) if position else None,
+            agenda=[a.model_dump(mode="json") for a in meeting.agenda],
+            **common,
+        )
+        return subject, body, None, "REQUEST"
+    if kind == model.NUDGE:
+        subject, body = render_nudge(locale, days_before=int(payload.get("days_before", 0)), **common)
         return subject, body, None, "REQUEST"
     raise ValueError(f"no message for kind {kind!r}")

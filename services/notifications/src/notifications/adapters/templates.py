@@ -127,6 +127,15 @@ _TEXT = {
             "Kære {name}\n\nTak for dit forslag. Det er nu punkt {position} på dagsordenen for mødet i {group}."
         ),
         "item": "Punkt {position}: {item}",
+        "reminder_subject": "Påmindelse: {title} – {date}",
+        "reminder_intro": "Kære {name}\n\nHusk mødet i {group} {when}.",
+        "reminder_outro": "Kan du alligevel ikke komme, så meld gerne afbud, så pladsen kan gå videre.",
+        "nudge_subject": "Kommer du? {title} – {date}",
+        "nudge_intro": "Kære {name}\n\nMødet i {group} er {when}, og vi har endnu ikke hørt, om du kommer.",
+        "nudge_outro": "Svar gerne på invitationen, så vi kan planlægge mødet.",
+        "today": "i dag",
+        "tomorrow": "i morgen",
+        "in_days": "om {days} dage",
     },
     "en": {
         "welcome_subject": "Welcome to {group}",
@@ -193,6 +202,17 @@ _TEXT = {
             "{group}."
         ),
         "item": "Item {position}: {item}",
+        "reminder_subject": "Reminder: {title} – {date}",
+        "reminder_intro": "Dear {name}\n\nA reminder of the meeting of {group} {when}.",
+        "reminder_outro": "If you cannot come after all, please send your apologies, so the seat can go to another.",
+        "nudge_subject": "Will you come? {title} – {date}",
+        "nudge_intro": (
+            "Dear {name}\n\nThe meeting of {group} is {when}, and we have not yet heard whether you will come."
+        ),
+        "nudge_outro": "Please reply to the invitation, so we can plan the meeting.",
+        "today": "today",
+        "tomorrow": "tomorrow",
+        "in_days": "in {days} days",
     },
 }
 
@@ -435,6 +455,51 @@ def render_proposal_accepted(
     before = [_TEXT[loc]["item"].format(position=position, item=one_line(item_title))] if item_title else []
     subject, body = _meeting_message("proposal", loc, intro_extra={"position": position}, before=before, **meeting)
     return subject, body
+
+
+def _when(loc: str, days_before: int) -> str:
+    text = _TEXT[loc]
+    if days_before <= 0:
+        return text["today"]
+    return text["tomorrow"] if days_before == 1 else text["in_days"].format(days=days_before)
+
+
+def render_reminder(
+    locale: str | None,
+    *,
+    days_before: int,
+    response: str,
+    status: str,
+    waitlist_position: int | None,
+    agenda: Iterable[Any] = (),
+    **meeting: Any,
+) -> tuple[str, str]:
+    """A reminder before a meeting to a member who answered attending or tentative: what they answered, and for
+    one on the waiting list their place in line."""
+    loc = normalize_locale(locale)
+    text = _TEXT[loc]
+    before = [text["answered"].format(response=RESPONSES[loc].get(response, one_line(response)))]
+    if status == "waitlisted":
+        before.append(
+            text["waitlisted"].format(position=waitlist_position) if waitlist_position else text["waitlisted_unknown"]
+        )
+    return _meeting_message(
+        "reminder",
+        loc,
+        intro_extra={"when": _when(loc, days_before)},
+        before=before,
+        after=[text["reminder_outro"]],
+        agenda=agenda,
+        **meeting,
+    )
+
+
+def render_nudge(locale: str | None, *, days_before: int, **meeting: Any) -> tuple[str, str]:
+    """A nudge before a meeting to a member of its group who has not answered."""
+    loc = normalize_locale(locale)
+    return _meeting_message(
+        "nudge", loc, intro_extra={"when": _when(loc, days_before)}, after=[_TEXT[loc]["nudge_outro"]], **meeting
+    )
 
 
 def text_to_html(locale: str | None, body: str) -> str:

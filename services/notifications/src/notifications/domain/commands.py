@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from .model import Contact, Failure, Meeting, Preference
+from .model import Contact, Failure, Meeting, Preference, ReminderSettings
 
 
 # -- from MEMBERS and MEETINGS events -----------------------------------------------------------------------------
@@ -32,6 +32,7 @@ class Join:
     role: str
     cause_event_id: UUID  # the MemberJoined event: NotificationSent names it
     traceparent: str | None = None
+    joined_at: datetime | None = None  # orders it against a MemberLeft (None: as before 0005, always wins)
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,27 @@ class RecordJoins:
     """Members joined groups: the roster copy, and the welcomes owed."""
 
     joins: tuple[Join, ...]
+
+
+@dataclass(frozen=True)
+class RecordLeaving:
+    """A member left a group (MemberLeft): off the roster copy, and what is still owed to them about the group's
+    meetings that they may turn off (invitations, updates, agenda notices, reminders) is skipped. Transactional mail
+    already owed (a cancellation, the receipt of their own answer, a seat) still goes."""
+
+    member_id: UUID
+    group_id: UUID
+    left_at: datetime
+
+
+@dataclass(frozen=True)
+class RecordRole:
+    """A member's role in a group changed (MemberRoleChanged): who may set the group's reminder timings."""
+
+    member_id: UUID
+    group_id: UUID
+    role: str
+    changed_at: datetime | None = None  # the event's time: orders it against the join (None: now)
 
 
 @dataclass(frozen=True)
@@ -101,6 +123,7 @@ class RecordRsvp:
     on_behalf_of: UUID | None
     cause_event_id: UUID
     traceparent: str | None = None
+    answered_at: datetime | None = None  # orders the member's answers (None: not kept, as before 0005)
 
 
 @dataclass(frozen=True)
@@ -168,6 +191,14 @@ class RecordFailure:
     owner: str
     failure: Failure
     max_attempts: int
+    refused_address: str | None = None  # the server refused this address for good: it is marked undeliverable
+
+
+@dataclass(frozen=True)
+class ClearUndeliverable:
+    """The administration clears a member's address of its undeliverable mark (it was fixed at the mail server)."""
+
+    member_id: UUID
 
 
 @dataclass(frozen=True)
@@ -176,6 +207,26 @@ class UndoSent:
 
     delivery_id: UUID
     failure: Failure
+
+
+# -- the reminder worker's ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SendDueReminders:
+    """Turn the reminders that are due into deliveries, each at most once; returns (reminders handled, deliveries
+    owed)."""
+
+    limit: int
+
+
+# -- a coordinator's (or the administration's) -------------------------------------------------------------------
+@dataclass(frozen=True)
+class SetReminderSettings:
+    """A group's reminder timings (bounded: ReminderSettings.check); the meetings still to come are planned anew.
+    `by`: the member acting (None: the administration); Forbidden unless they coordinate the group."""
+
+    group_id: UUID
+    settings: ReminderSettings
+    by: UUID | None = None
 
 
 # -- a member's (or the administration's) ------------------------------------------------------------------------

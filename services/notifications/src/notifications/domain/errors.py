@@ -14,6 +14,12 @@ class NotFound(DomainError):
     status = 404
 
 
+class Forbidden(DomainError):
+    """Only the administration, or a coordinator of the group, may do this."""
+
+    status = 403
+
+
 class NotFailed(DomainError):
     """Only a failed delivery can be retried: a pending one will go anyway, a sent one must never go twice."""
 

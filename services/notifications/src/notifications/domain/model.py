@@ -8,6 +8,7 @@ A `Delivery` is one message owed to one member for one cause. Its life:
                                      --release--> owed (given back untried)
     failed --retry (an operator)--> owed, with fresh attempts
                                      --skip--> skipped (the member turned the kind off, or the meeting was cancelled)
+    owed (held or not) --withdraw--> skipped (the member left the meeting's group)
 
 "leased" is a pending delivery with a lease: one instance holds it until `lease_until`, and only the holder may move
 it on. Reaching `sent` records NotificationSent, reaching `failed` records NotificationFailed (`events`).
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta, tzinfo
 from typing import Any
 from uuid import UUID
 
@@ -32,6 +33,8 @@ AGENDA_UPDATE = "agenda_update"
 RSVP_CONFIRMATION = "rsvp_confirmation"
 WAITLIST_PROMOTION = "waitlist_promotion"  # a seat came free and is now the member's
 PROPOSAL_ACCEPTED = "proposal_accepted"
+REMINDER = "reminder"  # days before a meeting, to those who answered attending or tentative
+NUDGE = "nudge"  # days before a meeting, to members of its group who have not answered
 KINDS = (
     WELCOME,
     INVITATION,
@@ -41,6 +44,8 @@ KINDS = (
     RSVP_CONFIRMATION,
     WAITLIST_PROMOTION,
     PROPOSAL_ACCEPTED,
+    REMINDER,
+    NUDGE,
 )
 EMAIL = "email"
 
@@ -51,7 +56,7 @@ SKIPPED = "skipped"  # never sent, by rule: the member turned its kind off, or t
 
 # What a member may turn off (preferences), and which kinds of message each covers. A kind in none of them is
 # transactional and always goes: the welcome on joining, a cancellation, the receipt of one's own answer and a seat
-# that is now one's own. Reminders have no kind yet (the reminder mails come later); the preference is kept already.
+# that is now one's own. Reminders and nudges are `reminders`.
 ANNOUNCEMENTS = "announcements"
 REMINDERS = "reminders"
 AGENDA_UPDATES = "agenda_updates"
@@ -61,10 +66,12 @@ CATEGORY_OF = {
     MEETING_UPDATE: ANNOUNCEMENTS,
     PROPOSAL_ACCEPTED: ANNOUNCEMENTS,
     AGENDA_UPDATE: AGENDA_UPDATES,
+    REMINDER: REMINDERS,
+    NUDGE: REMINDERS,
 }
 LANGUAGES = ("da", "en")
 # Messages about the meeting as planned: once it is cancelled, one still owed would put it back in calendars.
-AS_PLANNED = (INVITATION, MEETING_UPDATE, AGENDA_UPDATE)
+AS_PLANNED = (INVITATION, MEETING_UPDATE, AGENDA_UPDATE, REMINDER, NUDGE)
 
 SCHEDULED = "scheduled"
 CANCELLED = "cancelled"
@@ -91,10 +98,18 @@ def category_of(kind: str) -> str | None:
 # -- what messages are made of (copies of what the other services published) -------------------------------------
 @dataclass(frozen=True)
 class Contact:
+    """A member's contact as MEMBERS last told it (`profile_at`: that profile's time). `undeliverable_at` and its
+    reason: a permanent SMTP refusal marked this address; nothing more is tried to it until the address changes or the
+    administration clears the mark."""
+
     member_id: UUID
     name: str
     email: str
     locale: str
+    organisation_id: UUID | None = None
+    profile_at: datetime | None = None
+    undeliverable_at: datetime | None = None
+    undeliverable_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -198,6 +213,18 @@ class Failure:
 def cannot_be_sent(error: str, reason: str) -> Failure:
     """The message cannot be built or put on the wire, or the server refused it for good: it never will go."""
     return Failure(error, reason, permanent=True, counts=True)
+
+
+UNDELIVERABLE = "address marked undeliverable"
+
+
+def marked_undeliverable(contact: Contact) -> Failure | None:
+    """A message to an address marked undeliverable is not attempted: it fails at once (no SMTP round trip), until a
+    member.updated brings another address or the administration clears the mark."""
+    if contact.undeliverable_at is None:
+        return None
+    why = contact.undeliverable_reason or "no reason"
+    return cannot_be_sent(f"{UNDELIVERABLE} since {contact.undeliverable_at.isoformat()} ({why})", UNDELIVERABLE)
 
 
 def temporary(error: str, reason: str) -> Failure:
@@ -356,6 +383,16 @@ class Delivery:
         self._require_lease(owner)
         self.status, self.last_error, self.next_attempt_at = SKIPPED, reason, now
         self._end_lease()
+
+    def withdraw(self, reason: str, now: datetime) -> bool:
+        """It must not go any more, decided outside the worker (the member left the meeting's group): `skipped`
+        with the reason, whoever holds it (a worker holding it then finds it changed and does not send it). False
+        when it is no longer pending."""
+        if self.status != PENDING:
+            return False
+        self.status, self.last_error, self.next_attempt_at = SKIPPED, reason, now
+        self._end_lease()
+        return True
 
     def retry(self, now: datetime) -> None:
         """An operator sends a failed delivery again (after fixing an address, a template, the SMTP account): pending
@@ -564,3 +601,144 @@ def proposal_accepted(
     """The proposer is owed word that their proposal was taken into a meeting's agenda, once per proposal."""
     payload = {"meeting_id": str(meeting_id), "proposal_id": str(proposal_id), "agenda_position": str(agenda_position)}
     return _owed(PROPOSAL_ACCEPTED, str(proposal_id), member_id, cause_event_id, now, payload, traceparent)
+
+
+# -- reminders and nudges -----------------------------------------------------------------------------------------
+# A group's timings, within bounds (the HTTP edge checks them; `ReminderSettings.check` says why not).
+REMINDER_DAYS_MAX = 60  # no reminder further ahead than this
+REMINDERS_MAX = 4  # reminders per meeting
+HOUR_EARLIEST, HOUR_LATEST = 6, 21  # a reminder goes between 06:00 and 21:00 local time, never in the night
+PLANNED = "planned"
+DONE = "done"
+REMINDED = ("attending", "tentative")  # the answers a reminder goes to
+
+
+@dataclass(frozen=True)
+class ReminderSettings:
+    """When a group's members are reminded: `reminder_days` before the meeting (to those attending or tentative),
+    a nudge `nudge_days` before it (to members who have not answered; None: no nudge), each at `local_hour` o'clock
+    in the meeting's time zone."""
+
+    reminder_days: tuple[int, ...] = (7, 1)
+    nudge_days: int | None = 10
+    local_hour: int = 9
+
+    def check(self) -> None:
+        """ValueError naming what is out of bounds."""
+        days = self.reminder_days
+        if len(days) > REMINDERS_MAX or len(set(days)) != len(days):
+            raise ValueError(f"at most {REMINDERS_MAX} reminders, each on a day of its own")
+        for value in (*days, *(() if self.nudge_days is None else (self.nudge_days,))):
+            if not 0 <= value <= REMINDER_DAYS_MAX:
+                raise ValueError(f"days before the meeting must be between 0 and {REMINDER_DAYS_MAX}")
+        if not HOUR_EARLIEST <= self.local_hour <= HOUR_LATEST:
+            raise ValueError(f"the local hour must be between {HOUR_EARLIEST} and {HOUR_LATEST}")
+
+
+@dataclass(frozen=True)
+class Rsvp:
+    """A member's latest answer to a meeting, as RsvpRecorded told it (`answered_at` orders them)."""
+
+    meeting_id: UUID
+    member_id: UUID
+    group_id: UUID
+    response: str
+    status: str
+    waitlist_position: int | None
+    answered_at: datetime
+
+    @property
+    def answered(self) -> bool:
+        """An answer that stands (one withdrawn on leaving the group is none)."""
+        return self.status != "withdrawn"
+
+
+def newer_rsvp(known: Rsvp | None, answer: Rsvp) -> bool:
+    """The answer replaces ours unless ours was given later (events of one meeting may arrive out of order)."""
+    return known is None or answer.answered_at >= known.answered_at
+
+
+@dataclass(frozen=True)
+class PlannedReminder:
+    """One reminder (or nudge) of a meeting, due at `due_at`; `status` planned, or skipped with the reason when its
+    time had passed (or fell after the start) when it was planned: it is never sent late."""
+
+    meeting_id: UUID
+    kind: str
+    days_before: int
+    starts_at: datetime
+    due_at: datetime
+    status: str = PLANNED
+    reason: str | None = None
+    id: UUID = field(default_factory=uuid.uuid4)  # the cause its deliveries name
+
+
+def plan_reminders(
+    meeting_id: UUID, starts_at: datetime, zone: tzinfo, settings: ReminderSettings, now: datetime
+) -> list[PlannedReminder]:
+    """The reminders and the nudge of a meeting starting at `starts_at`: each at `settings.local_hour` o'clock on
+    its day in the meeting's `zone`, so the hour stays right across a change to or from summer time. One whose time
+    has passed already, or falls after the start, is skipped: none goes late at night or after the meeting."""
+    local_day = starts_at.astimezone(zone).date()
+    wanted = [(REMINDER, d) for d in sorted(set(settings.reminder_days), reverse=True)]
+    if settings.nudge_days is not None:
+        wanted.append((NUDGE, settings.nudge_days))
+    planned = []
+    for kind, days in wanted:
+        day = local_day - timedelta(days=days)
+        due = datetime.combine(day, time(settings.local_hour), tzinfo=zone).astimezone(starts_at.tzinfo)
+        status, reason = PLANNED, None
+        if due >= starts_at:
+            status, reason = SKIPPED, "its time falls after the meeting starts"
+        elif due < now:
+            status, reason = SKIPPED, "its time had passed when it was planned"
+        planned.append(PlannedReminder(meeting_id, kind, days, starts_at, due, status, reason))
+    return planned
+
+
+LATE_AFTER = timedelta(hours=12)  # a reminder the service could not send for this long (it was down) is dropped
+
+
+def not_to_remind(planned: PlannedReminder, meeting: Meeting | None, now: datetime) -> str | None:
+    """Why a reminder that is due must not go (None: it goes): the meeting was cancelled or moved since it was
+    planned, it has begun, or the reminder is more than LATE_AFTER late (never a reminder in the night after an
+    outage; one a few minutes late after a restart still goes)."""
+    if meeting is None or meeting.status != SCHEDULED:
+        return "the meeting is no longer scheduled"
+    starts = meeting.data.get("starts_at")
+    if not starts or datetime.fromisoformat(starts) != planned.starts_at:
+        return "the meeting moved since it was planned"
+    if now >= planned.starts_at:
+        return "the meeting has begun"
+    if now > planned.due_at + LATE_AFTER:
+        return "too late: its time passed long ago"
+    return None
+
+
+def reminders_owed(
+    planned: PlannedReminder,
+    roster: list[UUID],
+    answers: list[Rsvp],
+    cause_event_id: UUID,
+    *,
+    now: datetime,
+) -> list[Delivery]:
+    """Who a reminder that is due goes to, decided when it is due: a reminder to the members of the group whose
+    answer is attending or tentative (one on the waiting list is told their place), a nudge to those of them who
+    have not answered. Once per member for each reminder (kind, days before, the start it reminds of)."""
+    members = set(roster)
+    standing = {a.member_id: a for a in answers if a.answered and a.member_id in members}
+    key = f"{planned.meeting_id}:{planned.days_before}:{planned.starts_at.isoformat()}"
+    base = {"meeting_id": str(planned.meeting_id), "days_before": str(planned.days_before)}
+    owed = []
+    if planned.kind == REMINDER:
+        for member_id in sorted(m for m, a in standing.items() if a.response in REMINDED):
+            answer = standing[member_id]
+            payload = {**base, "response": answer.response, "status": answer.status}
+            if answer.status == "waitlisted" and answer.waitlist_position is not None:
+                payload["waitlist_position"] = str(answer.waitlist_position)
+            owed.append(_owed(REMINDER, key, member_id, cause_event_id, now, payload, None))
+    else:
+        for member_id in sorted(members - set(standing)):
+            owed.append(_owed(NUDGE, key, member_id, cause_event_id, now, dict(base), None))
+    return owed

@@ -1,9 +1,10 @@
 """HTTP API of the notifications service: the delivery log, a member's preferences, one-click unsubscribe and the
 GDPR export. Its real work is event-driven.
 
-`POST /unsubscribe/{token}` needs no member header (the token names the member and is signed), but it does need the
-bearer token like every route, as the meetings service's calendar feeds do: the web gateway, which holds it, serves
-the public List-Unsubscribe URL and answers the mail client's RFC 8058 POST by calling this route."""
+`POST /unsubscribe/{token}` is a capability URL (shared edge: EdgePolicy.capability_paths): the mail client's RFC 8058
+one-click POST carries no API token and no member header, so the token in the URL (HMAC-signed, naming the member
+and the category) is the key; the edge rate-limits it, takes at most 1 KiB of form body and keeps the token out of
+the access log, as for the meetings service's calendar feeds."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import FastAPI, Path, Query
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, FastAPI, Path, Query
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from netvaerk_shared.http import Caller, Problem, Runtime, UoW, problems, protected_router, service_app
 from netvaerk_shared.inputs import Flag
@@ -24,6 +25,7 @@ from ..config import Settings
 from ..domain import commands, model
 from ..domain.errors import DomainError
 from ..service_layer.handlers import handle
+from .webhooks_http import router as webhooks_router
 
 Status = Literal["pending", "sent", "failed", "skipped"]
 Kind = Literal[
@@ -35,6 +37,8 @@ Kind = Literal[
     "rsvp_confirmation",
     "waitlist_promotion",
     "proposal_accepted",
+    "reminder",
+    "nudge",
 ]
 Language = Literal["da", "en"]
 
@@ -74,12 +78,21 @@ class Contact(BaseModel):
     email: str
     locale: str
     updated_at: datetime
+    organisation_id: UUID | None = None
+    profile_at: datetime | None = None
+    undeliverable_at: datetime | None = Field(default=None, description="When a permanent SMTP refusal marked it")
+    undeliverable_reason: str | None = None
 
 
 class GroupMembership(BaseModel):
     group_id: UUID
     member_id: UUID
     role: str
+    joined_at: datetime | None = None
+    left_at: datetime | None = Field(
+        default=None, description="Set: the member left the group (kept so a late join does not bring them back)"
+    )
+    role_at: datetime | None = None
 
 
 class CategoryPreference(BaseModel):
@@ -115,12 +128,53 @@ class StoredPreference(BaseModel):
     updated_at: datetime
 
 
+class StoredRsvp(BaseModel):
+    meeting_id: UUID
+    member_id: UUID
+    group_id: UUID
+    response: str
+    status: str
+    waitlist_position: int | None
+    answered_at: datetime
+
+
 class MemberExport(BaseModel):
     service: str
     contact: Contact | None
     groups: list[GroupMembership]
     preferences: list[StoredPreference]
+    rsvps: list[StoredRsvp] = Field(description="The member's latest answer per meeting (whom reminders go to)")
     deliveries: list[Delivery]
+
+
+DaysBefore = Annotated[int, Field(ge=0, le=model.REMINDER_DAYS_MAX)]
+
+
+class ReminderSettingsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reminder_days: list[DaysBefore] = Field(
+        max_length=model.REMINDERS_MAX,
+        json_schema_extra={"uniqueItems": True},
+        description="Days before the meeting a reminder goes to those attending or tentative (none: no reminders)",
+    )
+    nudge_days: DaysBefore | None = Field(
+        description="Days before the meeting a nudge goes to members who have not answered (null: no nudge)"
+    )
+    local_hour: int = Field(
+        ge=model.HOUR_EARLIEST, le=model.HOUR_LATEST, description="The hour they go, in the meeting's local time"
+    )
+
+    @field_validator("reminder_days")
+    @classmethod
+    def _one_a_day(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise ValueError("each reminder on a day of its own")
+        return value
+
+
+class ReminderSettings(ReminderSettingsIn):
+    group_id: UUID
+    default: bool = Field(description="True: the group has not chosen, these are the defaults")
 
 
 class Unsubscribed(BaseModel):
@@ -129,6 +183,7 @@ class Unsubscribed(BaseModel):
 
 
 router = protected_router()
+capability_router = APIRouter()  # the one-click unsubscribe link: its token is the key
 
 
 @router.get(
@@ -217,7 +272,7 @@ async def put_preferences(
     return await views.preferences(runtime.engine, member_id)
 
 
-@router.post(
+@capability_router.post(
     "/unsubscribe/{token}",
     tags=["preferences"],
     response_model=Unsubscribed,
@@ -225,7 +280,8 @@ async def put_preferences(
     summary="One-click unsubscribe (RFC 8058): the List-Unsubscribe link's token turns its category off",
     description="Needs no member header: the token, HMAC-signed, names the member and the category. Idempotent. "
     "A token that is not one of ours (forged, garbled, cut short) or names a member this service no longer "
-    "knows is 404. Called by the web gateway, which serves the public URL, with the bearer token and no body.",
+    "knows is 404. Needs no bearer token either: the mail client's one-click POST (a form body "
+    "`List-Unsubscribe=One-Click`, or none) comes straight to this URL.",
 )
 async def one_click_unsubscribe(
     token: Annotated[str, Path(description="The token from the List-Unsubscribe URL")], uow: UoW, runtime: Runtime
@@ -238,6 +294,46 @@ async def one_click_unsubscribe(
     member_id, category = found
     await handle(commands.Unsubscribe(member_id, category), uow)  # NotFound: 404
     return {"category": category, "email": False}
+
+
+def _may_set_reminders(caller: Any, role: str | None) -> None:
+    if not caller.is_admin and role != "coordinator":
+        raise Problem(403, "Only the administration or a coordinator of the group may do this.")
+
+
+@router.get(
+    "/groups/{group_id}/reminder-settings",
+    tags=["reminders"],
+    response_model=ReminderSettings,
+    responses=problems(403),
+    summary="When a group's members are reminded of its meetings (the administration, or a coordinator of it)",
+)
+async def get_reminder_settings(group_id: UUID, runtime: Runtime, caller: Caller) -> dict[str, Any]:
+    found = await views.reminder_settings(runtime.engine, group_id, caller.member_id)
+    _may_set_reminders(caller, found.pop("caller_role"))
+    return found
+
+
+@router.put(
+    "/groups/{group_id}/reminder-settings",
+    tags=["reminders"],
+    response_model=ReminderSettings,
+    responses=problems(400, 403, 404),
+    summary="Set when a group's members are reminded; its meetings still to come are planned anew",
+    description="Reminders go `reminder_days` before a meeting to members who answered attending or tentative "
+    "(one on the waiting list is told their place), a nudge `nudge_days` before it to members who have not "
+    "answered, each at `local_hour` o'clock in the meeting's time zone (Europe/Copenhagen). A reminder whose time "
+    "has passed when it is planned is skipped, never sent late. The administration, or a coordinator of the group "
+    "(`X-Netvaerk-Member`); 404 for a group this service does not know.",
+)
+async def put_reminder_settings(
+    group_id: UUID, body: ReminderSettingsIn, uow: UoW, runtime: Runtime, caller: Caller
+) -> dict[str, Any]:
+    chosen = model.ReminderSettings(tuple(body.reminder_days), body.nudge_days, body.local_hour)
+    await handle(commands.SetReminderSettings(group_id, chosen, by=caller.member_id), uow)  # 400, 403, 404
+    found = await views.reminder_settings(runtime.engine, group_id, None)
+    found.pop("caller_role")
+    return found
 
 
 class DeliveryRetryOutcome(BaseModel):
@@ -265,10 +361,12 @@ def create_app() -> FastAPI:
         runtime_factory=bootstrap,
         title="Netværk notifications",
         description="Welcome emails, meeting invitations, updates and cancellations (with ICS), agenda notices, "
-        "RSVP receipts, seats from the waiting list and accepted proposals for members, from MEMBERS and MEETINGS "
-        "events; members' preferences and one-click unsubscribe. Publishes NOTIFICATIONS events "
-        "(notifications.>) through an outbox.",
-        routers=[router],
+        "RSVP receipts, seats from the waiting list, accepted proposals, reminders and nudges before meetings for "
+        "members, from MEMBERS and MEETINGS events; members' preferences, groups' reminder settings and one-click "
+        "unsubscribe. Publishes NOTIFICATIONS events "
+        "(notifications.>) through an outbox, and posts them, signed, to the administration's webhook subscribers.",
+        routers=[router, webhooks_router],
+        capability_routers=[capability_router],
         domain_error=DomainError,
     )
 

@@ -31,12 +31,34 @@ async def on_members_registered(uow: UnitOfWork, batch: list[tuple[CloudEvent, c
     await handle(commands.RecordContacts(tuple(_contact(data) for _, data in batch)), uow)
 
 
+async def on_member_updated(uow: UnitOfWork, event: CloudEvent, data: contracts.MemberUpdated) -> None:
+    """The profile changed: the contact copy follows (a new address clears an undeliverable mark of the old one)."""
+    await handle(commands.RecordContacts((_contact(data),)), uow)
+
+
+async def on_members_updated(uow: UnitOfWork, batch: list[tuple[CloudEvent, contracts.MemberUpdated]]) -> None:
+    await handle(commands.RecordContacts(tuple(_contact(data) for _, data in batch)), uow)
+
+
 async def on_member_joined(uow: UnitOfWork, event: CloudEvent, data: contracts.MemberJoined) -> None:
     await handle(commands.RecordJoins((_join(event, data),)), uow)
 
 
 async def on_members_joined(uow: UnitOfWork, batch: list[tuple[CloudEvent, contracts.MemberJoined]]) -> None:
     await handle(commands.RecordJoins(tuple(_join(event, data) for event, data in batch)), uow)
+
+
+async def on_member_left(uow: UnitOfWork, event: CloudEvent, data: contracts.MemberLeft) -> None:
+    await handle(commands.RecordLeaving(member_id=data.member_id, group_id=data.group_id, left_at=data.left_at), uow)
+
+
+async def on_member_role_changed(uow: UnitOfWork, event: CloudEvent, data: contracts.MemberRoleChanged) -> None:
+    await handle(
+        commands.RecordRole(
+            member_id=data.member_id, group_id=data.group_id, role=data.role.value, changed_at=event.time
+        ),
+        uow,
+    )
 
 
 async def on_meeting_scheduled(uow: UnitOfWork, event: CloudEvent, data: contracts.MeetingScheduled) -> None:
@@ -113,6 +135,7 @@ async def on_rsvp_recorded(uow: UnitOfWork, event: CloudEvent, data: plan.RsvpRe
             on_behalf_of=data.on_behalf_of,
             cause_event_id=_cause(event),
             traceparent=tracing.child_of(event.traceparent),
+            answered_at=data.answered_at,
         ),
         uow,
     )
@@ -148,8 +171,15 @@ async def on_member_erased(uow: UnitOfWork, event: CloudEvent, data: MemberErase
     await handle(commands.ForgetMember(member_id=data.member_id, erased_at=data.erased_at), uow)
 
 
-def _contact(data: contracts.MemberRegistered) -> model.Contact:
-    return model.Contact(member_id=data.member_id, name=data.name, email=str(data.email), locale=data.locale.value)
+def _contact(data: contracts.MemberRegistered | contracts.MemberUpdated) -> model.Contact:
+    return model.Contact(
+        member_id=data.member_id,
+        name=data.name,
+        email=str(data.email),
+        locale=data.locale.value,
+        organisation_id=data.organisation.id,
+        profile_at=data.updated_at if isinstance(data, contracts.MemberUpdated) else data.registered_at,
+    )
 
 
 def _join(event: CloudEvent, data: contracts.MemberJoined) -> commands.Join:
@@ -159,6 +189,7 @@ def _join(event: CloudEvent, data: contracts.MemberJoined) -> commands.Join:
         role=data.role.value,
         cause_event_id=_cause(event),
         traceparent=tracing.child_of(event.traceparent),  # the welcome continues the join's trace
+        joined_at=data.joined_at,
     )
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from email.message import EmailMessage
@@ -33,8 +34,16 @@ from netvaerk_shared import tracing
 from netvaerk_shared.runtime import ServiceRuntime
 from netvaerk_shared.uow import Clock
 
-from ..adapters.mailer import SmtpError, SmtpOutcomeUnknown, SmtpRejected, make_address, smtp_reason
+from ..adapters.mailer import (
+    SmtpError,
+    SmtpOutcomeUnknown,
+    SmtpRejected,
+    make_address,
+    refuses_address,
+    smtp_reason,
+)
 from ..adapters.messages import Undeliverable, compose
+from ..adapters.throttle import TokenBucket
 from ..adapters.unsubscribe import UnsubscribeTokens
 from ..config import Settings
 from ..domain import commands, model
@@ -63,7 +72,14 @@ class DeliveryWorker:
 
     name = "deliveries"
 
-    def __init__(self, runtime: ServiceRuntime, settings: Settings, mailer: Mailer, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        runtime: ServiceRuntime,
+        settings: Settings,
+        mailer: Mailer,
+        clock: Clock | None = None,
+        monotonic: Callable[[], float] | None = None,
+    ) -> None:
         # A MAIL_FROM that is not one valid address would fail every delivery: refuse it here, at start-up.
         make_address(settings.mail_from, settings.mail_from_name)
         self.runtime = runtime
@@ -74,6 +90,8 @@ class DeliveryWorker:
         self.unsubscribe = UnsubscribeTokens(settings.unsubscribe_key(), settings.public_base_url)
         self._wake = asyncio.Event()
         self.sent = 0
+        # SMTP_MAX_PER_SECOND across this worker's sends (0: no limit); `monotonic` is the throttle's clock
+        self.throttle = TokenBucket(settings.smtp_max_per_second, clock=monotonic or time.monotonic)
 
     def wake(self) -> None:
         self._wake.set()
@@ -100,8 +118,11 @@ class DeliveryWorker:
     async def run_once(self) -> int:
         """One batch: lease what is due and try each. Returns how many were handled (0 when SMTP was away)."""
         settings = self.settings
+        limit = settings.delivery_batch_size
+        if not self.throttle.unlimited:  # no more than the throttle lets go within half a lease
+            limit = max(1, min(limit, int(self.throttle.rate * settings.delivery_lease_seconds / 2)))
         leased: list[Delivery] = await handle(
-            commands.LeaseDeliveries(self.owner, settings.delivery_batch_size, settings.delivery_lease_seconds),
+            commands.LeaseDeliveries(self.owner, limit, settings.delivery_lease_seconds),
             self.runtime.uow(),
         )
         for i, delivery in enumerate(leased):
@@ -153,8 +174,13 @@ class DeliveryWorker:
                 )
             except Undeliverable as exc:
                 log.error("delivery %s cannot be built: %s", delivery.id, exc)
-                await self._failed(delivery, model.cannot_be_sent(str(exc), exc.reason))
+                invalid = exc.reason == "invalid recipient address"
+                refused = material.contact.email if invalid else None
+                await self._failed(delivery, model.cannot_be_sent(str(exc), exc.reason), refused_address=refused)
                 return True
+            wait = self.throttle.reserve()
+            if wait > 0:
+                await asyncio.sleep(wait)
             return await self._send(delivery, material, message)
 
     async def _send(self, delivery: Delivery, material: Material, message: EmailMessage) -> bool:
@@ -196,7 +222,8 @@ class DeliveryWorker:
             if exc.committed:
                 await self._undo_sent(delivery, failure)
             else:
-                await self._failed(delivery, failure)
+                refused = material.contact.email if refuses_address(exc) else None
+                await self._failed(delivery, failure, refused_address=refused)
             return isinstance(exc, SmtpRejected)
         except Exception as exc:
             if committing and isinstance(exc, INFRASTRUCTURE_ERRORS):
@@ -215,11 +242,14 @@ class DeliveryWorker:
         log.info("sent %s to member %s", delivery.kind, delivery.member_id, extra={"delivery_id": str(delivery.id)})
         return True
 
-    async def _failed(self, delivery: Delivery, failure: model.Failure) -> None:
+    async def _failed(self, delivery: Delivery, failure: model.Failure, *, refused_address: str | None = None) -> None:
+        """Record a failed attempt; `refused_address`: the server refused that address for good, so it is marked
+        undeliverable with the failure's reason, in the same transaction."""
         max_attempts = self.settings.delivery_max_attempts
         try:
             after: Delivery = await handle(
-                commands.RecordFailure(delivery.id, self.owner, failure, max_attempts), self.runtime.uow()
+                commands.RecordFailure(delivery.id, self.owner, failure, max_attempts, refused_address),
+                self.runtime.uow(),
             )
         except LeaseLost:
             # after a slow attempt another instance may have taken over (or sent it): leave its delivery alone

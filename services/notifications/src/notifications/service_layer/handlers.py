@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..domain import commands, model
-from ..domain.errors import LeaseLost, NotFound, NotReady, Suppressed
+from ..domain.errors import DomainError, Forbidden, LeaseLost, NotFound, NotReady, Suppressed
 from ..domain.model import Delivery, Material
+from . import webhook_handlers
 from .unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
+DEFAULT_ZONE = "Europe/Copenhagen"  # reminders go at their local hour here, unless the meeting names its own zone
 
 
 # -- what the other services published ----------------------------------------------------------------------------
@@ -47,13 +50,33 @@ async def record_joins(cmd: commands.RecordJoins, uow: UnitOfWork) -> None:
     """Keep the roster copy current, and owe each member who joined the welcome the domain decides."""
     async with uow:
         now = uow.clock()
-        await uow.repo.record_memberships(cmd.joins)
+        refused = await uow.repo.record_memberships(cmd.joins)  # joins older than a leaving: no welcome either
         await uow.repo.owe(
             [
                 model.welcome(j.member_id, j.group_id, j.cause_event_id, now=now, traceparent=j.traceparent)
                 for j in cmd.joins
+                if (j.group_id, j.member_id) not in refused
             ]
         )
+        await uow.commit()
+
+
+async def record_leaving(cmd: commands.RecordLeaving, uow: UnitOfWork) -> None:
+    """Off the roster copy (the row remembers the leaving, so an older join arriving later does not bring the
+    member back); what is owed to them about the group's meetings that a member may turn off ends `skipped`.
+    Transactional mail already owed (a cancellation, their own receipt, a seat) still goes: it is about them."""
+    async with uow:
+        now = uow.clock()
+        await uow.repo.record_leaving(cmd.group_id, cmd.member_id, cmd.left_at)
+        for delivery in await uow.repo.owed_about_group(cmd.member_id, cmd.group_id):
+            if model.category_of(delivery.kind) is not None and delivery.withdraw("the member left the group", now):
+                await uow.repo.save(delivery)
+        await uow.commit()
+
+
+async def record_role(cmd: commands.RecordRole, uow: UnitOfWork) -> None:
+    async with uow:
+        await uow.repo.record_role(cmd.group_id, cmd.member_id, cmd.role, cmd.changed_at or uow.clock())
         await uow.commit()
 
 
@@ -67,6 +90,7 @@ async def record_meeting(cmd: commands.RecordMeeting, uow: UnitOfWork) -> None:
             known, meeting.meeting_id, meeting.group_id, meeting.sequence, fields=data, agenda=data.get("agenda", [])
         )
         await uow.repo.record_meeting(copy)
+        await _plan_reminders(uow, copy)
         members = await _wanting(uow, await uow.repo.members_of(meeting.group_id), model.INVITATION)
         owed = model.invitations(
             meeting.meeting_id,
@@ -86,6 +110,7 @@ async def record_reschedule(cmd: commands.RecordReschedule, uow: UnitOfWork) -> 
         known = await uow.repo.meeting(cmd.meeting_id)
         copy = model.changed_meeting(known, cmd.meeting_id, cmd.group_id, cmd.sequence, fields=cmd.fields)
         await uow.repo.record_meeting(copy)
+        await _plan_reminders(uow, copy)  # moved: its reminders move with it
         members = await _wanting(uow, await uow.repo.members_of(cmd.group_id), model.MEETING_UPDATE)
         owed = model.meeting_updates(
             cmd.meeting_id,
@@ -107,6 +132,7 @@ async def record_cancellation(cmd: commands.RecordCancellation, uow: UnitOfWork)
         known = await uow.repo.meeting(cmd.meeting_id)
         copy = model.changed_meeting(known, cmd.meeting_id, cmd.group_id, cmd.sequence, status=model.CANCELLED)
         await uow.repo.record_meeting(copy)
+        await uow.repo.drop_reminders(cmd.meeting_id, "the meeting was cancelled", uow.clock())
         members = await uow.repo.members_of(cmd.group_id)
         owed = model.cancellations(
             cmd.meeting_id, members, cmd.cause_event_id, reason=cmd.reason, now=uow.clock(), traceparent=cmd.traceparent
@@ -140,7 +166,20 @@ async def record_agenda(cmd: commands.RecordAgenda, uow: UnitOfWork) -> None:
 
 
 async def record_rsvp(cmd: commands.RecordRsvp, uow: UnitOfWork) -> None:
+    """Keep the member's latest answer (whom reminders go to), and owe the receipt of it."""
     async with uow:
+        if cmd.answered_at is not None:
+            await uow.repo.record_rsvp(
+                model.Rsvp(
+                    cmd.meeting_id,
+                    cmd.member_id,
+                    cmd.group_id,
+                    cmd.response,
+                    cmd.status,
+                    cmd.waitlist_position,
+                    cmd.answered_at,
+                )
+            )
         owed = model.rsvp_confirmation(
             cmd.meeting_id,
             cmd.member_id,
@@ -158,6 +197,7 @@ async def record_rsvp(cmd: commands.RecordRsvp, uow: UnitOfWork) -> None:
 
 async def record_promotion(cmd: commands.RecordPromotion, uow: UnitOfWork) -> None:
     async with uow:
+        await uow.repo.record_seat(cmd.meeting_id, cmd.member_id)
         owed = model.waitlist_promotion(
             cmd.meeting_id, cmd.member_id, cmd.cause_event_id, now=uow.clock(), traceparent=cmd.traceparent
         )
@@ -184,6 +224,25 @@ async def record_proposal_accepted(cmd: commands.RecordProposalAccepted, uow: Un
         await uow.commit()
 
 
+async def _plan_reminders(uow: UnitOfWork, copy: model.Meeting) -> None:
+    """Plan the meeting's reminders anew from our copy (its time, its zone, the group's settings): the planned ones
+    that are still to come are replaced, one done stays done."""
+    if not copy.ready or copy.status != model.SCHEDULED:
+        return
+    settings = await uow.repo.reminder_settings(copy.group_id) or model.ReminderSettings()
+    starts_at = datetime.fromisoformat(copy.data["starts_at"])
+    now = uow.clock()
+    if starts_at <= now:
+        return  # a meeting of the past: nothing to remind of
+    try:
+        zone: tzinfo = ZoneInfo(copy.data.get("timezone") or DEFAULT_ZONE)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo(DEFAULT_ZONE)
+    await uow.repo.plan_reminders(
+        copy.meeting_id, model.plan_reminders(copy.meeting_id, starts_at, zone, settings, now), now
+    )
+
+
 async def _wanting(uow: UnitOfWork, member_ids: list[Any], kind: str) -> list[Any]:
     """Those of `member_ids` who have not turned off the category of `kind` (all, for a transactional kind). The
     worker asks again before it sends: a member may turn it off in between."""
@@ -199,6 +258,37 @@ async def forget_member(cmd: commands.ForgetMember, uow: UnitOfWork) -> None:
     async with uow:
         await uow.repo.forget_member(cmd.member_id, cmd.erased_at)
         await uow.commit()
+
+
+# -- the reminder worker's ----------------------------------------------------------------------------------------
+async def send_due_reminders(cmd: commands.SendDueReminders, uow: UnitOfWork) -> tuple[int, int]:
+    """Each reminder that is due becomes the deliveries it owes (who gets one is decided now: the roster, the
+    answers and the preferences as they are), in one transaction with marking it done, so it is done at most once
+    (and each delivery has its own unique key besides). Returns (reminders handled, deliveries owed)."""
+    async with uow:
+        now = uow.clock()
+        owed_count = 0
+        due = await uow.repo.due_reminders(now, cmd.limit)
+        for planned in due:
+            meeting = await uow.repo.meeting(planned.meeting_id)
+            why_not = model.not_to_remind(planned, meeting, now)
+            if why_not is not None or meeting is None:
+                await uow.repo.finish_reminder(planned.id, model.SKIPPED, why_not, now)
+                continue
+            owed = model.reminders_owed(
+                planned,
+                await uow.repo.members_of(meeting.group_id),
+                await uow.repo.rsvps_of(planned.meeting_id),
+                planned.id,
+                now=now,
+            )
+            wanting = set(await _wanting(uow, [d.member_id for d in owed], planned.kind))
+            owed = [d for d in owed if d.member_id in wanting]
+            await uow.repo.owe(owed)
+            await uow.repo.finish_reminder(planned.id, model.DONE, None, now)
+            owed_count += len(owed)
+        await uow.commit()
+    return len(due), owed_count
 
 
 # -- the delivery worker's ----------------------------------------------------------------------------------------
@@ -253,6 +343,13 @@ async def prepare_delivery(cmd: commands.PrepareDelivery, uow: UnitOfWork) -> tu
             await uow.repo.save(delivery)
             await uow.commit()
             return None
+        refused = model.marked_undeliverable(material.contact)
+        if refused is not None:  # no SMTP round trip to an address that bounced for good
+            log.info("delivery %s not attempted: %s", delivery.id, refused.reason)
+            delivery.attempt_failed(cmd.owner, refused, now, max_attempts=cmd.max_attempts)
+            await uow.repo.save(delivery)
+            await uow.commit()
+            return None
         await uow.commit()
     return delivery, material
 
@@ -275,6 +372,8 @@ async def record_failure(cmd: commands.RecordFailure, uow: UnitOfWork) -> Delive
         delivery = await _ours(uow, cmd.delivery_id)
         delivery.attempt_failed(cmd.owner, cmd.failure, uow.clock(), max_attempts=cmd.max_attempts)
         await uow.repo.save(delivery)
+        if cmd.refused_address is not None:
+            await uow.repo.mark_undeliverable(delivery.member_id, cmd.refused_address, uow.clock(), cmd.failure.reason)
         await uow.commit()
     return delivery
 
@@ -286,6 +385,24 @@ async def undo_sent(cmd: commands.UndoSent, uow: UnitOfWork) -> Delivery:
         await uow.repo.save(delivery)
         await uow.commit()
     return delivery
+
+
+# -- a coordinator's (or the administration's) -------------------------------------------------------------------
+async def set_reminder_settings(cmd: commands.SetReminderSettings, uow: UnitOfWork) -> None:
+    """A group's reminder timings; the meetings still to come are planned anew with them."""
+    try:
+        cmd.settings.check()
+    except ValueError as exc:
+        raise DomainError(f"Reminder settings out of bounds: {exc}.") from exc
+    async with uow:
+        if cmd.by is not None and await uow.repo.role_of(cmd.group_id, cmd.by) != "coordinator":
+            raise Forbidden("Only the administration or a coordinator of the group may change its reminders.")
+        if not await uow.repo.group_known(cmd.group_id):
+            raise NotFound(f"This service knows no group {cmd.group_id}.")
+        await uow.repo.set_reminder_settings(cmd.group_id, cmd.settings, uow.clock())
+        for meeting in await uow.repo.meetings_of(cmd.group_id):
+            await _plan_reminders(uow, meeting)
+        await uow.commit()
 
 
 # -- a member's (or the administration's) ------------------------------------------------------------------------
@@ -312,13 +429,22 @@ async def unsubscribe(cmd: commands.Unsubscribe, uow: UnitOfWork) -> None:
 
 # -- an operator's ------------------------------------------------------------------------------------------------
 async def retry_delivery(cmd: commands.RetryDelivery, uow: UnitOfWork) -> None:
-    """Send a failed delivery again: NotFound, or NotFailed unless it failed."""
+    """Send a failed delivery again: NotFound, or NotFailed unless it failed. Its cause was fixed, so an
+    undeliverable mark on the member's address goes too (else the retry would fail at once, unattempted)."""
     async with uow:
         delivery = await uow.repo.get(cmd.delivery_id)
         if delivery is None:
             raise NotFound(f"No delivery {cmd.delivery_id}.")
         delivery.retry(uow.clock())
         await uow.repo.save(delivery)
+        await uow.repo.clear_undeliverable(delivery.member_id)
+        await uow.commit()
+
+
+async def clear_undeliverable(cmd: commands.ClearUndeliverable, uow: UnitOfWork) -> None:
+    async with uow:
+        if not await uow.repo.clear_undeliverable(cmd.member_id):
+            raise NotFound(f"This service knows no member {cmd.member_id}.")
         await uow.commit()
 
 
@@ -333,6 +459,8 @@ HANDLERS: dict[type, Callable[[Any, UnitOfWork], Awaitable[Any]]] = {
     commands.RecordGroup: record_group,
     commands.RecordContacts: record_contacts,
     commands.RecordJoins: record_joins,
+    commands.RecordLeaving: record_leaving,
+    commands.RecordRole: record_role,
     commands.RecordMeeting: record_meeting,
     commands.RecordReschedule: record_reschedule,
     commands.RecordCancellation: record_cancellation,
@@ -341,6 +469,8 @@ HANDLERS: dict[type, Callable[[Any, UnitOfWork], Awaitable[Any]]] = {
     commands.RecordPromotion: record_promotion,
     commands.RecordProposalAccepted: record_proposal_accepted,
     commands.ForgetMember: forget_member,
+    commands.SendDueReminders: send_due_reminders,
+    commands.SetReminderSettings: set_reminder_settings,
     commands.SetPreferences: set_preferences,
     commands.Unsubscribe: unsubscribe,
     commands.LeaseDeliveries: lease_deliveries,
@@ -350,7 +480,11 @@ HANDLERS: dict[type, Callable[[Any, UnitOfWork], Awaitable[Any]]] = {
     commands.RecordFailure: record_failure,
     commands.UndoSent: undo_sent,
     commands.RetryDelivery: retry_delivery,
+    commands.ClearUndeliverable: clear_undeliverable,
 }
+
+
+HANDLERS.update(webhook_handlers.HANDLERS)
 
 
 async def handle(cmd: object, uow: UnitOfWork) -> Any:
