@@ -1,6 +1,6 @@
-"""The e-mail a delivery becomes: its words (templates.py, Danish or English, as the member chose for the message's
-category or else as their profile says), an HTML alternative of the same words for every kind but the first two
-(welcome, invitation: plain text as before), for a message that changes a calendar entry its ICS (calendar.py: an
+"""The e-mail a delivery becomes: its words (templates.py, from the gettext catalogues, Danish or English, as the
+member chose for the message's category or else as their profile says), a text/plain and a text/html alternative of
+the same words for every kind (html_mail.py), for a message that changes a calendar entry its ICS (calendar.py: an
 invitation or update METHOD:REQUEST, a cancellation METHOD:CANCEL, always the meeting's UID and its sequence), and
 for every message a member may turn off the RFC 8058 one-click unsubscribe headers. Put together by the mailer's
 `build_message`. Building is pure: what fails once fails every time."""
@@ -19,6 +19,7 @@ from netvaerk_shared import contracts
 from ..domain import model
 from ..domain.model import Delivery, Material
 from .calendar import build_invitation_ics
+from .html_mail import render_html
 from .mailer import InvalidAddress, build_message
 from .templates import (
     agenda_description,
@@ -32,7 +33,6 @@ from .templates import (
     render_update,
     render_waitlist_promotion,
     render_welcome,
-    text_to_html,
 )
 
 UnsubscribeUrl = Callable[[UUID, str], str]  # (member id, category) -> the one-click URL
@@ -75,15 +75,15 @@ def _compose(
     contact, group = material.contact, material.group
     locale = material.locale
     group_name = group.name if group else ""
-    ics, html, method, filename = None, None, "REQUEST", "invitation.ics"
+    ics, method, filename = None, "REQUEST", "invitation.ics"
     if material.meeting is None:
         subject, body = render_welcome(locale, member_name=contact.name, group_name=group_name)
     elif delivery.kind == model.INVITATION:
         subject, body, ics = _invitation(material, material.meeting.data, group_name, mail_from, mail_from_name, now)
     else:
         subject, body, ics, method = _about_meeting(delivery, material, group_name, mail_from, mail_from_name, now)
-        html = text_to_html(locale, body)
         filename = "cancellation.ics" if method == "CANCEL" else "update.ics"
+    html = render_html(locale, body, title=subject)
     headers = {}
     category = model.category_of(delivery.kind)
     if category is not None and unsubscribe_url is not None:
