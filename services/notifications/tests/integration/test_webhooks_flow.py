@@ -292,7 +292,7 @@ async def test_a_subscriber_that_hangs_does_not_delay_another(app, js, smtp, rec
     stuck = await _deliveries(app, hanging_hook["id"])
     assert stuck and all(d["status"] == "pending" and d["attempts"] == 0 for d in stuck), stuck
     hanging, quick = receiver.on("/hanging"), receiver.on("/quick")
-    assert 1 <= len(hanging) <= 2  # at most WEBHOOK_CONCURRENCY_PER_SUBSCRIBER at once
+    assert 0 < len(hanging) <= 2  # at most WEBHOOK_CONCURRENCY_PER_SUBSCRIBER at once
     assert quick[-1].at - hanging[0].at < 2.0
     assert len({q.headers["netvaerk-webhook-id"] for q in quick}) == 3
     # the hanging one's attempts time out and are retried; the emails went all along

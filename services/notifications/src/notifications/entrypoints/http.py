@@ -25,21 +25,10 @@ from ..config import Settings
 from ..domain import commands, model
 from ..domain.errors import DomainError
 from ..service_layer.handlers import handle
+from .kinds import Kind
 from .webhooks_http import router as webhooks_router
 
 Status = Literal["pending", "sent", "failed", "skipped"]
-Kind = Literal[
-    "welcome",
-    "invitation",
-    "meeting_update",
-    "cancellation",
-    "agenda_update",
-    "rsvp_confirmation",
-    "waitlist_promotion",
-    "proposal_accepted",
-    "reminder",
-    "nudge",
-]
 Language = Literal["da", "en"]
 
 

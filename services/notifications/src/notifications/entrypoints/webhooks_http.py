@@ -22,19 +22,8 @@ from ..domain import commands
 from ..domain import webhook_commands as hooks
 from ..domain.webhooks import MAX_URL_LENGTH
 from ..service_layer.handlers import handle
+from .kinds import Kind
 
-Kind = Literal[
-    "welcome",
-    "invitation",
-    "meeting_update",
-    "cancellation",
-    "agenda_update",
-    "rsvp_confirmation",
-    "waitlist_promotion",
-    "proposal_accepted",
-    "reminder",
-    "nudge",
-]
 DeliveryStatus = Literal["pending", "delivered", "failed"]
 WebhookUrl = Annotated[
     str,
