@@ -121,3 +121,32 @@ async def test_an_outbox_tap_sees_the_events_as_written_in_the_same_transaction(
             uow.repo.record(joined())
             await uow.commit()
     assert len(await outbox_rows(engine)) == 2  # the tap's failure took the change and its events back
+
+
+async def test_a_commit_cancelled_half_way_rolls_back_once_and_stays_a_cancellation(engine):
+    """A worker stopped while its COMMIT is on the wire (CI saw it): the transaction's context has already ended, so
+    leaving the unit of work must not end it again (that raised RuntimeError and hid the cancellation from the task)."""
+    import asyncio
+
+    exits: list[object] = []
+
+    class CancelledInCommit:
+        def __init__(self, real):
+            self.real = real
+
+        async def __aexit__(self, exc_type, exc, tb):
+            exits.append(exc_type)
+            if exc_type is None:  # the commit: the real context rolls back as a cancelled COMMIT does, then it raises
+                await self.real.__aexit__(asyncio.CancelledError, asyncio.CancelledError(), None)
+                raise asyncio.CancelledError
+            return await self.real.__aexit__(exc_type, exc, tb)
+
+    uow = unit_of_work(engine)
+    with pytest.raises(asyncio.CancelledError):
+        async with uow:
+            await uow.repo.count(joined().member_id)
+            uow.repo.record(joined())
+            uow._ctx = CancelledInCommit(uow._ctx)
+            await uow.commit()
+    assert exits == [None]
+    assert await outbox_rows(engine) == [] and await effect_count(engine) == 0

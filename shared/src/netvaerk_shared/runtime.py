@@ -24,6 +24,7 @@ from .settings import ServiceSettings
 from .uow import Clock, OutboxTap, Translate, UnitOfWork, utc_now
 
 log = logging.getLogger(__name__)
+STOP_TIMEOUT_SECONDS = 10.0
 
 
 class Worker(Protocol):
@@ -256,13 +257,21 @@ class ServiceRuntime:
             self.relay.wake()
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # bounded: a task stuck in a database or NATS call it cannot leave must not hold the process (or a test's
+        # lifespan) past its shutdown; whatever it had not committed is redone by the next process
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT_SECONDS)
+            if pending:
+                log.warning("stop: %d background task(s) did not end within %ss", len(pending), STOP_TIMEOUT_SECONDS)
         if self.nc is not None:
             try:
                 await asyncio.wait_for(self.nc.close(), 2)
             except Exception:
                 pass
-        await self.engine.dispose()
+        try:
+            await asyncio.wait_for(self.engine.dispose(), STOP_TIMEOUT_SECONDS)
+        except TimeoutError:
+            log.warning("stop: the database pool did not close within %ss", STOP_TIMEOUT_SECONDS)
 
     async def readiness(self) -> dict[str, bool]:
         db_ok = True

@@ -183,8 +183,10 @@ class UnitOfWork(AbstractUnitOfWork[R]):
     async def _commit(self, published: bool) -> None:
         if self._joined is not None:
             return  # the consumer commits its batch, then wakes the relay
-        await self._ctx.__aexit__(None, None, None)
-        self._ctx = None
+        # taken before the await: a commit that fails or is cancelled half-way has already left the transaction's
+        # context (it rolled back and returned the connection), so _rollback must not exit it a second time
+        ctx, self._ctx = self._ctx, None
+        await ctx.__aexit__(None, None, None)
         if published and self.on_commit is not None:
             self.on_commit()
 
