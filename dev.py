@@ -34,6 +34,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections import deque
 from datetime import UTC
@@ -58,6 +59,7 @@ try:
 except ValueError:
     sys.exit(f"dev: NETVAERK_PORT_BASE must be a number, not {os.environ['NETVAERK_PORT_BASE']!r}")
 SERVICES = {"members": PORT_BASE + 1, "meetings": PORT_BASE + 2, "notifications": PORT_BASE + 3}
+GATEWAY_PORT = PORT_BASE  # the web gateway: the members' pages and /api/
 HOST = "127.0.0.1"
 SINK_PORT, NATS_PORT, NATS_MONITOR_PORT = 1025, 4222, 8222  # preferred; free ones when these are taken
 READY_TIMEOUT = 30.0
@@ -96,7 +98,7 @@ def show(path):
 # ---------------------------------------------------------------------------------------------------------- bootstrap
 
 
-LOCAL_PACKAGES = ["shared", "shared/testing", *(f"services/{svc}" for svc in SERVICES)]
+LOCAL_PACKAGES = ["shared", "shared/testing", *(f"services/{svc}" for svc in SERVICES), "services/gateway"]
 
 
 def install_hash():
@@ -235,9 +237,14 @@ def without_credentials(url):
 
 
 def api_token():
-    if os.environ.get("API_TOKEN"):
-        return os.environ["API_TOKEN"], "env API_TOKEN"
-    path = VAR / "api-token"
+    return secret_file("API_TOKEN", "api-token")
+
+
+def secret_file(variable, name):
+    """(the secret, where it came from): the environment variable, else var/<name>, made once (mode 600)."""
+    if os.environ.get(variable):
+        return os.environ[variable], f"env {variable}"
+    path = VAR / name
     if not path.exists():
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as token_file:
@@ -419,6 +426,69 @@ def seed(token):
         say(f"seeding demo data failed, running on without it: {error}", err=True)
 
 
+DEMO_PEOPLE = [
+    {
+        "name": "Mette Eksempel",
+        "email": "mette.eksempel@example.org",
+        "job_title": "Digitaliseringskonsulent",
+        "organisation": {"name": "Eksempel Kommune", "kind": "public_authority", "cvr": None},
+        "locale": "da",
+        "consents": ["meeting_invitations", "reminders", "show_email"],
+        "role": "member",
+    },
+    {
+        "name": "Lars Prøvesen",
+        "email": "lars.proevesen@example.org",
+        "job_title": "Netværkskoordinator",
+        "organisation": {"name": "Eksempel IT A/S", "kind": "supplier", "cvr": None},
+        "locale": "da",
+        "consents": ["meeting_invitations", "reminders", "show_email"],
+        "role": "coordinator",
+    },
+]
+
+
+def seed_people(token, gateway_env):
+    """The demo member and the demo coordinator (of the first demo group; also the gateway's administrator), unless
+    they exist already; returns the lines the banner shows. Tolerant like seed()."""
+    base = f"http://{HOST}:{SERVICES['members']}"
+    lines = []
+    try:
+        groups = http_json("GET", f"{base}/groups", token)
+        group = next(g for g in groups if g.get("slug") == DEMO_GROUPS[0]["slug"])
+        for person in DEMO_PEOPLE:
+            found = http_json("GET", f"{base}/admin/members?q={urllib.parse.quote(person['email'])}", token)
+            hit = next((m for m in found.get("items", []) if m.get("email") == person["email"]), None)
+            if hit is None:
+                body = {k: v for k, v in person.items() if k != "role"}
+                hit = http_json("POST", f"{base}/members", token, body)
+                member_id = hit["member_id"]
+                http_json("POST", f"{base}/groups/{group['group_id']}/members", token, {"member_id": member_id})
+                if person["role"] == "coordinator":
+                    http_json(
+                        "PUT",
+                        f"{base}/groups/{group['group_id']}/members/{member_id}/role",
+                        token,
+                        {"role": "coordinator"},
+                    )
+            if person["role"] == "coordinator":
+                subprocess.run(
+                    [sys.executable, "-m", "gateway.entrypoints.cli", "add-admin", person["email"]],
+                    env=gateway_env,
+                    cwd=ROOT,
+                    capture_output=True,
+                    timeout=60,
+                    check=False,
+                )
+            lines.append(
+                f"  {person['role']:<14} {person['email']}"
+                + ("  (also administrator)" if person["role"] == "coordinator" else "")
+            )
+    except Exception as error:
+        say(f"seeding the demo people failed, running on without them: {error}", err=True)
+    return lines
+
+
 def preferred_or_free(port, infra):
     """`port` when we can have it, else a free one; and a note for the banner when it had to be another."""
     if port_free(port):
@@ -549,18 +619,36 @@ def run():
                 f"(list it: python3 dev.py mail{'; ' + sink.note if sink.note else ''})"
             )
         token, token_note = api_token()
+        gateway_key, _ = secret_file("GATEWAY_TOKEN_KEY", "gateway-token-key")
 
-        env.update(NATS_URL=nats_url, API_TOKEN=token, ENVIRONMENT="development")
+        env.update(NATS_URL=nats_url, API_TOKEN=token, GATEWAY_TOKEN_KEY=gateway_key, ENVIRONMENT="development")
         mail_env = dict(
             env, SMTP_HOST=smtp[0], SMTP_PORT=smtp[1], MAIL_FROM=env.get("MAIL_FROM", "netvaerk@example.org")
         )
         for svc, port in SERVICES.items():
             services.append(service_child(svc, port, mail_env if svc == "notifications" else env, lock, infra))
+        gateway_url = f"http://{HOST}:{GATEWAY_PORT}"
+        gateway_env = dict(
+            env,
+            PUBLIC_URL=os.environ.get("PUBLIC_URL") or gateway_url,
+            DATABASE_URL=os.environ.get("GATEWAY_DATABASE_URL") or infra.sqlite_url(VAR / "gateway.db"),
+            **{f"{svc.upper()}_URL": f"http://{HOST}:{port}" for svc, port in SERVICES.items()},
+        )
+        services.append(service_child("gateway", GATEWAY_PORT, gateway_env, lock, infra))
         bring_up(services, [*services, *others])
         say(f"all services ready {time.time() - started:.1f} s after the command started")
 
         seed(token)
-        lines = [f"  {svc:<14} http://{HOST}:{port}   docs http://{HOST}:{port}/docs" for svc, port in SERVICES.items()]
+        people = seed_people(token, gateway_env)
+        lines = [f"  {'web':<14} {gateway_url}   (the members' pages; API docs {gateway_url}/api/docs)"]
+        lines += [
+            f"  {svc:<14} http://{HOST}:{port}   docs http://{HOST}:{port}/docs" for svc, port in SERVICES.items()
+        ]
+        if people:
+            lines += [
+                f"  {'sign in':<14} at {gateway_url}/login as one of these (then: python3 dev.py mail)"
+            ]
+            lines += people
         lines += [
             f"  {'NATS':<14} {without_credentials(nats_url)}   ({nats_note})",
             f"  {'mail':<14} {mail_note}",
@@ -587,7 +675,32 @@ def run():
     return code
 
 
+# `dev.py test` without test paths runs the testpaths of pyproject.toml as two pytest processes at once (2 cores).
+# Shard "a" takes these (balanced by --durations=0 timings) and its own nats-server: the plugin's JetStream stream
+# names are fixed and it deletes them before each test, so two processes must not share one NATS. Shard "b" takes
+# every other testpath (a new one lands there) and NATS_URL when set. Both share DATABASE_URL (unique database names).
+TEST_SHARD_A = ["tests"]
+# pytest options whose value is the next argument (so that value is not taken for a test path)
+PYTEST_VALUE_OPTIONS = {
+    *("-k", "-m", "-p", "-c", "-o", "-W", "-r", "--deselect", "--ignore", "--ignore-glob", "--durations"),
+    *("--durations-min", "--maxfail", "--tb", "--rootdir", "--basetemp", "--confcutdir", "--junitxml", "--junit-xml"),
+    *("--log-level", "--log-file", "--log-cli-level", "--log-file-level", "--log-format", "--log-date-format"),
+    *("--import-mode", "--capture", "--color", "--code-highlight", "--show-capture", "--override-ini"),
+    *("--config-file", "--inifile", "--pythonwarnings", "--doctest-glob", "--asyncio-mode", "--verbosity"),
+    *("--hypothesis-seed", "--hypothesis-profile", "--hypothesis-verbosity", "--lfnf", "--last-failed-no-failures"),
+}
+# with these, one process as before: they choose the tests (-k, -m, --lf ...), talk to the terminal or only report
+PYTEST_SERIAL_OPTIONS = {
+    *("-k", "-m", "--lf", "--last-failed", "--ff", "--failed-first", "--sw", "--stepwise", "--sw-skip"),
+    *("--stepwise-skip", "--pdb", "--trace", "-h", "--help", "-V", "--version", "--fixtures", "--fixtures-per-test"),
+    *("--markers", "--co", "--collect-only", "--setup-plan"),
+}
+
+
 def test(args):
+    shards = test_shards(args)
+    if shards:
+        return test_in_parallel(shards, args)
     proc = subprocess.Popen([sys.executable, "-m", "pytest", *args], cwd=ROOT)
     while proc.poll() is None:
         with contextlib.suppress(KeyboardInterrupt):  # pytest got the same Ctrl-C and finishes its report
@@ -597,6 +710,130 @@ def test(args):
         say("pytest collected no tests (exit code 5): counted as a failure", err=True)
         return 1
     return code
+
+
+def test_shards(args):
+    """{"a": [pytest args], "b": [...]} for a run of the whole suite; None when `args` name tests (paths, node ids,
+    -k, -m, --lf ...) or NETVAERK_TEST_SERIAL=1: then one process, as before."""
+    import tomllib
+
+    if os.environ.get("NETVAERK_TEST_SERIAL", "") not in ("", "0"):
+        return None
+    taking_value = False
+    for arg in args:
+        if taking_value:
+            taking_value = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in PYTEST_SERIAL_OPTIONS or (arg[:2] in ("-k", "-m") and len(arg) > 2):
+            return None
+        if arg.startswith("-"):
+            taking_value = "=" not in arg and arg in PYTEST_VALUE_OPTIONS
+            continue
+        return None  # a test path or node id, as pytest reads every other argument
+    with open(ROOT / "pyproject.toml", "rb") as file:
+        testpaths = tomllib.load(file).get("tool", {}).get("pytest", {}).get("ini_options", {}).get("testpaths", [])
+
+    def inside(path, folder):
+        return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+    a = [path for path in TEST_SHARD_A if any(inside(path, top) for top in testpaths) and (ROOT / path).exists()]
+    b = [path for path in testpaths if not any(inside(path, moved) for moved in a)]
+    if not a or not b:
+        return None
+    ignores = [f"--ignore={path}" for path in a if any(inside(path, top) for top in b)]  # a folder inside b's
+    return {"a": [*a, *args], "b": [*b, *ignores, *args]}
+
+
+def test_in_parallel(shards, args):
+    """Both shards at once, each in its own session (Ctrl-C here is passed on to both: pytest finishes its report;
+    a second Ctrl-C again, a third kills them), output streamed with a prefix and kept in var/log/test-<shard>.log;
+    then each shard's short summary and one combined line. Non-zero when either shard failed or collected nothing."""
+    import re
+
+    from netvaerk_testing import infra
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # all stop the run like Ctrl-C
+        signal.signal(sig, signal.default_int_handler)
+    (VAR / "log").mkdir(parents=True, exist_ok=True)
+    lock, running, started = threading.Lock(), {}, time.monotonic()
+    say(
+        "two pytest processes at once (NETVAERK_TEST_SERIAL=1 for one): "
+        + "; ".join(f"{name}: {' '.join(p for p in cmd if p not in args)}" for name, cmd in shards.items())
+    )
+
+    def stream(name, proc, log_path):
+        with open(log_path, "wb") as log:
+            for raw in iter(proc.stdout.readline, b""):
+                log.write(raw)
+                log.flush()
+                with lock:
+                    print(f"{name}| {raw.decode(errors='replace').rstrip()}", flush=True)
+
+    try:
+        for name, cmd in shards.items():
+            env = dict(os.environ, PYTHONUNBUFFERED="1")
+            if name == "a":
+                env.pop("NATS_URL", None)  # the plugin starts a nats-server of its own for this shard
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "pytest", *cmd],
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a terminal's Ctrl-C reaches only dev.py, which passes it on once
+                preexec_fn=infra.child_preexec(),  # and they do not outlive dev.py
+            )
+            log_path = VAR / "log" / f"test-{name}.log"
+            pump_thread = threading.Thread(target=stream, args=(name, proc, log_path), daemon=True)
+            pump_thread.start()
+            running[name] = (proc, pump_thread, log_path)
+        ended, interrupts = {}, 0
+        while len(ended) < len(running):
+            try:
+                for name, (proc, _, _) in running.items():
+                    if name not in ended and proc.poll() is not None:
+                        ended[name] = time.monotonic() - started
+                time.sleep(0.2)
+            except KeyboardInterrupt:
+                interrupts += 1
+                sig = signal.SIGINT if interrupts < 3 else signal.SIGKILL
+                say(f"stopping the tests ({'again' if interrupts == 2 else sig.name})", err=True)
+                for proc, _, _ in running.values():
+                    if proc.poll() is None:
+                        with contextlib.suppress(ProcessLookupError):
+                            proc.send_signal(sig)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # let the shutdown finish
+        for proc, _, _ in running.values():
+            infra.stop_process(proc, timeout=30)  # only after an error here: they have all ended otherwise
+    codes, counts, lines = {}, {}, []
+    for name, (proc, pump_thread, log_path) in running.items():
+        pump_thread.join(5)
+        codes[name] = proc.returncode
+        text = log_path.read_text(errors="replace").splitlines()
+        start = max((i for i, line in enumerate(text) if "short test summary info" in line), default=len(text) - 1)
+        last = text[-1].strip(" =") if text else "(no output)"
+        for number, what in re.findall(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed|deselected)", last):
+            what = "errors" if what == "error" else what
+            counts[what] = counts.get(what, 0) + int(number)
+        lines.append(f"--- shard {name} ({show(log_path)}), exit code {proc.returncode}, {ended.get(name, 0):.0f} s:")
+        lines.extend(text[max(start, 0) :])
+    print("\n".join(lines), flush=True)
+    for name, code in codes.items():
+        if code == 5:
+            say(f"shard {name}: pytest collected no tests (exit code 5): counted as a failure", err=True)
+    summary = ", ".join(f"{number} {what}" for what, number in counts.items()) or "no counts"
+    times = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in ended.items())
+    failed = [name for name, code in codes.items() if code]
+    say(
+        f"tests: {summary} in {time.monotonic() - started:.0f} s ({times})"
+        + (f"; FAILED: shard {', '.join(failed)}" if failed else "")
+    )
+    code = next((code for code in codes.values() if code), 0)
+    return 1 if code == 5 else code if code >= 0 else 128 - code  # killed by a signal: as a shell says it
 
 
 # --------------------------------------------------------------------------------------------------------------- mail

@@ -3,15 +3,16 @@
 #
 # Run once by the postgres image from /docker-entrypoint-initdb.d when the data volume is empty
 # (docker-compose.yml mounts this directory there). Passwords come from the container's environment:
-#   MEMBERS_DB_PASSWORD, MEETINGS_DB_PASSWORD, NOTIFICATIONS_DB_PASSWORD
+#   MEMBERS_DB_PASSWORD, MEETINGS_DB_PASSWORD, NOTIFICATIONS_DB_PASSWORD, GATEWAY_DB_PASSWORD
 # The image runs it as the superuser POSTGRES_USER against a server listening on the unix socket only.
 # To rerun it (e.g. new passwords), remove the volume, or apply the same statements by hand.
 set -euo pipefail
 
-# All three first, so a missing one fails before anything is created.
+# All four first, so a missing one fails before anything is created.
 members_pw="${MEMBERS_DB_PASSWORD:?set MEMBERS_DB_PASSWORD}"
 meetings_pw="${MEETINGS_DB_PASSWORD:?set MEETINGS_DB_PASSWORD}"
 notifications_pw="${NOTIFICATIONS_DB_PASSWORD:?set NOTIFICATIONS_DB_PASSWORD}"
+gateway_pw="${GATEWAY_DB_PASSWORD:?set GATEWAY_DB_PASSWORD}"
 
 create_service_db() {
     local name="$1" password="$2"
@@ -27,3 +28,4 @@ EOSQL
 create_service_db members "$members_pw"
 create_service_db meetings "$meetings_pw"
 create_service_db notifications "$notifications_pw"
+create_service_db gateway "$gateway_pw"

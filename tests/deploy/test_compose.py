@@ -131,7 +131,7 @@ def test_postgres_runs_the_init_script_with_the_service_passwords(compose: dict)
     assert any(v.startswith("postgres-data:") for v in pg["volumes"])
     assert "pg_isready" in pg["healthcheck"]["test"]
     needed = set(re.findall(r"\$\{(\w+_DB_PASSWORD)", PG_INIT.read_text()))
-    assert needed == {f"{svc.upper()}_DB_PASSWORD" for svc in APPS}
+    assert needed == {f"{svc.upper()}_DB_PASSWORD" for svc in [*APPS, "gateway"]}
     assert needed | {"POSTGRES_PASSWORD"} <= set(pg["environment"])
 
 
@@ -285,3 +285,17 @@ def test_a_service_installed_without_its_source_tree_migrates_from_MIGRATIONS_DI
 def test_dockerignore_keeps_local_state_out_of_the_build_context() -> None:
     entries = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
     assert {".venv", "var", ".git", "**/__pycache__"} <= entries
+
+
+def test_the_gateway_is_built_reaches_the_services_by_name_and_they_accept_its_key(compose: dict) -> None:
+    gateway = compose["services"]["gateway"]
+    assert gateway["build"] == {"context": ".", "dockerfile": "deploy/Dockerfile", "args": {"SERVICE": "gateway"}}
+    assert gateway["ports"] == ["8000:8000"]
+    env = gateway["environment"]
+    assert env["DATABASE_URL"].startswith("postgresql+asyncpg://gateway:${GATEWAY_DB_PASSWORD:?")
+    assert env["DATABASE_URL"].endswith("@postgres:5432/gateway")
+    assert {env[f"{svc.upper()}_URL"] for svc in APPS} == {f"http://{svc}:8000" for svc in APPS}
+    assert env["ENVIRONMENT"] == "production" and "NATS_URL" not in env  # the gateway talks HTTP to the services only
+    for name in ["gateway", *APPS]:
+        key = compose["services"][name]["environment"]["GATEWAY_TOKEN_KEY"]
+        assert REQUIRED_VAR.fullmatch(key).group(1) == "GATEWAY_TOKEN_KEY"

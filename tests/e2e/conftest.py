@@ -116,3 +116,87 @@ def platform(clean_nats, make_database_url, tmp_path, request):
         for s in services.values():
             s.stop()
         smtp.stop()
+
+
+GATEWAY_KEY = "e2e-gateway-key-0123456789abcdef0123456789"
+
+
+@dataclass
+class Web:
+    """The web gateway as a real process in front of the platform's services."""
+
+    platform: Platform
+    process: ServiceProcess
+
+    @property
+    def url(self) -> str:
+        return self.process.url
+
+    def sign_in_link(self, address: str, timeout: float = 20.0) -> str:
+        """The sign-in link of the newest sign-in mail to `address` (waits for it)."""
+        import re
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for mail in reversed(self.platform.mails()):
+                if address in str(mail["To"]):
+                    found = re.search(r"https?://[^\s\"<>]+/login/[A-Za-z0-9_-]+", mail_text(mail))
+                    if found and found.group(0) not in self.used:
+                        self.used.add(found.group(0))
+                        return found.group(0)
+            time.sleep(0.1)
+        raise AssertionError(f"no sign-in mail to {address} within {timeout}s")
+
+    used: set = field(default_factory=set)
+
+
+def mail_text(mail) -> str:
+    parts = [mail] if not mail.is_multipart() else [p for p in mail.walk() if p.get_content_type() == "text/plain"]
+    return "\n".join(p.get_content() for p in parts if p.get_content_type() == "text/plain")
+
+
+@pytest.fixture
+def web(clean_nats, make_database_url, tmp_path):
+    """The platform (PostgreSQL) with the services accepting the gateway's tokens, and the gateway in front."""
+    smtp_port = free_port()
+    maildir = tmp_path / "mail"
+    smtp = SmtpServer(start_sink("127.0.0.1", smtp_port, maildir), smtp_port, maildir)
+    common = {
+        "NATS_URL": clean_nats,
+        "API_TOKEN": TOKEN,
+        "GATEWAY_TOKEN_KEY": GATEWAY_KEY,
+        "ENVIRONMENT": "test",
+        "RATE_LIMIT_PER_MINUTE": "0",
+        "LOG_LEVEL": "INFO",
+    }
+    services = {}
+    for name in SERVICES:
+        env = {**common, "DATABASE_URL": make_database_url("postgresql", name)}
+        if name == "notifications":
+            env.update(SMTP_HOST="127.0.0.1", SMTP_PORT=str(smtp_port), MAIL_FROM="netvaerk@example.org")
+        services[name] = ServiceProcess(name, env, tmp_path)
+    gateway_port = free_port()
+    gateway = ServiceProcess(
+        "gateway",
+        {
+            **common,
+            "DATABASE_URL": make_database_url("postgresql", "gateway"),
+            "PUBLIC_URL": f"http://127.0.0.1:{gateway_port}",
+            "RATE_LIMIT_PER_MINUTE": "6000",
+            **{f"{name.upper()}_URL": s.url for name, s in services.items()},
+        },
+        tmp_path,
+        port=gateway_port,
+    )
+    try:
+        for s in [*services.values(), gateway]:
+            s.start(wait=False)
+        for s in [*services.values(), gateway]:
+            s.wait_ready()
+        platform = Platform(services=services, maildir=maildir, nats_url=clean_nats, extra={"smtp": smtp})
+        yield Web(platform=platform, process=gateway)
+    finally:
+        for s in [gateway, *services.values()]:
+            s.stop()
+        smtp.stop()

@@ -11,13 +11,18 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Header, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from .edge import token_matches
+from .edge import SIGNED_CALLER, token_matches
 from .problems import Problem
 from .runtime import ServiceRuntime  # imported, not only for type checking: FastAPI resolves these annotations
 from .uow import UnitOfWork
 
 _bearer = HTTPBearer(
-    auto_error=False, scheme_name="bearer", description="The API token (API_TOKEN) as `Authorization: Bearer <token>`."
+    auto_error=False,
+    scheme_name="bearer",
+    description=(
+        "`Authorization: Bearer <token>`: the API token (API_TOKEN), or a short-lived token the web gateway signed for "
+        "this service (`nvk1.…`, see the README)"
+    ),
 )
 
 
@@ -26,7 +31,9 @@ async def require_token(
 ) -> None:
     """Checked by the edge middleware already, before the body is read; here again so that no route depends on the
     middleware being in place, and so that the OpenAPI document declares the security scheme."""
-    if not token_matches(request.headers.get("authorization", ""), request.app.state.edge.token):
+    if getattr(request.state, SIGNED_CALLER, None) is None and not token_matches(
+        request.headers.get("authorization", ""), request.app.state.edge.token
+    ):
         raise Problem(401, "A valid bearer token is required.", headers={"WWW-Authenticate": "Bearer"})
 
 
@@ -54,9 +61,10 @@ ACTING_MEMBER_HEADER = "X-Netvaerk-Member"
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is asking. Every caller holds the API token; a caller that acts for one member (the web gateway, for the
-    member signed in there) names that member in the `X-Netvaerk-Member` header and gets that member's rights only.
-    Without the header the caller is the association's administration (operators, back-office systems)."""
+    """Who is asking. The web gateway calls with a short-lived token it signed for this service (service_tokens):
+    the member the token names is the caller, with that member's rights only; a token naming no member is the
+    administration. Operators and back-office systems hold the API token: without the `X-Netvaerk-Member` header
+    they are the administration, with it they act for that member."""
 
     member_id: UUID | None = None
 
@@ -80,6 +88,7 @@ _NO_HEADER: Any = None
 
 
 async def get_principal(
+    request: Request,
     acting_member: Annotated[
         UUID,
         Header(
@@ -88,6 +97,9 @@ async def get_principal(
         ),
     ] = _NO_HEADER,
 ) -> Principal:
+    signed = getattr(request.state, SIGNED_CALLER, None)
+    if signed is not None:  # the gateway's token names the caller; a header cannot change whom it acts for
+        return Principal(member_id=signed.member_id)
     return Principal(member_id=acting_member)
 
 

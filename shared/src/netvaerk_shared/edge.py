@@ -12,7 +12,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from . import metrics, tracing
+from . import metrics, service_tokens, tracing
 from .problems import problem_response
 
 Scope = MutableMapping[str, Any]
@@ -37,6 +37,8 @@ _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 # A capability URL's body, where it has one: RFC 8058's one-click POST sends "List-Unsubscribe=One-Click" as a form
 CAPABILITY_MAX_BODY = 1024
+# where the edge leaves a verified gateway token's claims for the routes (request.state)
+SIGNED_CALLER = "netvaerk_signed_caller"
 
 
 class EdgePolicy:
@@ -54,15 +56,26 @@ class EdgePolicy:
         max_body: int = DEFAULT_MAX_BODY,
         token: str = "",
         capability_paths: tuple[str, ...] = (),
+        gateway_key: str = "",
+        audience: str = "",
     ) -> None:
         self.capability_paths = capability_paths
-        self.set(per_minute=per_minute, max_body=max_body, token=token)
+        self.set(per_minute=per_minute, max_body=max_body, token=token, gateway_key=gateway_key, audience=audience)
 
-    def set(self, *, per_minute: int, max_body: int, token: str) -> None:
+    def set(self, *, per_minute: int, max_body: int, token: str, gateway_key: str = "", audience: str = "") -> None:
         self.rate = per_minute / 60.0
         self.burst = max(10.0, per_minute / 6.0)
         self.max_body = max_body
         self.token = token
+        self.gateway_key = gateway_key  # GATEWAY_TOKEN_KEY: verifies the gateway's short-lived tokens (service_tokens)
+        self.audience = audience  # this service's name: a token signed for another service opens nothing here
+
+    def signed_caller(self, authorization: str) -> service_tokens.Claims | None:
+        """The claims of `Authorization: Bearer nvk1.…` when the gateway signed it for this service and it is valid."""
+        scheme, _, given = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not self.gateway_key:
+            return None
+        return service_tokens.verify(self.gateway_key, given.strip(), audience=self.audience)
 
 
 def _is_json(content_type: str) -> bool:
@@ -193,7 +206,11 @@ class EdgeMiddleware:
             if scope.get("method") not in _BODY_METHODS:
                 return None, receive
             return await self._capability_body(headers, receive, instance)
-        if not token_matches(headers.get(b"authorization", b"").decode("latin-1"), policy.token):
+        authorization = headers.get(b"authorization", b"").decode("latin-1")
+        signed = policy.signed_caller(authorization)
+        if signed is not None:  # the caller is who the token names (deps.get_principal), whatever headers say
+            scope.setdefault("state", {})[SIGNED_CALLER] = signed
+        elif not token_matches(authorization, policy.token):
             return problem_response(
                 401, "A valid bearer token is required.", instance=path, headers={"WWW-Authenticate": "Bearer"}
             ), receive

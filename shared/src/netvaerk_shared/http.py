@@ -108,7 +108,11 @@ def service_app(
         app.state.runtime = runtime
         settings = runtime.settings
         policy.set(
-            per_minute=settings.rate_limit_per_minute, max_body=settings.max_body_bytes, token=settings.api_token
+            per_minute=settings.rate_limit_per_minute,
+            max_body=settings.max_body_bytes,
+            token=settings.api_token,
+            gateway_key=settings.gateway_token_key,
+            audience=runtime.service,
         )
         await runtime.start()
         log.info("%s started", runtime.service)

@@ -58,6 +58,8 @@ class ServiceSettings(LoggingSettings):
     nats_user: str | None = None
     nats_password: str | None = None
     api_token: str = ""
+    # the secret the web gateway signs its short-lived service tokens with (service_tokens); unset: none accepted
+    gateway_token_key: str = ""
     run_relay: bool = True
     run_consumers: bool = True
     auto_migrate: bool = True
@@ -90,6 +92,8 @@ class ServiceSettings(LoggingSettings):
             raise ValueError("API_TOKEN must be set to a real secret in production")
         if self.environment == "production" and len(self.api_token) < 16:
             raise ValueError("API_TOKEN must be at least 16 characters in production")
+        if self.environment == "production" and self.gateway_token_key and len(self.gateway_token_key) < 32:
+            raise ValueError("GATEWAY_TOKEN_KEY must be at least 32 characters in production")
         if not self.database_url:
             self.database_url = f"sqlite+aiosqlite:///var/{self.service_name}.db"
         return self
