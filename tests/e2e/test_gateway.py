@@ -212,7 +212,7 @@ def test_a_member_reaches_nothing_of_another_group_and_a_coordinator_manages_onl
     assert meeting_b["sequence"] == 0
 
 
-def test_the_services_open_only_to_a_token_the_gateway_signed_for_them(web: Web):
+def test_the_services_open_only_to_the_gateways_tokens_and_its_api_keeps_its_contract(web: Web):
     ids = world(web)
     members = web.platform.services["members"].url
     assert httpx.get(f"{members}/members/{ids['anna']}").status_code == 401
@@ -238,6 +238,44 @@ def test_the_services_open_only_to_a_token_the_gateway_signed_for_them(web: Web)
         == 401
     )
     assert httpx.get(f"{members}/healthz").status_code == 200
+
+    # the gateway's own API, as its OpenAPI document says, for a signed-in member (schemathesis, every check)
+    mette = sign_in(web, "mette.eksempel@example.org")
+    headers = {
+        "Cookie": f"nv_session={mette.cookies['nv_session']}",
+        "X-CSRF-Token": mette.get("/api/session").json()["csrf"],
+    }
+    api_contract_holds(web.url, headers)
+
+
+def api_contract_holds(base_url: str, headers: dict[str, str]) -> None:
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis.config import SchemathesisConfig
+
+    from gateway.entrypoints.http import create_app
+
+    config = SchemathesisConfig.from_dict(
+        {
+            "seed": 20270311,
+            "generation": {"max-examples": 25, "deterministic": True, "database": "none"},
+            "checks": {"enabled": True},
+            "cache": {"enabled": False},
+        }
+    )
+    schema = schemathesis.openapi.from_dict(create_app().openapi(), config=config)
+    ran = 0
+    for result in schema.get_all_operations():
+        operation = result.ok()
+
+        @given(case=operation.as_strategy())
+        @settings(max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        def one(case) -> None:
+            case.call_and_validate(base_url=base_url, headers=headers)
+
+        one()
+        ran += 1
+    assert ran == 3
 
 
 def test_an_unknown_address_gets_the_same_answer_and_no_mail_and_a_service_away_is_said(web: Web):

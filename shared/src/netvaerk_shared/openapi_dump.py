@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-SERVICES = ("members", "meetings", "notifications")
+SERVICES = ("members", "meetings", "notifications", "gateway")
 REGENERATE = "python -m netvaerk_shared.openapi_dump --write"
 
 

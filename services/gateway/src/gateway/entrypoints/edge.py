@@ -8,8 +8,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from starlette.responses import PlainTextResponse
+from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from netvaerk_shared.problems import problem_response
 
 OPEN_PATHS = ("/healthz", "/readyz", "/static/")
 SECURITY_HEADERS = [
@@ -23,10 +25,6 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"no-referrer"),
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
 ]
-
-
-class _TooLarge(Exception):
-    pass
 
 
 class GatewayEdge:
@@ -67,10 +65,15 @@ class GatewayEdge:
         if not path.startswith(OPEN_PATHS) and self.rate > 0:
             wait = self._allow((scope.get("client") or ("?", 0))[0])
             if wait:
-                response = PlainTextResponse(
-                    "For mange forespørgsler. Vent lidt, og prøv igen. / Too many requests: try again shortly.",
-                    status_code=429,
-                    headers={"Retry-After": str(max(1, int(wait + 0.999)))},
+                retry = max(1, int(wait + 0.999))
+                response: Response = (
+                    problem_response(429, "Slow down and try again shortly.", instance=path, retry_after=retry)
+                    if path.startswith("/api/")
+                    else PlainTextResponse(
+                        "For mange forespørgsler. Vent lidt, og prøv igen. / Too many requests: try again shortly.",
+                        status_code=429,
+                        headers={"Retry-After": str(retry)},
+                    )
                 )
                 await response(scope, receive, send_secured)
                 return
@@ -79,24 +82,42 @@ class GatewayEdge:
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
             await self._too_large(scope, receive, send_secured)
             return
-        received = 0
+        if scope.get("method") in ("POST", "PUT", "PATCH", "DELETE"):
+            # read here, at most max_body bytes (64 KiB: a form or a JSON document), then replayed to the app
+            chunks, size = [], 0
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > self.max_body:
+                    await self._too_large(scope, receive, send_secured)
+                    return
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+            body, sent = b"".join(chunks), False
 
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body:
-                    raise _TooLarge
-            return message
+            async def replay() -> Message:
+                nonlocal sent
+                if not sent:
+                    sent = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                return await receive()
 
-        try:
-            await self.app(scope, limited_receive, send_secured)
-        except _TooLarge:
-            await self._too_large(scope, receive, send_secured)
+            await self.app(scope, replay, send_secured)
+            return
+        await self.app(scope, receive, send_secured)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Any) -> None:
-        response = PlainTextResponse(
-            f"Forespørgslen er for stor (højst {self.max_body} bytes). / The request is too large.", status_code=413
+        path = scope.get("path", "")
+        response: Response = (
+            problem_response(413, f"The body may be at most {self.max_body} bytes.", instance=path)
+            if path.startswith("/api/")
+            else PlainTextResponse(
+                f"Forespørgslen er for stor (højst {self.max_body} bytes). / The request is too large.",
+                status_code=413,
+            )
         )
         await response(scope, receive, send)
