@@ -2,8 +2,9 @@
 member chose for the message's category or else as their profile says), a text/plain and a text/html alternative of
 the same words for every kind (html_mail.py), for a message that changes a calendar entry its ICS (calendar.py: an
 invitation or update METHOD:REQUEST, a cancellation METHOD:CANCEL, always the meeting's UID and its sequence), and
-for every message a member may turn off the RFC 8058 one-click unsubscribe headers. Put together by the mailer's
-`build_message`. Building is pure: what fails once fails every time."""
+for every message a member may turn off the RFC 8058 one-click unsubscribe headers (a transactional one, such as a
+sign-in link, has none). Put together by the mailer's `build_message`. Building is pure: what fails once fails every
+time. A sign-in mail's link is its delivery's `secret`: no error raised here quotes it."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from .templates import (
     render_proposal_accepted,
     render_reminder,
     render_rsvp_confirmation,
+    render_sign_in,
     render_update,
     render_waitlist_promotion,
     render_welcome,
@@ -58,10 +60,17 @@ def compose(
     """The message for `delivery`, its Message-ID the delivery's id. Raises Undeliverable."""
     try:
         return _compose(delivery, material, mail_from, mail_from_name, now, unsubscribe_url)
+    except Undeliverable:
+        raise
     except InvalidAddress as exc:
-        raise Undeliverable("invalid recipient address", f"{type(exc).__name__}: {exc}") from exc
+        raise Undeliverable("invalid recipient address", _quoting_no_secret(delivery, exc)) from exc
     except Exception as exc:
-        raise Undeliverable(f"build: {type(exc).__name__}", f"{type(exc).__name__}: {exc}") from exc
+        raise Undeliverable(f"build: {type(exc).__name__}", _quoting_no_secret(delivery, exc)) from exc
+
+
+def _quoting_no_secret(delivery: Delivery, exc: Exception) -> str:
+    detail = f"{type(exc).__name__}: {exc}"
+    return detail.replace(delivery.secret, "[link]") if delivery.secret else detail
 
 
 def _compose(
@@ -76,14 +85,22 @@ def _compose(
     locale = material.locale
     group_name = group.name if group else ""
     ics, method, filename = None, "REQUEST", "invitation.ics"
-    if material.meeting is None:
+    links: tuple[str, ...] = ()
+    if delivery.kind == model.SIGN_IN:
+        if not delivery.secret:  # blanked when the delivery ended once (sent, then refused; an operator's retry)
+            raise Undeliverable("sign-in link gone", "the sign-in link is no longer kept: the gateway must ask anew")
+        subject, body = render_sign_in(
+            locale, member_name=contact.name, link=delivery.secret, minutes=model.SIGN_IN_LINK_MINUTES
+        )
+        links = (delivery.secret,)
+    elif material.meeting is None:
         subject, body = render_welcome(locale, member_name=contact.name, group_name=group_name)
     elif delivery.kind == model.INVITATION:
         subject, body, ics = _invitation(material, material.meeting.data, group_name, mail_from, mail_from_name, now)
     else:
         subject, body, ics, method = _about_meeting(delivery, material, group_name, mail_from, mail_from_name, now)
         filename = "cancellation.ics" if method == "CANCEL" else "update.ics"
-    html = render_html(locale, body, title=subject)
+    html = render_html(locale, body, title=subject, links=links)
     headers = {}
     category = model.category_of(delivery.kind)
     if category is not None and unsubscribe_url is not None:

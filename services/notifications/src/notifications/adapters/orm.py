@@ -157,6 +157,9 @@ deliveries = Table(
     Column("last_error", Text, nullable=True),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("sent_at", UtcDateTime(), nullable=True),
+    # 0007: what the message carries that must not outlive it (a sign-in link): set only while the delivery may still
+    # go, blanked (NULL) when it is sent, fails for good or is skipped; never in the delivery log, an export or an event
+    Column("secret", Text, nullable=True),
 )
 Index("ix_deliveries_due", deliveries.c.status, deliveries.c.next_attempt_at)
 Index("ix_deliveries_member", deliveries.c.member_id)

@@ -23,6 +23,7 @@ from ..domain.commands import Join
 from ..domain.errors import LeaseLost
 from ..domain.model import (
     PENDING,
+    PERSONAL,
     PLANNED,
     SKIPPED,
     WELCOME,
@@ -448,6 +449,8 @@ class Repository:
         c, g, m, p = orm.contacts, orm.groups, orm.meetings, orm.preferences
         row = (await self.conn.execute(select(c).where(c.c.member_id == delivery.member_id))).mappings().first()
         contact = _contact(row) if row else None
+        if delivery.kind in PERSONAL:  # about the member alone, and transactional: no group, meeting or preference
+            return contact, None, None, None
         meeting = None
         if delivery.kind != WELCOME:
             row = (await self.conn.execute(select(m).where(m.c.meeting_id == about))).mappings().first()
@@ -500,6 +503,25 @@ class Repository:
             stmt = dialect_insert(self.conn, d).values(rows[i : i + CHUNK])
             await self.conn.execute(stmt.on_conflict_do_nothing(index_elements=["dedupe_key"]))
 
+    async def is_owed(self, dedupe_key: str) -> bool:
+        """A delivery with this key is owed already (whatever became of it)."""
+        return (await self.conn.execute(select(d.c.id).where(d.c.dedupe_key == dedupe_key))).first() is not None
+
+    async def owed_since(self, member_id: UUID, kind: str, since: datetime) -> list[datetime]:
+        """When the member was owed deliveries of `kind` after `since` (whatever became of them)."""
+        stmt = select(d.c.created_at).where(d.c.member_id == member_id, d.c.kind == kind, d.c.created_at > since)
+        return list((await self.conn.execute(stmt)).scalars())
+
+    async def lock_contact(self, member_id: UUID) -> bool:
+        """The member is in the directory; on PostgreSQL their contact row stays locked until the transaction ends
+        (SQLite's BEGIN IMMEDIATE already holds the one writer lock), so what is decided for one member is decided
+        one request at a time."""
+        ct = orm.contacts
+        stmt = select(ct.c.member_id).where(ct.c.member_id == member_id)
+        if not is_sqlite(self.conn):
+            stmt = stmt.with_for_update()
+        return (await self.conn.execute(stmt)).first() is not None
+
     async def get(self, delivery_id: UUID) -> Delivery | None:
         row = (await self.conn.execute(select(d).where(d.c.id == delivery_id))).mappings().first()
         return self._loaded_from(row) if row else None
@@ -548,6 +570,7 @@ class Repository:
                 last_error=error_text(delivery.last_error) if delivery.last_error is not None else None,
                 sent_at=delivery.sent_at,
                 created_at=delivery.created_at,
+                secret=delivery.secret,  # blanked once the delivery ends (the domain says when)
             )
         )
         if result.rowcount != 1:
@@ -590,6 +613,7 @@ def _row(delivery: Delivery) -> dict[str, Any]:
         "attempts": delivery.attempts,
         "next_attempt_at": delivery.next_attempt_at,
         "created_at": delivery.created_at,
+        "secret": delivery.secret,
     }
 
 
@@ -616,6 +640,7 @@ def _delivery(row: RowMapping) -> Delivery:
         message_id=row["message_id"],
         last_error=row["last_error"],
         sent_at=row["sent_at"],
+        secret=row["secret"],
     )
 
 

@@ -307,3 +307,12 @@ def render_nudge(locale: str | None, *, days_before: int, **meeting: Any) -> tup
     return _meeting_message(
         "nudge", loc, intro_extra={"when": _when(loc, days_before)}, after=[_TEXT[loc]["nudge_outro"]], **meeting
     )
+
+
+def render_sign_in(locale: str | None, *, member_name: str, link: str, minutes: int) -> tuple[str, str]:
+    """The mail with the member's single-use sign-in link (the web gateway's), the link on a line of its own."""
+    text = _TEXT[normalize_locale(locale)]
+    intro = text["sign_in_intro"].format(name=one_line(member_name))
+    return text["sign_in_subject"], "\n".join(
+        [intro, "", uri_text(link), "", text["sign_in_outro"].format(minutes=minutes)]
+    )

@@ -3,7 +3,7 @@ judge), move deliveries on for the delivery worker, and retry a failed one for a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -244,6 +244,19 @@ class Unsubscribe:
 
     member_id: UUID
     category: str
+
+
+# -- the web gateway's (as the administration) --------------------------------------------------------------------
+@dataclass(frozen=True)
+class SendSignInMail:
+    """Owe the member one mail with the sign-in link the gateway made (`link_id` names it): once per link, at most
+    SIGN_IN_LIMIT a member per SIGN_IN_WINDOW (else TooMany); NotFound for a member not in the directory. The link
+    is a secret: kept out of the repr, so out of any log line that shows the command."""
+
+    member_id: UUID
+    link_id: UUID
+    link: str = field(repr=False)
+    traceparent: str | None = None
 
 
 # -- an operator's ------------------------------------------------------------------------------------------------

@@ -26,6 +26,16 @@ class NotFailed(DomainError):
     status = 409
 
 
+class TooMany(DomainError):
+    """Too many of a kind of message for one member within a while; `retry_after`: seconds until one may go."""
+
+    status = 429
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
 class LeaseLost(Exception):
     """This delivery is not (or no longer) ours to move on: another instance took it over when our lease ran out,
     or it is not pending any more. Send nothing, change nothing."""

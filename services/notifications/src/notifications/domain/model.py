@@ -11,12 +11,14 @@ A `Delivery` is one message owed to one member for one cause. Its life:
     owed (held or not) --withdraw--> skipped (the member left the meeting's group)
 
 "leased" is a pending delivery with a lease: one instance holds it until `lease_until`, and only the holder may move
-it on. Reaching `sent` records NotificationSent, reaching `failed` records NotificationFailed (`events`).
+it on. Reaching `sent` records NotificationSent, reaching `failed` records NotificationFailed (`events`), except
+for the kinds the v1 contract does not name yet (UNANNOUNCED).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, tzinfo
 from typing import Any
@@ -35,6 +37,7 @@ WAITLIST_PROMOTION = "waitlist_promotion"  # a seat came free and is now the mem
 PROPOSAL_ACCEPTED = "proposal_accepted"
 REMINDER = "reminder"  # days before a meeting, to those who answered attending or tentative
 NUDGE = "nudge"  # days before a meeting, to members of its group who have not answered
+SIGN_IN = "sign_in"  # the web gateway's single-use sign-in link, on its request (HTTP, not an event)
 KINDS = (
     WELCOME,
     INVITATION,
@@ -46,6 +49,7 @@ KINDS = (
     PROPOSAL_ACCEPTED,
     REMINDER,
     NUDGE,
+    SIGN_IN,
 )
 EMAIL = "email"
 
@@ -55,8 +59,8 @@ FAILED = "failed"
 SKIPPED = "skipped"  # never sent, by rule: the member turned its kind off, or the meeting was cancelled meanwhile
 
 # What a member may turn off (preferences), and which kinds of message each covers. A kind in none of them is
-# transactional and always goes: the welcome on joining, a cancellation, the receipt of one's own answer and a seat
-# that is now one's own. Reminders and nudges are `reminders`.
+# transactional and always goes: the welcome on joining, a cancellation, the receipt of one's own answer, a seat
+# that is now one's own and a sign-in link. Reminders and nudges are `reminders`.
 ANNOUNCEMENTS = "announcements"
 REMINDERS = "reminders"
 AGENDA_UPDATES = "agenda_updates"
@@ -72,6 +76,18 @@ CATEGORY_OF = {
 LANGUAGES = ("da", "en")
 # Messages about the meeting as planned: once it is cancelled, one still owed would put it back in calendars.
 AS_PLANNED = (INVITATION, MEETING_UPDATE, AGENDA_UPDATE, REMINDER, NUDGE)
+# Messages about the member alone: made of their contact only (no group, no meeting).
+PERSONAL = (SIGN_IN,)
+# Kinds whose outcome is not published as NotificationSent/NotificationFailed: the v1 contract's NotificationKind
+# (shared/, netvaerk_shared.contracts.notifications) does not list them, so no valid event could name them. Once it
+# does, take the kind out of here and the NOTIFICATIONS stream (and the webhooks) carry it like the others.
+UNANNOUNCED = (SIGN_IN,)
+
+# A sign-in mail: at most SIGN_IN_LIMIT to a member per SIGN_IN_WINDOW, however many links the gateway makes (it
+# limits too; this protects the inbox). The mail says the link works for SIGN_IN_LINK_MINUTES, as the gateway's do.
+SIGN_IN_LIMIT = 5
+SIGN_IN_WINDOW = timedelta(minutes=15)
+SIGN_IN_LINK_MINUTES = 15
 
 SCHEDULED = "scheduled"
 CANCELLED = "cancelled"
@@ -262,7 +278,9 @@ def agenda_slot(last_at: datetime | None, now: datetime, window: timedelta) -> d
 @dataclass(eq=False)
 class Delivery:
     """One message owed to one member, for one cause. `dedupe_key` makes it owed once, however often the cause is
-    seen. `payload` names what the message is about (`group_id` or `meeting_id`, as text)."""
+    seen. `payload` names what the message is about (`group_id` or `meeting_id`, as text). `secret`: what the message
+    carries that must not outlive it (a sign-in link), kept apart from the payload and only while the delivery may
+    still go: it is blanked when the delivery is sent, fails for good or is skipped, and never in its repr."""
 
     id: UUID
     dedupe_key: str
@@ -283,13 +301,17 @@ class Delivery:
     message_id: str | None = None
     last_error: str | None = None
     sent_at: datetime | None = None
+    secret: str | None = field(default=None, repr=False)
     events: list[NotificationSent | NotificationFailed] = field(default_factory=list)
 
     # -- what it is about ---------------------------------------------------------------------------------------
     @property
     def about(self) -> UUID:
-        """The group a welcome is for, the meeting every other kind is about. KeyError or ValueError for a payload
-        that does not say: such a delivery can never be built."""
+        """The group a welcome is for, the member a personal message (a sign-in link) is for, the meeting every
+        other kind is about. KeyError or ValueError for a payload that does not say: such a delivery can never be
+        built."""
+        if self.kind in PERSONAL:
+            return self.member_id
         return UUID(self.payload["group_id" if self.kind == WELCOME else "meeting_id"])
 
     @property
@@ -308,12 +330,12 @@ class Delivery:
         """What the message is made of, or NotReady for what has not arrived from the other services yet, or
         Suppressed when it must not go: the member turned its category off (transactional kinds have none), or the
         meeting was cancelled since a message about it as planned was owed. Messages about a meeting go without
-        their group's name; a welcome needs its group."""
+        their group's name; a welcome needs its group; a personal message only the contact."""
         if contact is None:
             raise NotReady("contact", f"no contact yet for member {self.member_id}")
         if self.kind == WELCOME and group is None:
             raise NotReady("group", f"group {self.payload.get('group_id')} not known yet")
-        if self.kind != WELCOME and meeting is None:
+        if self.kind != WELCOME and self.kind not in PERSONAL and meeting is None:
             raise NotReady("meeting", f"meeting {self.payload.get('meeting_id')} not known yet")
         category = category_of(self.kind)
         if category is not None and preference is not None and not preference.email:
@@ -345,7 +367,9 @@ class Delivery:
         self.status, self.sent_at, self.attempts, self.last_error = SENT, now, self.attempts + 1, None
         self.to_email, self.subject, self.message_id = to_email, subject[:300], message_id
         self._end_lease()
-        self.events.append(NotificationSent(notification_id=self.id, sent_at=now))
+        self.secret = None  # on its way: the link is the member's now, and ours no more
+        if self.kind not in UNANNOUNCED:
+            self.events.append(NotificationSent(notification_id=self.id, sent_at=now))
 
     def attempt_failed(self, owner: str, failure: Failure, now: datetime, *, max_attempts: int) -> None:
         """An attempt that did not send: pending again after a backoff, or `failed` (with NotificationFailed) when
@@ -383,6 +407,7 @@ class Delivery:
         self._require_lease(owner)
         self.status, self.last_error, self.next_attempt_at = SKIPPED, reason, now
         self._end_lease()
+        self.secret = None
 
     def withdraw(self, reason: str, now: datetime) -> bool:
         """It must not go any more, decided outside the worker (the member left the meeting's group): `skipped`
@@ -392,6 +417,7 @@ class Delivery:
             return False
         self.status, self.last_error, self.next_attempt_at = SKIPPED, reason, now
         self._end_lease()
+        self.secret = None
         return True
 
     def retry(self, now: datetime) -> None:
@@ -426,12 +452,20 @@ class Delivery:
         self, failure: Failure, now: datetime, give_up: bool, *, announce_permanent: bool | None = None
     ) -> None:
         self.status = FAILED if give_up else PENDING
-        self.last_error = failure.error
+        self.last_error = self._without_secret(failure.error)
         self.next_attempt_at = now + retry_delay(self.attempts)
         self._end_lease()
         if give_up:
+            reason = self._without_secret(failure.reason)
+            self.secret = None  # it will not go: nothing needs the link any more
+            if self.kind in UNANNOUNCED:
+                return
             permanent = failure.permanent if announce_permanent is None else announce_permanent
-            self.events.append(NotificationFailed(notification_id=self.id, reason=failure.reason, permanent=permanent))
+            self.events.append(NotificationFailed(notification_id=self.id, reason=reason, permanent=permanent))
+
+    def _without_secret(self, text: str) -> str:
+        # an error may quote what it choked on: the link never reaches the delivery log, an event or a log line
+        return text.replace(self.secret, "[link]") if self.secret else text
 
 
 # -- what is owed -------------------------------------------------------------------------------------------------
@@ -601,6 +635,25 @@ def proposal_accepted(
     """The proposer is owed word that their proposal was taken into a meeting's agenda, once per proposal."""
     payload = {"meeting_id": str(meeting_id), "proposal_id": str(proposal_id), "agenda_position": str(agenda_position)}
     return _owed(PROPOSAL_ACCEPTED, str(proposal_id), member_id, cause_event_id, now, payload, traceparent)
+
+
+def sign_in_mail(
+    member_id: UUID, link_id: UUID, link: str, *, now: datetime, traceparent: str | None = None
+) -> Delivery:
+    """The web gateway made a single-use sign-in link for the member: they are owed one mail with it, once per link
+    however often the gateway asks (its link's id is the cause). The link is the delivery's `secret`."""
+    delivery = _owed(SIGN_IN, str(link_id), member_id, link_id, now, {}, traceparent)
+    delivery.secret = link
+    return delivery
+
+
+def sign_in_wait(owed_at: Iterable[datetime], now: datetime) -> timedelta | None:
+    """None when another sign-in mail may be owed to a member who was owed ones at `owed_at`; else how long until
+    one may: at most SIGN_IN_LIMIT within any SIGN_IN_WINDOW."""
+    within = sorted(t for t in owed_at if t > now - SIGN_IN_WINDOW)
+    if len(within) < SIGN_IN_LIMIT:
+        return None
+    return within[-SIGN_IN_LIMIT] + SIGN_IN_WINDOW - now
 
 
 # -- reminders and nudges -----------------------------------------------------------------------------------------

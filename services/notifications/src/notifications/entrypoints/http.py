@@ -4,26 +4,32 @@ GDPR export. Its real work is event-driven.
 `POST /unsubscribe/{token}` is a capability URL (shared edge: EdgePolicy.capability_paths): the mail client's RFC 8058
 one-click POST carries no API token and no member header, so the token in the URL (HMAC-signed, naming the member
 and the category) is the key; the edge rate-limits it, takes at most 1 KiB of form body and keeps the token out of
-the access log, as for the meetings service's calendar feeds."""
+the access log, as for the meetings service's calendar feeds.
+
+`POST /members/{member_id}/sign-in-mail` is the web gateway's (as the administration): the link it carries is a
+secret, kept with the delivery only until the mail is sent or has failed for good, and never logged nor answered."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, FastAPI, Path, Query
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic_core import PydanticCustomError
 
+from netvaerk_shared import tracing
 from netvaerk_shared.http import Caller, Problem, Runtime, UoW, problems, protected_router, service_app
-from netvaerk_shared.inputs import Flag
+from netvaerk_shared.inputs import Flag, Line
 
 from .. import views
 from ..adapters.unsubscribe import UnsubscribeTokens
 from ..bootstrap import bootstrap
 from ..config import Settings
 from ..domain import commands, model
-from ..domain.errors import DomainError
+from ..domain.errors import DomainError, TooMany
 from ..service_layer.handlers import handle
 from .kinds import Kind
 from .webhooks_http import router as webhooks_router
@@ -164,6 +170,51 @@ class ReminderSettingsIn(BaseModel):
 class ReminderSettings(ReminderSettingsIn):
     group_id: UUID
     default: bool = Field(description="True: the group has not chosen, these are the defaults")
+
+
+MAX_LINK_LENGTH = 600
+# An absolute http(s) URL with a host, of printable characters only: no control character, no space of any kind
+# (Unicode's too), none of <>" (it goes into an HTML attribute). The same expression checks it and the schema says it;
+# spaces around it are allowed there because the shared policy (Line) trims them first.
+_SPACES = r"\u0020\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000\ufeff"  # what inputs.Line trims
+_NOT_IN_LINK = r'\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff<>"'
+LINK_PATTERN = f"^[{_SPACES}]*https?://[^/?#{_NOT_IN_LINK}][^{_NOT_IN_LINK}]*[{_SPACES}]*$"
+_LINK = re.compile(LINK_PATTERN)
+
+
+def _absolute_http_link(value: str) -> str:
+    if not _LINK.match(value):
+        raise PydanticCustomError(
+            "link", "An absolute http:// or https:// URL with a host, without spaces, quotes or angle brackets."
+        )
+    return value
+
+
+SignInLink = Annotated[
+    str,
+    Line(MAX_LINK_LENGTH),  # the shared policy first: control characters named, NFC, trimmed, bounded
+    AfterValidator(_absolute_http_link),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 8,
+            "maxLength": MAX_LINK_LENGTH,
+            "pattern": LINK_PATTERN,
+            "description": "The single-use sign-in URL the mail carries (a secret: never logged nor shown again)",
+            "examples": ["https://netvaerk.example.org/login/eksempel-token"],
+        }
+    ),
+]
+
+
+class SignInMailIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    link_id: UUID = Field(description="The gateway's id of the link: one mail per link, however often asked")
+    link: SignInLink
+
+
+class Queued(BaseModel):
+    status: Literal["queued"] = Field(description="The mail is owed: the delivery worker sends it at once")
 
 
 class Unsubscribed(BaseModel):
@@ -323,6 +374,35 @@ async def put_reminder_settings(
     found = await views.reminder_settings(runtime.engine, group_id, None)
     found.pop("caller_role")
     return found
+
+
+@router.post(
+    "/members/{member_id}/sign-in-mail",
+    status_code=202,
+    tags=["members"],
+    response_model=Queued,
+    responses=problems(403, 404, 422, 429),
+    summary="Send a member their single-use sign-in link (the web gateway, as the administration)",
+    description="The mail goes in the member's language (the directory's), transactional: whatever their "
+    "preferences, without List-Unsubscribe; to an address marked undeliverable it is not attempted (it fails, as "
+    "every kind does). Once per `link_id`: asked again, nothing more is sent and the answer is the same 202. At most "
+    f"{model.SIGN_IN_LIMIT} a member per {int(model.SIGN_IN_WINDOW.total_seconds() // 60)} minutes (429 with "
+    "Retry-After). 404 for a member not in this service's directory. The link is kept only until the mail is sent "
+    "or has failed for good: it is in no log, delivery log, export or event.",
+)
+async def send_sign_in_mail(
+    member_id: UUID, body: SignInMailIn, uow: UoW, runtime: Runtime, caller: Caller
+) -> dict[str, Any]:
+    caller.require_admin()
+    command = commands.SendSignInMail(member_id, body.link_id, body.link, traceparent=tracing.current_traceparent.get())
+    try:
+        await handle(command, uow)  # NotFound: 404
+    except TooMany as exc:
+        raise Problem(429, exc.detail, retry_after=exc.retry_after) from None
+    worker = runtime.workers.get("deliveries")  # none in an instance that runs no deliveries
+    if worker is not None:
+        worker.wake()
+    return {"status": "queued"}
 
 
 class DeliveryRetryOutcome(BaseModel):

@@ -22,7 +22,7 @@ from ..domain import commands
 from ..domain import webhook_commands as hooks
 from ..domain.webhooks import MAX_URL_LENGTH
 from ..service_layer.handlers import handle
-from .kinds import Kind
+from .kinds import AnnouncedKind
 
 DeliveryStatus = Literal["pending", "delivered", "failed"]
 WebhookUrl = Annotated[
@@ -42,7 +42,7 @@ class WebhookIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Annotated[str, Line(200, examples=["Eksempel Kommunes intranet"])]
     url: WebhookUrl
-    kinds: list[Kind] | None = Field(
+    kinds: list[AnnouncedKind] | None = Field(
         default=None, max_length=20, description="The notification kinds wanted; absent or null: every kind"
     )
     organisation_id: UUID | None = Field(

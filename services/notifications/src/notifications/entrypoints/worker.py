@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 import uuid
@@ -228,7 +229,7 @@ class DeliveryWorker:
         except Exception as exc:
             if committing and isinstance(exc, INFRASTRUCTURE_ERRORS):
                 raise  # our own commit failed: the database's trouble, not this delivery's
-            detail = f"{type(exc).__name__}: {exc}"
+            detail = _without_secret(delivery, f"{type(exc).__name__}: {exc}")
             if not committing and isinstance(exc, (OSError, asyncio.TimeoutError)):
                 # network trouble the mailer let through: as SmtpTransient
                 await self._failed(delivery, model.temporary(detail, "smtp unreachable"))
@@ -245,6 +246,7 @@ class DeliveryWorker:
     async def _failed(self, delivery: Delivery, failure: model.Failure, *, refused_address: str | None = None) -> None:
         """Record a failed attempt; `refused_address`: the server refused that address for good, so it is marked
         undeliverable with the failure's reason, in the same transaction."""
+        failure = dataclasses.replace(failure, error=_without_secret(delivery, failure.error))  # it is logged below
         max_attempts = self.settings.delivery_max_attempts
         try:
             after: Delivery = await handle(
@@ -267,6 +269,11 @@ class DeliveryWorker:
             delivery.id,
             failure.error,
         )
+
+
+def _without_secret(delivery: Delivery, text: str) -> str:
+    """An error may quote what it choked on: a sign-in link (the delivery's secret) reaches no log line."""
+    return text.replace(delivery.secret, "[link]") if delivery.secret else text
 
 
 @contextlib.contextmanager

@@ -10,13 +10,14 @@ twice owes nothing twice.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..domain import commands, model
-from ..domain.errors import DomainError, Forbidden, LeaseLost, NotFound, NotReady, Suppressed
+from ..domain.errors import DomainError, Forbidden, LeaseLost, NotFound, NotReady, Suppressed, TooMany
 from ..domain.model import Delivery, Material
 from . import webhook_handlers
 from .unit_of_work import UnitOfWork
@@ -427,6 +428,34 @@ async def unsubscribe(cmd: commands.Unsubscribe, uow: UnitOfWork) -> None:
         await uow.commit()
 
 
+# -- the web gateway's ---------------------------------------------------------------------------------------------
+async def send_sign_in_mail(cmd: commands.SendSignInMail, uow: UnitOfWork) -> bool:
+    """Owe the member the mail with their sign-in link. True when it is newly owed; False when this link was owed
+    already (the gateway asked again): nothing more is owed, and the limit is not counted twice. The member's contact
+    is locked for the transaction, so two requests at once cannot both slip under the limit."""
+    async with uow:
+        now = uow.clock()
+        if not await uow.repo.lock_contact(cmd.member_id):
+            raise NotFound(f"This service knows no member {cmd.member_id}.")
+        owed = model.sign_in_mail(cmd.member_id, cmd.link_id, cmd.link, now=now, traceparent=cmd.traceparent)
+        if await uow.repo.is_owed(owed.dedupe_key):
+            await uow.commit()
+            return False
+        wait = model.sign_in_wait(
+            await uow.repo.owed_since(cmd.member_id, model.SIGN_IN, now - model.SIGN_IN_WINDOW), now
+        )
+        if wait is not None:
+            seconds = max(1, math.ceil(wait.total_seconds()))
+            raise TooMany(
+                f"At most {model.SIGN_IN_LIMIT} sign-in mails a member per "
+                f"{int(model.SIGN_IN_WINDOW.total_seconds() // 60)} minutes; the next may go in {seconds} s.",
+                seconds,
+            )
+        await uow.repo.owe([owed])
+        await uow.commit()
+    return True
+
+
 # -- an operator's ------------------------------------------------------------------------------------------------
 async def retry_delivery(cmd: commands.RetryDelivery, uow: UnitOfWork) -> None:
     """Send a failed delivery again: NotFound, or NotFailed unless it failed. Its cause was fixed, so an
@@ -481,6 +510,7 @@ HANDLERS: dict[type, Callable[[Any, UnitOfWork], Awaitable[Any]]] = {
     commands.UndoSent: undo_sent,
     commands.RetryDelivery: retry_delivery,
     commands.ClearUndeliverable: clear_undeliverable,
+    commands.SendSignInMail: send_sign_in_mail,
 }
 
 
