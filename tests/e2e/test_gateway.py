@@ -153,6 +153,32 @@ def test_sign_in_answer_and_a_coordinators_move_reach_the_member(web: Web):
     seen = mette.get(f"/meetings/{ids['meeting_a']}").text
     assert "kl. 09:30" in seen and "Flyt mødet" not in seen  # she sees the move, and no coordinator's form
 
+    # a topic Mette proposes, Lars takes into the meeting's agenda; a bad agenda line comes back with the input kept
+    group_page = mette.get(f"/groups/{ids['a']}")
+    proposed = mette.post(
+        f"/groups/{ids['a']}/proposals",
+        data={
+            "title": "Agile kontrakter i praksis",
+            "description": "Erfaringer med K02",
+            "kind": "talk",
+            "csrf": csrf_of(group_page.text),
+        },
+    )
+    assert proposed.status_code == 200 and "Agile kontrakter i praksis" in proposed.text
+    proposal = re.search(r'action="/proposals/([0-9a-f-]{36})/accept"', lars.get(f"/groups/{ids['a']}").text)
+    assert proposal, "the coordinator sees no way to take the proposal in"
+    lcsrf = csrf_of(lars.get(f"/groups/{ids['a']}").text)
+    taken = lars.post(
+        f"/proposals/{proposal.group(1)}/accept",
+        data={"meeting_id": ids["meeting_a"], "minutes": "45", "next": f"/groups/{ids['a']}", "csrf": lcsrf},
+    )
+    assert taken.status_code == 200 and "taget med på dagsordenen" in taken.text
+    assert "Agile kontrakter i praksis" in mette.get(f"/meetings/{ids['meeting_a']}").text.split("Dagsorden", 1)[1]
+    bad = lars.post(
+        f"/meetings/{ids['meeting_a']}/agenda", data={"agenda": "check-in; Runden\nnonsense", "csrf": lcsrf}
+    )
+    assert bad.status_code == 422 and "check-in; Runden\nnonsense" in bad.text.replace("&#10;", "\n")
+
     # the link in the mail has been used: a second use says so and offers a new one
     link = web.used and sorted(web.used)[0]
     again = httpx.Client(base_url=web.url, timeout=10).get(link)

@@ -262,10 +262,13 @@ async def _group(request: Request, who: Viewer, gid: UUID, status: int = 200, **
         if role == "coordinator" and isinstance(results[3], list):
             requests = results[3]
     names = {d["member_id"]: d["name"] for d in directory or []}
+    now = gateway(request).clock()
+    upcoming = [m for m in meetings if m["status"] == "scheduled" and datetime.fromisoformat(m["starts_at"]) > now]
     return await render(
         request,
         "group.html",
         status,
+        upcoming=sorted(upcoming, key=lambda m: m["starts_at"]),
         group=group,
         role=role,
         directory=directory,
@@ -409,6 +412,73 @@ async def schedule_meeting(request: Request, group_id: str) -> Response:
     return redirect(f"/meetings/{meeting['meeting_id']}", "meeting.scheduled")
 
 
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+@router.post("/groups/{group_id}/series")
+async def plan_series(request: Request, group_id: str) -> Response:
+    """The year's plan in one step: e.g. the second Tuesday of March, June, September and December, 13:00-16:00."""
+    who = await signed_in(request)
+    gid = _uuid(group_id)
+    form = await read_form(request)
+    keys = ("series_title", "weekday", "week", "series_start", "series_end", "first_day", "count", "series_venue")
+    values = {k: form.get(k, "") for k in keys}
+    values["months"] = form.get("months", "")
+    if not csrf_ok(request, form, who):
+        return await _group(request, who, gid, 400, values=values, errors={"form": "error.csrf"})
+    months = sorted({int(m) for m in values["months"].split("\n") if m.isdigit() and 1 <= int(m) <= 12})
+    errors = {}
+    if not months:
+        errors["months"] = "error.required"
+    if values["weekday"] not in WEEKDAYS:
+        errors["weekday"] = "error.required"
+    if values["week"] not in ("1", "2", "3", "4", "5", "-1"):
+        errors["week"] = "error.required"
+    if not values["count"].isdigit():
+        errors["count"] = "error.required"
+    if errors:
+        return await _group(request, who, gid, 422, values=values, errors=errors)
+    body: dict[str, Any] = {
+        "group_id": str(gid),
+        "title": values["series_title"],
+        "months": months,
+        "weekday": values["weekday"],
+        "week": int(values["week"]),
+        "starts": values["series_start"],
+        "ends": values["series_end"],
+        "first_day": values["first_day"],
+        "count": int(values["count"]),
+        "timezone": "Europe/Copenhagen",
+    }
+    if values["series_venue"].strip():
+        body["venue"] = {"name": values["series_venue"], "address": None}
+    try:
+        await gateway(request).services.call("meetings", "POST", "/series", member=who.member_id, json=body)
+    except Refused as exc:
+        if exc.status not in (400, 409, 422):
+            raise
+        renamed = {"title": "series_title", "starts": "series_start", "ends": "series_end", "venue": "series_venue"}
+        errors = {renamed.get(k, k): v for k, v in _errors(exc).items()}
+        return await _group(request, who, gid, 422, values=values, errors=errors)
+    return redirect(f"/groups/{gid}", "meeting.planned")
+
+
+@router.post("/proposals/{proposal_id}/accept")
+async def accept_proposal(request: Request, proposal_id: str) -> Response:
+    who = await signed_in(request)
+    pid = _uuid(proposal_id)
+    form = await read_form(request)
+    back = safe_next(form.get("next"))
+    minutes = form.get("minutes", "")
+    if not csrf_ok(request, form, who) or not minutes.isdigit():
+        return redirect(back)
+    body = {"meeting_id": str(_uuid(form.get("meeting_id", ""))), "minutes": int(minutes)}
+    await gateway(request).services.call(
+        "meetings", "POST", f"/proposals/{pid}/accept", member=who.member_id, json=body
+    )
+    return redirect(back, "meeting.taken_in")
+
+
 # -- meetings ---------------------------------------------------------------------------------------------------------
 @router.get("/meetings/{meeting_id}")
 async def meeting_page(request: Request, meeting_id: str) -> Response:
@@ -505,6 +575,81 @@ async def cancel(request: Request, meeting_id: str) -> Response:
         if exc.status not in (400, 409, 422):
             raise
         return await _meeting(request, who, mid, 422, values=values, errors=_errors(exc))
+    return redirect(f"/meetings/{mid}", "saved")
+
+
+AGENDA_KINDS = {
+    "check_in": "check_in",
+    "check-in": "check_in",
+    "talk": "talk",
+    "oplæg": "talk",
+    "discussion": "discussion",
+    "drøftelse": "discussion",
+    "break": "break",
+    "pause": "break",
+    "other": "other",
+    "andet": "other",
+}
+
+
+def parse_agenda(text: str) -> tuple[list[dict[str, Any]], str | None]:
+    """One item a line: `kind; title; minutes[; speaker[; speaker's organisation]]` (kind in Danish or English)."""
+    items: list[dict[str, Any]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = [p.strip() for p in line.split(";")]
+        if len(parts) < 3 or parts[0].lower() not in AGENDA_KINDS or not parts[2].isdigit():
+            return [], f"line {number}"
+        item: dict[str, Any] = {"kind": AGENDA_KINDS[parts[0].lower()], "title": parts[1], "minutes": int(parts[2])}
+        if len(parts) > 3 and parts[3]:
+            item["speaker"] = parts[3]
+        if len(parts) > 4 and parts[4]:
+            item["speaker_organisation"] = parts[4]
+        items.append(item)
+    return items, None
+
+
+@router.post("/meetings/{meeting_id}/agenda")
+async def edit_agenda(request: Request, meeting_id: str) -> Response:
+    who = await signed_in(request)
+    mid = _uuid(meeting_id)
+    form = await read_form(request)
+    values = {"agenda": form.get("agenda", "")}
+    if not csrf_ok(request, form, who):
+        return await _meeting(request, who, mid, 400, values=values, errors={"form": "error.csrf"})
+    items, bad = parse_agenda(values["agenda"])
+    if bad is not None:
+        return await _meeting(request, who, mid, 422, values=values, errors={"agenda": "meeting.agenda.format"})
+    try:
+        await gateway(request).services.call(
+            "meetings", "PUT", f"/meetings/{mid}/agenda", member=who.member_id, json={"agenda": items}
+        )
+    except Refused as exc:
+        if exc.status not in (400, 409, 422):
+            raise
+        return await _meeting(request, who, mid, 422, values=values, errors={"agenda": exc.detail})
+    return redirect(f"/meetings/{mid}", "saved")
+
+
+@router.post("/meetings/{meeting_id}/attendance/{member_id}")
+async def attendance(request: Request, meeting_id: str, member_id: str) -> Response:
+    who = await signed_in(request)
+    mid, member = _uuid(meeting_id), _uuid(member_id)
+    form = await read_form(request)
+    if csrf_ok(request, form, who) and form.get("attended") in ("yes", "no"):
+        try:
+            await gateway(request).services.call(
+                "meetings",
+                "PUT",
+                f"/meetings/{mid}/attendance/{member}",
+                member=who.member_id,
+                json={"attended": form["attended"] == "yes"},
+            )
+        except Refused as exc:
+            if exc.status not in (409, 422):
+                raise
+            return await _meeting(request, who, mid, exc.status, errors={"attendance": exc.detail})
     return redirect(f"/meetings/{mid}", "saved")
 
 
