@@ -202,11 +202,24 @@ async def upcoming(request: Request, who: Viewer, me: dict[str, Any]) -> list[di
     return out[:10]
 
 
+async def own_profile(request: Request, who: Viewer) -> dict[str, Any]:
+    """The member's profile; a member the members service no longer has (erased by the administration) is forgotten
+    here too: their sessions and links go, and the page asks them to sign in."""
+    gw = gateway(request)
+    try:
+        me: dict[str, Any] = await gw.services.call("members", "GET", f"/members/{who.member_id}", member=who.member_id)
+    except Refused as exc:
+        if exc.status == 404:
+            await gw.store.forget(who.member_id)
+            raise SignInRequired from exc
+        raise
+    return me
+
+
 @router.get("/")
 async def dashboard(request: Request) -> Response:
     who = await signed_in(request)
-    svc = gateway(request).services
-    me = await svc.call("members", "GET", f"/members/{who.member_id}", member=who.member_id)
+    me = await own_profile(request, who)
     meetings = await upcoming(request, who, me)
     return await render(request, "dashboard.html", me=me, meetings=meetings)
 
