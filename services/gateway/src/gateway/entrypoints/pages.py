@@ -337,10 +337,10 @@ async def propose(request: Request, group_id: str) -> Response:
     who = await signed_in(request)
     gid = _uuid(group_id)
     form = await read_form(request)
-    values = {k: form.get(k, "") for k in ("title", "description", "kind")}
+    values = {k: form.get(k, "") for k in ("topic", "details", "kind")}  # not title: the schedule form has one
     if not csrf_ok(request, form, who):
         return await _group(request, who, gid, 400, values=values, errors={"form": "error.csrf"})
-    body = {"title": values["title"], "description": values["description"], "kind": values["kind"] or "topic"}
+    body = {"title": values["topic"], "description": values["details"], "kind": values["kind"] or "topic"}
     try:
         await gateway(request).services.call(
             "meetings", "POST", f"/groups/{gid}/proposals", member=who.member_id, json=body
@@ -348,7 +348,9 @@ async def propose(request: Request, group_id: str) -> Response:
     except Refused as exc:
         if exc.status != 422:
             raise
-        return await _group(request, who, gid, 422, values=values, errors=_errors(exc))
+        renamed = {"title": "topic", "description": "details"}
+        errors = {renamed.get(k, k): v for k, v in _errors(exc).items()}
+        return await _group(request, who, gid, 422, values=values, errors=errors)
     return redirect(f"/groups/{gid}", "saved")
 
 
