@@ -207,6 +207,17 @@ def test_a_member_reaches_nothing_of_another_group_and_a_coordinator_manages_onl
         == 403
     )
 
+    # the only routes that name another member are a coordinator's: to a member they are closed
+    assert (
+        mette.post(
+            f"/meetings/{ids['meeting_a']}/attendance/{ids['lars']}", data={"attended": "yes", "csrf": csrf}
+        ).status_code
+        == 403
+    )
+    assert mette.post(f"/groups/{ids['a']}/requests/{ids['anna']}/approve", data={"csrf": csrf}).status_code == 403
+    export = mette.get("/profile/export")
+    assert export.status_code == 200 and export.json()["member_id"] == ids["mette"] and "Anna Fiktiv" not in export.text
+
     # a form without the session's CSRF token changes nothing
     forged = mette.post(f"/meetings/{ids['meeting_a']}/rsvp", data={"response": "declined", "csrf": "not-the-token"})
     assert forged.status_code == 400
@@ -320,6 +331,18 @@ def test_an_unknown_address_gets_the_same_answer_and_no_mail_and_a_service_away_
     assert bad.status_code == 422 and 'value="not an address"' in bad.text and 'aria-invalid="true"' in bad.text
     time.sleep(1.5)
     assert len(web.platform.mails()) == before
+    # three links per address in 15 minutes, then the same page says to wait (and no mail goes)
+    for _ in range(3):
+        assert (
+            client.post("/login", data={"email": "anna.fiktiv@example.org", "csrf": csrf_of(page.text)}).status_code
+            == 200
+        )
+    slow = client.post("/login", data={"email": "Anna.Fiktiv@example.org", "csrf": csrf_of(page.text)})
+    assert slow.status_code == 429 and "Vent et kvarter" in slow.text
+    wait_for(lambda: len(web.platform.mails()) == before + 3, what="three sign-in mails to Anna")
+    # hostile input in a form: refused next to the field, the rest of what was typed kept
+    injected = client.post("/login", data={"email": "x@example.org\r\nBcc: y@example.org", "csrf": csrf_of(page.text)})
+    assert injected.status_code == 422 and 'aria-invalid="true"' in injected.text
 
     mette = sign_in(web, "mette.eksempel@example.org")
     web.platform.services["meetings"].stop()
