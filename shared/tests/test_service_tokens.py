@@ -111,3 +111,19 @@ async def test_the_edge_takes_the_caller_from_the_token_and_ignores_the_header()
         # the operators' API token still works, and with it the header names the member acted for
         static = await c.get("/whoami", headers={"Authorization": f"Bearer {STATIC}", "X-Netvaerk-Member": str(other)})
         assert static.json() == {"member": str(other)}
+
+
+def test_production_takes_a_real_api_token_or_none_beside_the_gateway_key():
+    import pytest
+    from pydantic import ValidationError
+
+    from netvaerk_shared.settings import ServiceSettings
+
+    with pytest.raises(ValidationError, match="API_TOKEN"):
+        ServiceSettings(environment="production", api_token="change-me", gateway_token_key=KEY)
+    with pytest.raises(ValidationError, match="API_TOKEN"):
+        ServiceSettings(environment="production", api_token="")  # no way in at all
+    with pytest.raises(ValidationError, match="GATEWAY_TOKEN_KEY"):
+        ServiceSettings(environment="production", api_token="", gateway_token_key="short")
+    only_gateway = ServiceSettings(environment="production", api_token="", gateway_token_key=KEY)
+    assert only_gateway.api_token == "" and only_gateway.gateway_token_key == KEY

@@ -88,10 +88,14 @@ class ServiceSettings(LoggingSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Self:
-        if self.environment == "production" and self.api_token.strip().lower() in PLACEHOLDERS:
-            raise ValueError("API_TOKEN must be set to a real secret in production")
-        if self.environment == "production" and len(self.api_token) < 16:
-            raise ValueError("API_TOKEN must be at least 16 characters in production")
+        # production: a real API_TOKEN, or none at all when GATEWAY_TOKEN_KEY is set (then only the web gateway's
+        # short-lived tokens open the API: no long-lived secret exists that could leak)
+        gateway_only = not self.api_token and bool(self.gateway_token_key)
+        if self.environment == "production" and not gateway_only:
+            if self.api_token.strip().lower() in PLACEHOLDERS:
+                raise ValueError("API_TOKEN must be set to a real secret in production (or unset, with GATEWAY_TOKEN_KEY)")
+            if len(self.api_token) < 16:
+                raise ValueError("API_TOKEN must be at least 16 characters in production")
         if self.environment == "production" and self.gateway_token_key and len(self.gateway_token_key) < 32:
             raise ValueError("GATEWAY_TOKEN_KEY must be at least 32 characters in production")
         if not self.database_url:
