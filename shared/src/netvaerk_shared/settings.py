@@ -93,7 +93,7 @@ class ServiceSettings(LoggingSettings):
         gateway_only = not self.api_token and bool(self.gateway_token_key)
         if self.environment == "production" and not gateway_only:
             if self.api_token.strip().lower() in PLACEHOLDERS:
-                raise ValueError("API_TOKEN must be set to a real secret in production (or unset, with GATEWAY_TOKEN_KEY)")
+                raise ValueError("API_TOKEN must be a real secret in production (or unset, with GATEWAY_TOKEN_KEY)")
             if len(self.api_token) < 16:
                 raise ValueError("API_TOKEN must be at least 16 characters in production")
         if self.environment == "production" and self.gateway_token_key and len(self.gateway_token_key) < 32:
