@@ -69,7 +69,11 @@ async def test_sessions_end_one_by_one_or_everywhere_and_erasure_leaves_nothing(
     await store.create_link(member, NOW, timedelta(minutes=15))
     await store.create_session(member, NOW, timedelta(days=14))
     assert await store.add_admin(member, NOW) and not await store.add_admin(member, NOW)
+    admin_token, _ = await store.create_session(member, NOW, timedelta(days=14))
+    assert (await store.session(admin_token, NOW)).is_admin  # type: ignore[union-attr]
+    someone_else, _ = await store.create_session(uuid4(), NOW, timedelta(days=14))
+    assert not (await store.session(someone_else, NOW)).is_admin  # type: ignore[union-attr]
     exported = await store.export(member)
-    assert len(exported["sessions"]) == 1 and len(exported["sign_in_links"]) == 1 and exported["administrator_since"]
+    assert len(exported["sessions"]) == 2 and len(exported["sign_in_links"]) == 1 and exported["administrator_since"]
     await store.forget(member)
     assert await store.export(member) == {"sessions": [], "sign_in_links": [], "administrator_since": None}

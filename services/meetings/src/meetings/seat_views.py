@@ -95,9 +95,7 @@ async def member_history(engine: AsyncEngine, member_id: UUID) -> list[dict[str,
             .mappings()
             .all()
         )
-        answers = {}
-        for meeting_id in answered:
-            answers[meeting_id] = next(a for a in await _answers(conn, meeting_id) if a["member_id"] == member_id)
+        answers = await own_answers(conn, member_id)
         presence = {
             row.meeting_id: row.attended
             for row in await conn.execute(select(at.c.meeting_id, at.c.attended).where(at.c.member_id == member_id))
@@ -115,6 +113,27 @@ async def member_history(engine: AsyncEngine, member_id: UUID) -> list[dict[str,
         }
         for row in rows
     ]
+
+
+async def own_answers(
+    conn: AsyncConnection, member_id: UUID, meeting_ids: list[UUID] | None = None
+) -> dict[UUID, dict[str, Any]]:
+    """The member's own answers (to these meetings, or to all) in one query; a place in line is counted only where
+    they wait, not by reading every answer to every meeting they answered."""
+    r = orm.rsvps
+    where = r.c.member_id == member_id
+    if meeting_ids is not None:
+        where = where & r.c.meeting_id.in_(meeting_ids)
+    answers = {}
+    for row in (await conn.execute(select(r).where(where))).mappings().all():
+        position = None
+        if row["status"] == "waitlisted":
+            ahead = select(func.count()).where(
+                r.c.meeting_id == row["meeting_id"], r.c.status == "waitlisted", r.c.arrival < row["arrival"]
+            )
+            position = (await conn.execute(ahead)).scalar_one() + 1
+        answers[row["meeting_id"]] = _answer(row, position)
+    return answers
 
 
 async def member_part(conn: AsyncConnection, member_id: UUID) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -24,6 +25,18 @@ async def group_meetings(engine: AsyncEngine, group_id: UUID) -> list[dict[str, 
         if await _group_row(conn, group_id) is None:
             return None
         return await _meetings(conn, orm.meetings.c.group_id == group_id)
+
+
+async def upcoming_for(engine: AsyncEngine, member_id: UUID, now: datetime, limit: int) -> list[dict[str, Any]]:
+    """The coming meetings (not ended, not cancelled) of the groups the member is in, soonest first, each with the
+    member's own answer: what a member's overview shows, in two queries and a count per waiting place."""
+    m, gm = orm.meetings, orm.group_members
+    groups = select(gm.c.group_id).where(gm.c.member_id == member_id, gm.c.left_at.is_(None))
+    async with engine.connect() as conn:
+        where = m.c.group_id.in_(groups) & (m.c.ends_at > now) & (m.c.status != "cancelled")
+        meetings = await _meetings(conn, where, limit=limit)
+        answers = await seat_views.own_answers(conn, member_id, [x["meeting_id"] for x in meetings])
+    return [{"meeting": x, "rsvp": answers.get(x["meeting_id"])} for x in meetings]
 
 
 async def get_group(engine: AsyncEngine, group_id: UUID) -> dict[str, Any] | None:
@@ -95,9 +108,12 @@ async def _group_row(conn: AsyncConnection, group_id: UUID) -> Row[Any] | None:
     return (await conn.execute(select(orm.groups).where(orm.groups.c.id == group_id))).first()
 
 
-async def _meetings(conn: AsyncConnection, where: ColumnElement[bool]) -> list[dict[str, Any]]:
+async def _meetings(
+    conn: AsyncConnection, where: ColumnElement[bool], limit: int | None = None
+) -> list[dict[str, Any]]:
     m, a = orm.meetings, orm.agenda_items
-    rows = (await conn.execute(select(m).where(where).order_by(m.c.starts_at, m.c.id))).mappings().all()
+    query = select(m).where(where).order_by(m.c.starts_at, m.c.id)
+    rows = (await conn.execute(query if limit is None else query.limit(limit))).mappings().all()
     if not rows:
         return []
     items = (

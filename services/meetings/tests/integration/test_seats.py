@@ -397,3 +397,39 @@ async def _rows(runtime) -> tuple[int, ...]:
                 for t in (orm.rsvps, orm.attendance, runtime.tables.outbox)
             ]
         )
+
+
+async def test_a_members_upcoming_meetings_come_soonest_first_with_their_own_answer_and_nothing_else(
+    database_url, clean_nats
+):
+    """What the web gateway's overview shows, in one call: the coming meetings of the member's groups (not another
+    group's, not a cancelled one), each with the member's own answer and place in line."""
+    from .test_meetings_flow import future
+
+    a, b, other = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    async with meetings_service(database_url, clean_nats) as (client, js, runtime):
+        mine = await a_group(client, js, [a, b])
+        theirs = await a_group(client, js, [other])
+        later = await a_meeting(
+            client, mine, capacity=1, starts_at=future(40, 16).isoformat(), ends_at=future(40, 18).isoformat()
+        )
+        sooner = await a_meeting(client, mine, starts_at=future(20, 16).isoformat(), ends_at=future(20, 18).isoformat())
+        cancelled = await a_meeting(client, mine)
+        await a_meeting(client, theirs)
+        assert (await client.post(f"/meetings/{cancelled}/cancel", json={"reason": "Aflyst"})).status_code == 200
+        assert (await rsvp(client, later, b)).json()["status"] == "confirmed"
+        assert (await rsvp(client, later, a)).json()["status"] == "waitlisted"
+
+        answer = await client.get(f"/members/{a}/upcoming", headers={AS: str(a)})
+        assert answer.status_code == 200, answer.text
+        got = answer.json()
+        assert [x["meeting"]["meeting_id"] for x in got] == [sooner, later]
+        assert got[0]["rsvp"] is None
+        assert (got[1]["rsvp"]["status"], got[1]["rsvp"]["waitlist_position"]) == ("waitlisted", 1)
+        assert got[1]["meeting"]["agenda"][0]["kind"] == "check_in"
+        assert [
+            x["meeting"]["meeting_id"]
+            for x in (await client.get(f"/members/{a}/upcoming?limit=1", headers={AS: str(a)})).json()
+        ] == [sooner]
+        assert_problem(await client.get(f"/members/{a}/upcoming", headers={AS: str(b)}), 403)
+        assert (await client.get(f"/members/{uuid.uuid4()}/upcoming")).json() == []

@@ -15,6 +15,7 @@ from netvaerk_shared import service_tokens
 
 SERVICES = ("members", "meetings", "notifications")
 TOKEN_REUSE_SECONDS = 30  # a token lives 60 s; minted again when half of that is gone
+POOL_SIZE = 40  # connections per service
 
 
 class Unavailable(Exception):
@@ -48,15 +49,21 @@ class Services:
     ):
         self.urls = {name: url.rstrip("/") for name, url in urls.items()}
         self.key = key
-        self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=50),
-            transport=transport,
-        )
+        # one client (one connection pool) per service, every connection kept alive: httpcore's pool walks all of
+        # its connections on each request, and closes idle ones it should keep (bench/README, the gateway figure)
+        self.clients = {
+            name: httpx.AsyncClient(
+                timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),
+                limits=httpx.Limits(max_connections=POOL_SIZE, max_keepalive_connections=POOL_SIZE),
+                transport=transport,
+            )
+            for name in self.urls
+        }
         self._tokens: dict[tuple[str, UUID | None], tuple[str, float]] = {}
 
     async def close(self) -> None:
-        await self.client.aclose()
+        for client in self.clients.values():
+            await client.aclose()
 
     def token(self, service: str, member_id: UUID | None) -> str:
         now = time.time()
@@ -84,7 +91,7 @@ class Services:
         finding the member of an address at sign-in, and the administrators' pages)."""
         headers = {"Authorization": f"Bearer {self.token(service, member)}"}
         try:
-            response = await self.client.request(
+            response = await self.clients[service].request(
                 method, self.urls[service] + path, json=json, params=params, headers=headers
             )
         except httpx.HTTPError as exc:
@@ -107,7 +114,7 @@ class Services:
         out: dict[str, bool] = {}
         for name in SERVICES:
             try:
-                response = await self.client.get(self.urls[name] + "/readyz", timeout=2.0)
+                response = await self.clients[name].get(self.urls[name] + "/readyz", timeout=2.0)
                 out[name] = response.status_code == 200
             except httpx.HTTPError:
                 out[name] = False

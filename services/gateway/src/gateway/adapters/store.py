@@ -69,6 +69,7 @@ class Session:
     member_id: UUID
     csrf: str
     expires_at: datetime
+    is_admin: bool = False
 
 
 class Store:
@@ -152,13 +153,16 @@ class Store:
     async def session(self, token: str, now: datetime) -> Session | None:
         if not token or len(token) > MAX_TOKEN_CHARS:
             return None
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(sessions).where(sessions.c.token_hash == digest(token), sessions.c.expires_at > now)
-                )
-            ).first()
-        return None if row is None else Session(row.session_id, row.member_id, row.csrf, row.expires_at)
+        async with self.engine.connect() as conn:  # one query: the session and whether its member administers
+            query = (
+                select(sessions, administrators.c.member_id.label("admin"))
+                .select_from(sessions.outerjoin(administrators, administrators.c.member_id == sessions.c.member_id))
+                .where(sessions.c.token_hash == digest(token), sessions.c.expires_at > now)
+            )
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        return Session(row.session_id, row.member_id, row.csrf, row.expires_at, row.admin is not None)
 
     async def end_session(self, session_id: UUID) -> None:
         async with self.engine.begin() as conn:

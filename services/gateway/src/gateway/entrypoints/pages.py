@@ -169,37 +169,13 @@ async def switch_language(request: Request, lang: str) -> Response:
 
 # -- the overview -----------------------------------------------------------------------------------------------------
 async def upcoming(request: Request, who: Viewer, me: dict[str, Any]) -> list[dict[str, Any]]:
-    """The member's next meetings in their groups, soonest first, each with the member's answer."""
+    """The member's next meetings in their groups, soonest first, each with the member's answer (one call)."""
     svc = gateway(request).services
-    groups = me.get("groups", [])
-    lists = await asyncio.gather(
-        *(svc.call("meetings", "GET", f"/groups/{g['group_id']}/meetings", member=who.member_id) for g in groups),
-        svc.call("meetings", "GET", f"/members/{who.member_id}/meetings", member=who.member_id),
-        return_exceptions=True,
+    entries = await svc.call(
+        "meetings", "GET", f"/members/{who.member_id}/upcoming", member=who.member_id, params={"limit": 10}
     )
-    history = lists[-1]
-    for result in lists:
-        if isinstance(result, Unavailable):
-            raise result
-    answers = {h["meeting_id"]: h.get("rsvp") for h in history} if isinstance(history, list) else {}
-    names = {g["group_id"]: g["name"] for g in groups}
-    now = gateway(request).clock()
-    out = []
-    for result in lists[:-1]:
-        if not isinstance(result, list):
-            continue
-        for meeting in result:
-            if meeting["status"] == "cancelled" or datetime.fromisoformat(meeting["ends_at"]) < now:
-                continue
-            out.append(
-                {
-                    **meeting,
-                    "group_name": names.get(meeting["group_id"], ""),
-                    "rsvp": answers.get(meeting["meeting_id"]),
-                }
-            )
-    out.sort(key=lambda m: m["starts_at"])
-    return out[:10]
+    names = {g["group_id"]: g["name"] for g in me.get("groups", [])}
+    return [{**e["meeting"], "group_name": names.get(e["meeting"]["group_id"], ""), "rsvp": e["rsvp"]} for e in entries]
 
 
 async def own_profile(request: Request, who: Viewer) -> dict[str, Any]:
@@ -703,7 +679,7 @@ async def calendar_feed(request: Request, token: str) -> Response:
     headers = {k: v for k, v in request.headers.items() if k in ("if-none-match", "if-modified-since")}
     svc = gateway(request).services
     try:
-        answer = await svc.client.get(f"{svc.urls['meetings']}/calendar/{token}.ics", headers=headers)
+        answer = await svc.clients["meetings"].get(f"{svc.urls['meetings']}/calendar/{token}.ics", headers=headers)
     except httpx.HTTPError as exc:
         raise Unavailable("meetings") from exc
     if answer.status_code >= 500:

@@ -68,7 +68,7 @@ async def viewer(request: Request) -> Viewer | None:
     token = request.cookies.get(SESSION_COOKIE, "")
     session = await gw.store.session(token, gw.clock()) if token else None
     if session is not None:
-        found = Viewer(session.member_id, session.session_id, session.csrf, await gw.store.is_admin(session.member_id))
+        found = Viewer(session.member_id, session.session_id, session.csrf, session.is_admin)
     request.state.viewer = found
     return found
 

@@ -3,12 +3,12 @@ Routes only translate to commands and queries."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from netvaerk_shared.contracts import AgendaKind
@@ -269,6 +269,32 @@ async def group_meetings(group_id: UUID, runtime: Runtime) -> list[dict[str, Any
     if meetings is None:
         raise Problem(404, _unknown_group(group_id))
     return meetings
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class UpcomingEntry(BaseModel):
+    meeting: MeetingOut
+    rsvp: seats_http.RsvpOut | None = Field(description="The member's own answer; null: not answered")
+
+
+@router.get(
+    "/members/{member_id}/upcoming",
+    tags=["members"],
+    summary="A member's coming meetings in the groups they are in, soonest first, each with their own answer",
+    response_model=list[UpcomingEntry],
+    responses=problems(403),
+)
+async def upcoming(
+    member_id: UUID,
+    runtime: Runtime,
+    caller: Caller,
+    limit: Annotated[int, Query(ge=1, le=50, description="At most this many meetings")] = 10,
+) -> list[dict[str, Any]]:
+    caller.require_self_or_admin(member_id)
+    return await views.upcoming_for(runtime.engine, member_id, utc_now(), limit)
 
 
 @router.get(
