@@ -5,8 +5,10 @@ The browser tests (test_gateway_browser.py) drive the same pages in Chromium."""
 
 from __future__ import annotations
 
+import html
 import re
 import time
+import urllib.parse
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -349,4 +351,16 @@ def test_an_unknown_address_gets_the_same_answer_and_no_mail_and_a_service_away_
     away = mette.get("/")
     assert away.status_code == 503 and "møder" in away.text and "Traceback" not in away.text
     assert mette.get("/profile").status_code == 200  # what does not need the meetings service still works
+    # a proposal sent while meetings is away: the page keeps what she typed and sends it again once it is back
+    typed = {"topic": "Databeskyttelse i skyen", "details": "Linje 1\nLinje 2", "kind": "topic"}
+    lost = mette.post(f"/groups/{ids['a']}/proposals", data={**typed, "csrf": csrf_of(mette.get("/profile").text)})
+    assert lost.status_code == 503 and "Databeskyttelse i skyen" in lost.text and "Send igen" in lost.text
+    web.platform.services["meetings"].start()
+    again = re.search(r'<form method="post" action="([^"]+)">(.*?)</form>', lost.text, re.S)
+    fields = re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', again.group(2))
+    body = urllib.parse.urlencode([(k, html.unescape(v)) for k, v in fields])
+    resent = mette.post(again.group(1), content=body, headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert resent.status_code == 200 and "Databeskyttelse i skyen" in resent.text
+    status, proposals = web.platform.call("meetings", "GET", f"/groups/{ids['a']}/proposals")
+    assert [p["description"] for p in proposals if p["title"] == "Databeskyttelse i skyen"] == ["Linje 1\nLinje 2"]
     assert ids

@@ -864,7 +864,15 @@ async def error_page(request: Request, exc: Exception) -> Response:
     if isinstance(exc, SignInRequired):
         return redirect("/login?next=" + request.url.path)
     if isinstance(exc, Unavailable):
-        return await render(request, "unavailable.html", 503, service=exc.service)
+        kept: dict[str, str] = {}
+        if request.method == "POST":  # what the member typed comes back, with a button that sends it again
+            try:
+                kept = await read_form(request)
+            except Exception:  # a body that was not a form: nothing to keep
+                kept = {}
+        return await render(
+            request, "unavailable.html", 503, service=exc.service, kept=kept, retry_action=request.url.path
+        )
     status = error_page_status(exc)
     key = {403: "error.forbidden", 404: "error.notfound", 429: "error.slow"}.get(status)
     detail = exc.detail if isinstance(exc, Refused) and key is None else None
