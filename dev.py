@@ -2,7 +2,14 @@
 """Netværk on one machine. Usage:
 
     python3 dev.py run                          NATS, an SMTP sink and the three services, kept running until Ctrl-C
-    python3 dev.py test [pytest args...]        the tests
+    python3 dev.py test [pytest args...]        the tests (pyproject's testpaths): two pytest processes at once, one
+                                                for tests/ (+ a few service folders, by measured time) with a
+                                                nats-server of its own, one for the rest (NATS_URL if set); both
+                                                get the pytest args, stream their output prefixed "a|" / "b|" (kept
+                                                in var/log/test-a.log, test-b.log), then their short summaries and
+                                                one combined line; non-zero if either fails or collects nothing.
+                                                Test paths, node ids, -k, -m, --lf, --pdb ... or
+                                                NETVAERK_TEST_SERIAL=1: one pytest process, as given
     python3 dev.py lint                         ruff check, ruff format --check and mypy over the tree (CI runs it)
     python3 dev.py lock [uv pip compile args...]
                                                 refresh requirements/*.lock from requirements/*.in and the pyproject
@@ -645,9 +652,7 @@ def run():
             f"  {svc:<14} http://{HOST}:{port}   docs http://{HOST}:{port}/docs" for svc, port in SERVICES.items()
         ]
         if people:
-            lines += [
-                f"  {'sign in':<14} at {gateway_url}/login as one of these (then: python3 dev.py mail)"
-            ]
+            lines += [f"  {'sign in':<14} at {gateway_url}/login as one of these (then: python3 dev.py mail)"]
             lines += people
         lines += [
             f"  {'NATS':<14} {without_credentials(nats_url)}   ({nats_note})",
@@ -679,7 +684,9 @@ def run():
 # Shard "a" takes these (balanced by --durations=0 timings) and its own nats-server: the plugin's JetStream stream
 # names are fixed and it deletes them before each test, so two processes must not share one NATS. Shard "b" takes
 # every other testpath (a new one lands there) and NATS_URL when set. Both share DATABASE_URL (unique database names).
-TEST_SHARD_A = ["tests"]
+# Measured on 2 cores, both at once: with tests/ alone ~520 s against ~700 s for the rest; these two folders
+# (~90 s) moved across make it ~670 s each (add --durations=0: var/log/test-*.log then shows where it goes).
+TEST_SHARD_A = ["tests", "services/meetings/tests/integration", "services/notifications/tests/contract"]
 # pytest options whose value is the next argument (so that value is not taken for a test path)
 PYTEST_VALUE_OPTIONS = {
     *("-k", "-m", "-p", "-c", "-o", "-W", "-r", "--deselect", "--ignore", "--ignore-glob", "--durations"),

@@ -142,3 +142,16 @@ def test_venue_link_and_capacity():
 def test_bad_agenda_items_are_refused_with_their_position(item, message):
     with pytest.raises(Invalid, match=f"Agenda item 2.*{message}"):
         schedule(agenda=[AgendaItem(kind="check_in", title="Runde", minutes=10), item])
+
+
+@pytest.mark.parametrize(
+    "starts_at",
+    [
+        datetime(1, 1, 1, 0, 0, tzinfo=CPH_WINTER),  # year 0 in UTC: astimezone overflows (schemathesis found it)
+        datetime(9999, 12, 31, 23, 0, tzinfo=timezone(timedelta(hours=-5))),  # year 10000 in UTC
+        datetime(2201, 1, 1, 12, 0, tzinfo=UTC),
+    ],
+)
+def test_times_at_the_ends_of_the_calendar_are_refused_not_a_crash(starts_at):
+    with pytest.raises(Invalid, match="between the years"):
+        schedule(starts_at=starts_at, ends_at=datetime(2026, 12, 10, 18, 0, tzinfo=CPH_WINTER))

@@ -281,10 +281,21 @@ def _deadline(deadline: datetime, starts_at: datetime, now: datetime) -> datetim
     return deadline
 
 
+MIN_YEAR, MAX_YEAR = 1970, 2200
+
+
 def _utc(moment: datetime, name: str) -> datetime:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise Invalid(f"{name} needs a UTC offset (for example 2026-03-12T16:00:00+01:00); a local time is ambiguous.")
-    return moment.astimezone(UTC)
+    try:
+        utc = moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is in year 0 in UTC
+        utc = None
+    # a meeting's times are compared, moved and counted back from (reminders, deadlines): keep them far from the
+    # ends of what a datetime can hold
+    if utc is None or not MIN_YEAR <= utc.year <= MAX_YEAR:
+        raise Invalid(f"{name} must be between the years {MIN_YEAR} and {MAX_YEAR}.")
+    return utc
 
 
 def _zone(name: str) -> str:
