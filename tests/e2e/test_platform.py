@@ -187,7 +187,9 @@ def _email_counts(p) -> collections.Counter:
     return collections.Counter((m["To"].addresses[0].addr_spec, m["Subject"]) for m in p.mails())
 
 
-@pytest.mark.parametrize("platform", ["postgresql", "sqlite"], indirect=True)
+# PostgreSQL only in the suite (CI's time): the same two-phase send on SQLite is held by the notifications
+# integration tests on both backends; `-k kill_9` with the "sqlite" param added back runs it by hand.
+@pytest.mark.parametrize("platform", ["postgresql"], indirect=True)
 async def test_kill_9_notifications_mid_flow_loses_nothing_and_doubles_nothing(platform):
     p = platform
     n = 120  # 120 registered + 120 joined + 1 scheduled = 241 events in, 240 emails out
