@@ -121,6 +121,8 @@ async def test_a_coordinator_moves_the_meeting_and_the_member_sees_it(web: Web, 
     await page.get_by_role("link", name="Administration").click()
     await assert_accessible(page)
     await screenshot(page, "admin", full_page=True)
+    await page.get_by_role("link", name="Importér medlemmer fra en CSV-fil").click()
+    await assert_accessible(page)
 
     mette = await (await browser.new_context(locale="da-DK")).new_page()
     await sign_in(mette, web, "mette.eksempel@example.org")

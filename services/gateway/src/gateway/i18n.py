@@ -277,6 +277,49 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "admin.organisations": ("Organisationer", "Organisations"),
     "yes": ("Ja", "Yes"),
     "no": ("Nej", "No"),
+    "admin.import.link": ("Importér medlemmer fra en CSV-fil", "Import members from a CSV file"),
+    "admin.import.title": ("Importér medlemmer", "Import members"),
+    "admin.import.help": (
+        "Indsæt filen, eller vælg den, som et regneark gemmer den som CSV (UTF-8): en overskriftslinje med kolonnerne "
+        "name, email, phone, organisation, organisation_kind, cvr, job_title, locale, consents og groups (gruppernes "
+        "slugs adskilt af |). Højst {kib} KiB her; større filer importeres med medlemstjenestens kommandolinje "
+        "(python -m members.entrypoints.cli import FIL). Samme fil to gange ændrer intet anden gang.",
+        "Paste the file, or choose it, as a spreadsheet saves it as CSV (UTF-8): a header line naming the columns "
+        "name, email, phone, organisation, organisation_kind, cvr, job_title, locale, consents and groups (the groups' "
+        "slugs separated by |). At most {kib} KiB here; larger files go through the members service's command line "
+        "(python -m members.entrypoints.cli import FILE). The same file twice changes nothing the second time.",
+    ),
+    "admin.import.file_legend": ("Filen", "The file"),
+    "admin.import.paste": ("Indsæt filens indhold", "Paste the file's content"),
+    "admin.import.upload": ("Eller vælg en CSV-fil", "Or choose a CSV file"),
+    "admin.import.dry_run": ("Prøvekørsel: tjek alle linjer, gem intet", "Dry run: check every line, save nothing"),
+    "admin.import.start": ("Start importen", "Start the import"),
+    "admin.import.empty": ("Indsæt filen eller vælg en fil.", "Paste the file or choose one."),
+    "admin.import.utf8": (
+        "Filen er ikke UTF-8: gem den som CSV UTF-8.",
+        "The file is not UTF-8: save it as CSV UTF-8.",
+    ),
+    "admin.import.progress": ("Sådan går importen", "How the import goes"),
+    "admin.import.status.running": ("Importen er i gang …", "The import is running …"),
+    "admin.import.status.done": ("Importen er færdig.", "The import is done."),
+    "admin.import.status.failed": ("Importen mislykkedes.", "The import failed."),
+    "admin.import.dry_note": ("(Prøvekørsel: intet blev gemt.)", "(Dry run: nothing was saved.)"),
+    "admin.import.stop_follow": ("Stop den automatiske opdatering", "Stop updating automatically"),
+    "admin.import.follow": ("Opdatér automatisk", "Update automatically"),
+    "admin.import.refresh": ("Opdatér nu", "Update now"),
+    "admin.import.lines_read": ("Linjer læst", "Lines read"),
+    "admin.import.imported": ("Nye medlemmer", "New members"),
+    "admin.import.existing": ("Allerede registreret (uændret)", "Already registered (left as they are)"),
+    "admin.import.joined": ("Nye pladser i grupper", "New seats in groups"),
+    "admin.import.refused": ("Afviste linjer", "Refused lines"),
+    "admin.import.errors": (
+        "Afviste linjer (højst de første 100; værdierne gentages ikke, da de er personoplysninger)",
+        "Refused lines (at most the first 100; the values are not repeated, as they are personal data)",
+    ),
+    "admin.import.line": ("Linje", "Line"),
+    "admin.import.column": ("Kolonne", "Column"),
+    "admin.import.reason": ("Årsag", "Reason"),
+    "admin.import.again": ("Importér en fil mere", "Import another file"),
 }
 
 

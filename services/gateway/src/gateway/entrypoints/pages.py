@@ -879,3 +879,58 @@ async def error_page(request: Request, exc: Exception) -> Response:
     return await render(
         request, "error.html", status, message=key or "error.title", detail=detail, lang=language(request)
     )
+
+
+# -- administration: the CSV import of members ------------------------------------------------------------------------
+# The members service imports in the background (POST /admin/imports) and tells how it goes; these pages hand it the
+# file and show its progress. The file comes pasted or uploaded within this edge's body limit (MAX_BODY_BYTES, 64 KiB
+# by default): larger files go through the members service's CLI (python -m members.entrypoints.cli import FILE).
+@router.get("/admin/import")
+async def import_page(request: Request) -> Response:
+    await admin(request)
+    return await _import_form(request)
+
+
+async def _import_form(request: Request, status: int = 200, **extra: Any) -> Response:
+    limit = gateway(request).settings.max_body_bytes
+    return await render(request, "admin_import.html", status, limit_kib=limit // 1024, **extra)
+
+
+@router.post("/admin/import")
+async def start_import(request: Request) -> Response:
+    who = await admin(request)
+    form = await request.form()
+    pasted, csrf = form.get("csv"), form.get("csrf")
+    values = {"csv": pasted if isinstance(pasted, str) else "", "dry_run": "1" if form.get("dry_run") else ""}
+    if not csrf_ok(request, {"csrf": csrf if isinstance(csrf, str) else ""}, who):
+        return await _import_form(request, 400, values=values, errors={"form": "error.csrf"})
+    text, field = values["csv"], "csv"
+    upload = form.get("file")
+    if upload is not None and not isinstance(upload, str) and upload.filename:
+        try:
+            text, field = (await upload.read()).decode("utf-8-sig"), "file"
+        except UnicodeDecodeError:
+            return await _import_form(request, 422, values=values, errors={"file": "admin.import.utf8"})
+    if not text.strip():
+        return await _import_form(request, 422, values=values, errors={"csv": "admin.import.empty"})
+    body = {"csv": text, "dry_run": bool(values["dry_run"])}
+    try:
+        started = await gateway(request).services.call("members", "POST", "/admin/imports", member=None, json=body)
+    except Refused as exc:
+        if not 400 <= exc.status < 500:
+            raise
+        errors = _errors(exc)
+        if "csv" in errors:  # the service names its field; the person filled in the textarea or chose a file
+            errors[field] = errors.pop("csv")
+        return await _import_form(request, 409 if exc.status == 409 else 422, values=values, errors=errors)
+    return redirect(f"/admin/import/{started['import_id']}")
+
+
+@router.get("/admin/import/{import_id}")
+async def import_progress_page(request: Request, import_id: str) -> Response:
+    await admin(request)
+    iid = _uuid(import_id)
+    progress = await gateway(request).services.call("members", "GET", f"/admin/imports/{iid}", member=None)
+    # auto-refresh only when asked for (axe-core and WCAG 2.2.1: a page that reloads itself must be chosen)
+    follow = progress["status"] == "running" and request.query_params.get("follow") == "1"
+    return await render(request, "admin_import.html", progress=progress, follow=follow)

@@ -35,7 +35,7 @@ import io
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -294,41 +294,15 @@ async def run_import(
             parsed = parse(text)
             started = time.monotonic()
             bar = Progress(os.fstat(raw.fileno()).st_size, progress)
-
-            def take() -> list[ImportRow | LineError]:
-                """The next lines, up to batch_size good ones, read and checked (run in a thread)."""
-                items: list[ImportRow | LineError] = []
-                good = 0
-                for item in parsed.rows:
-                    items.append(item)
-                    if not isinstance(item, LineError):
-                        good += 1
-                        if good >= batch_size:
-                            break
-                return items
-
-            # The next batch's lines are read and checked in a thread while this batch is written: the CPU work of
-            # the one overlaps the database's of the other. One reader at a time: a take() starts after the last.
-            upcoming = asyncio.ensure_future(asyncio.to_thread(take))
-            try:
-                while items := await upcoming:
-                    upcoming = asyncio.ensure_future(asyncio.to_thread(take))
-                    batch: list[ImportRow] = []
-                    for item in items:
-                        report.lines += 1
-                        if isinstance(item, LineError):
-                            _refused(report, out, item)
-                        else:
-                            batch.append(item)
-                    if batch:
-                        outcome = await _batch(runtime, tuple(batch), dry_run)
-                        report.add(outcome)
-                        for error in outcome.errors:
-                            _refused(report, out, error)
-                    bar.show(counter.count, report.lines)
-            finally:
-                with contextlib.suppress(Exception):
-                    await upcoming  # the reader's thread, done before the file closes
+            await import_rows(
+                runtime,
+                parsed.rows,
+                dry_run=dry_run,
+                batch_size=batch_size,
+                report=report,
+                refused=lambda error: _refused(out, error),
+                progressed=lambda: bar.show(counter.count, report.lines),
+            )
             bar.show(counter.count, report.lines, final=True)
     finally:
         await runtime.engine.dispose()
@@ -342,8 +316,61 @@ async def run_import(
     return report
 
 
-def _refused(report: Report, out: IO[str], error: LineError) -> None:
-    report.refused += 1
+async def import_rows(
+    runtime: Any,
+    rows: Iterator[ImportRow | LineError],
+    *,
+    dry_run: bool,
+    batch_size: int,
+    report: Report,
+    refused: Callable[[LineError], None],
+    progressed: Callable[[], None] = lambda: None,
+) -> None:
+    """Import the parsed rows in batches of up to `batch_size` good lines, counting into `report`; `refused` is told
+    of each refused line (as it is found, so the errors take no memory here), `progressed` after each batch. The CLI
+    and POST /admin/imports (imports_http.py) both import through this."""
+
+    def take() -> list[ImportRow | LineError]:
+        """The next lines, up to batch_size good ones, read and checked (run in a thread)."""
+        items: list[ImportRow | LineError] = []
+        good = 0
+        for item in rows:
+            items.append(item)
+            if not isinstance(item, LineError):
+                good += 1
+                if good >= batch_size:
+                    break
+        return items
+
+    def refuse(error: LineError) -> None:
+        report.refused += 1
+        refused(error)
+
+    # The next batch's lines are read and checked in a thread while this batch is written: the CPU work of
+    # the one overlaps the database's of the other. One reader at a time: a take() starts after the last.
+    upcoming = asyncio.ensure_future(asyncio.to_thread(take))
+    try:
+        while items := await upcoming:
+            upcoming = asyncio.ensure_future(asyncio.to_thread(take))
+            batch: list[ImportRow] = []
+            for item in items:
+                report.lines += 1
+                if isinstance(item, LineError):
+                    refuse(item)
+                else:
+                    batch.append(item)
+            if batch:
+                outcome = await _batch(runtime, tuple(batch), dry_run)
+                report.add(outcome)
+                for error in outcome.errors:
+                    refuse(error)
+            progressed()
+    finally:
+        with contextlib.suppress(Exception):
+            await upcoming  # the reader's thread, done before the file closes
+
+
+def _refused(out: IO[str], error: LineError) -> None:
     out.write(f"line {error.line}: {error.field}: {error.reason}\n")
 
 

@@ -22,7 +22,7 @@ from ..domain import commands
 from ..domain.errors import DomainError
 from ..domain.model import CONSENTS, MAX_SLUG, cvr_error
 from ..service_layer.handlers import handle
-from . import admin_http, gdpr_http
+from . import admin_http, gdpr_http, imports_http
 
 # Limits chosen so the largest valid group makes an event of about 50 kB, far below NATS's 1 MiB.
 MAX_TOPICS = 50
@@ -658,14 +658,16 @@ async def set_membership(organisation_id: UUID, body: MembershipIn, uow: UoW, ca
 
 
 def create_app() -> FastAPI:
-    return service_app(
+    app = service_app(
         runtime_factory=bootstrap,
         title="Netværk members",
         description="Network groups, their seats and members, organisations. Publishes MEMBERS events (members.>) "
         "through an outbox.",
-        routers=[router, admin_http.router, gdpr_http.router],
+        routers=[router, admin_http.router, gdpr_http.router, imports_http.router],
         domain_error=DomainError,
     )
+    imports_http.install(app)
+    return app
 
 
 app = create_app()
