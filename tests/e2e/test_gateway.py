@@ -363,4 +363,3 @@ def test_an_unknown_address_gets_the_same_answer_and_no_mail_and_a_service_away_
     assert resent.status_code == 200 and "Databeskyttelse i skyen" in resent.text
     status, proposals = web.platform.call("meetings", "GET", f"/groups/{ids['a']}/proposals")
     assert [p["description"] for p in proposals if p["title"] == "Databeskyttelse i skyen"] == ["Linje 1\nLinje 2"]
-    assert ids

@@ -14,7 +14,7 @@ from uuid import UUID
 
 from ..adapters.services import Refused, Unavailable
 from ..bootstrap import bootstrap
-from .pages import normalised_email
+from .pages import member_with_address, normalised_email
 
 
 async def add_admin(address: str) -> int:
@@ -24,8 +24,7 @@ async def add_admin(address: str) -> int:
         return 2
     gw = await bootstrap()
     try:
-        page = await gw.services.call("members", "GET", "/admin/members", member=None, params={"q": email, "limit": 5})
-        hit = next((m for m in page.get("items", []) if str(m.get("email", "")).lower() == email), None)
+        hit = await member_with_address(gw.services, email)
         if hit is None:
             print(f"no member has the address {email}: register them first (POST /members)", file=sys.stderr)
             return 1

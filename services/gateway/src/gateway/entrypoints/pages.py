@@ -18,7 +18,7 @@ from email_validator import EmailNotValidError, validate_email
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from ..adapters.services import Refused, Unavailable
+from ..adapters.services import Refused, Services, Unavailable
 from ..i18n import COPENHAGEN, LANGUAGES
 from .session import (
     LANG_COOKIE,
@@ -89,10 +89,15 @@ async def login_request(request: Request) -> Response:
     return await render(request, "login_sent.html")
 
 
+async def member_with_address(services: Services, email: str) -> dict[str, Any] | None:
+    """The member whose address is `email` (normalised), asked as the administration; None when there is none."""
+    page = await services.call("members", "GET", "/admin/members", member=None, params={"q": email, "limit": 5})
+    return next((hit for hit in page.get("items", []) if str(hit.get("email", "")).lower() == email), None)
+
+
 async def _send_link(request: Request, email: str) -> None:
     gw = gateway(request)
-    page = await gw.services.call("members", "GET", "/admin/members", member=None, params={"q": email, "limit": 5})
-    member = next((hit for hit in page.get("items", []) if str(hit.get("email", "")).lower() == email), None)
+    member = await member_with_address(gw.services, email)
     if member is None or member.get("status") == "ended":
         return
     member_id = UUID(member["member_id"])
@@ -213,9 +218,9 @@ async def groups_page(request: Request) -> Response:
     return await render(request, "groups.html", groups=[g for g in groups if g["status"] != "archived"], mine=mine)
 
 
-async def _my_role(request: Request, who: Viewer, group_id: UUID) -> str | None:
-    me = await gateway(request).services.call("members", "GET", f"/members/{who.member_id}", member=who.member_id)
-    return next((g["role"] for g in me.get("groups", []) if g["group_id"] == str(group_id)), None)
+def role_in(group: dict[str, Any], who: Viewer) -> str | None:
+    """The viewer's role in the group, from the roster its GET /groups/{id} answer carries (no second call)."""
+    return next((m["role"] for m in group.get("members", []) if m["member_id"] == str(who.member_id)), None)
 
 
 @router.get("/groups/{group_id}")
@@ -228,7 +233,7 @@ async def group_page(request: Request, group_id: str) -> Response:
 async def _group(request: Request, who: Viewer, gid: UUID, status: int = 200, **extra: Any) -> Response:
     svc = gateway(request).services
     group = await svc.call("members", "GET", f"/groups/{gid}", member=who.member_id)
-    role = await _my_role(request, who, gid)
+    role = role_in(group, who)
     directory: list[dict[str, Any]] | None = None
     proposals: list[dict[str, Any]] = []
     requests: list[dict[str, Any]] = []
@@ -481,13 +486,13 @@ async def _meeting(request: Request, who: Viewer, mid: UUID, status: int = 200, 
     svc = gateway(request).services
     meeting = await svc.call("meetings", "GET", f"/meetings/{mid}", member=who.member_id)
     gid = meeting["group_id"]
-    role = await _my_role(request, who, UUID(gid))
+    group = await svc.call("members", "GET", f"/groups/{gid}", member=who.member_id)
+    role = role_in(group, who)
     if role is None and not who.is_admin:
         raise Forbidden
-    seats, directory, group = await asyncio.gather(
+    seats, directory = await asyncio.gather(
         svc.call("meetings", "GET", f"/meetings/{mid}/rsvps", member=who.member_id),
         svc.call("members", "GET", f"/groups/{gid}/directory", member=who.member_id),
-        svc.call("members", "GET", f"/groups/{gid}", member=who.member_id),
     )
     names = {d["member_id"]: d["name"] for d in directory}
     mine = next((a for a in seats["answers"] if a["member_id"] == str(who.member_id)), None)
